@@ -1,0 +1,1 @@
+"""Query RPC over Redis lists: wire format, serving loop, handlers and clients (no Django)."""

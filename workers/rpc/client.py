@@ -1,0 +1,313 @@
+"""The caller side of the RPC: fan a request out, gather replies until the deadline.
+
+`SearchClient` asks every shard and merges whatever answered in time (a missing shard
+makes the answer partial, not failed); `EncodeClient` asks the encode workers for one
+query vector, with the Redis query-embedding cache in front. Both raise `RpcUnavailable`
+when Redis itself cannot be reached, within the client's connect/socket timeouts (build
+the Redis client with `workers.rpc.connection.connect`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from workers.index.types import SearchFilter, SearchResult
+from workers.rpc.cache import QueryEmbeddingCache
+from workers.rpc.connection import max_block_s
+from workers.rpc.encode import ENCODE_QUEUE_KEY
+from workers.rpc.errors import (
+    BadRequest,
+    NoShardAvailable,
+    NoWorkerAvailable,
+    RemoteError,
+    RpcUnavailable,
+)
+from workers.rpc.merge import merge_topk
+from workers.rpc.protocol import (
+    DEFAULT_LIMITS,
+    ERROR_BAD_REQUEST,
+    REPLY_KEY_PREFIX,
+    Embedding,
+    ImageQuery,
+    ProtocolError,
+    ProtocolLimits,
+    Reply,
+    Request,
+    RequestPayload,
+    SearchHits,
+    SearchQuery,
+    TextQuery,
+    decode_reply,
+    encode_request,
+)
+from workers.rpc.search import shard_queue_key
+
+log = logging.getLogger(__name__)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+class _Transport:
+    """Push one encoded request to several lists, then pop replies from a private list.
+
+    Request lists are bounded (`max_queue_len`, oldest dropped first) and expire
+    `queue_ttl_s` after the last push, so a shard with no live replica cannot make
+    Redis grow without end; every deadline must therefore be shorter than `queue_ttl_s`.
+    """
+
+    def __init__(
+        self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
+    ) -> None:
+        self.client = client
+        self.limits = limits
+        self.max_queue_len = max_queue_len
+        self.queue_ttl_s = queue_ttl_s
+        self.max_block_s = max_block_s(client)
+
+    def call(
+        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
+    ) -> list[Reply]:
+        if not 0 < timeout_s < self.queue_ttl_s:
+            raise ValueError(f"timeout_s must be in (0, {self.queue_ttl_s})")
+        started = time.monotonic()
+        request_id = uuid.uuid4().hex
+        reply_key = REPLY_KEY_PREFIX + request_id
+        raw = encode_request(
+            Request(
+                id=request_id,
+                reply_to=reply_key,
+                deadline=time.time() + timeout_s,
+                payload=payload,
+                trace_id=trace_id,
+            )
+        )
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.rpush(key, raw)
+            pipe.ltrim(key, -self.max_queue_len, -1)
+            pipe.expire(key, self.queue_ttl_s)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise RpcUnavailable(f"cannot send the request to Redis: {exc}") from exc
+        return self._gather(reply_key, request_id, len(queue_keys), started + timeout_s)
+
+    def _gather(self, reply_key: str, request_id: str, expected: int, until: float) -> list[Reply]:
+        replies: list[Reply] = []
+        while len(replies) < expected:
+            remaining = until - time.monotonic()
+            if remaining < 0.001:  # BLPOP counts whole ms and 0 would block forever
+                break
+            if self.max_block_s is not None:
+                remaining = min(remaining, self.max_block_s)
+            try:
+                popped = self.client.blpop([reply_key], timeout=remaining)
+            except redis.RedisError as exc:
+                if replies:  # keep what already arrived: a partial answer beats none
+                    log.warning("rpc: redis failed while gathering replies: %s", exc)
+                    break
+                raise RpcUnavailable(f"lost Redis while waiting for replies: {exc}") from exc
+            if popped is None:
+                continue
+            try:
+                reply = decode_reply(popped[1], self.limits)
+            except ProtocolError as exc:
+                log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
+                continue
+            if reply.id == request_id:
+                replies.append(reply)
+        return replies
+
+
+# ---------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class GatheredResult:
+    """The merged top-k of the shards that answered in time, and which ones did."""
+
+    result: SearchResult
+    answered: list[int]
+    total: int
+    errors: dict[int, str] = field(default_factory=dict)
+    took_ms: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        return len(self.answered) < self.total
+
+
+class SearchClient:
+    """Searches all shards over Redis; thread-safe (each call borrows a pooled connection)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        n_shards: int,
+        *,
+        timeout_s: float | None = None,
+        limits: ProtocolLimits = DEFAULT_LIMITS,
+        max_queue_len: int = 4096,
+        queue_ttl_s: int = 60,
+    ) -> None:
+        if n_shards < 1:
+            raise ValueError("n_shards must be at least 1")
+        self.n_shards = n_shards
+        self.timeout_s = timeout_s or _env_float("RPC_SEARCH_TIMEOUT_S", 0.5)
+        self.limits = limits
+        self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
+        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filters: SearchFilter | None = None,
+        timeout_s: float | None = None,
+        *,
+        trace_id: str = "",
+    ) -> GatheredResult:
+        """Top-k over all shards for each query row; raises NoShardAvailable if none answers."""
+        started = time.monotonic()
+        q = self._check_queries(queries, k)
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
+        payload = SearchQuery(queries=q, k=int(k), filters=filters or SearchFilter())
+        replies = self._transport.call(self.queue_keys, payload, timeout, trace_id)
+        hits: dict[int, SearchHits] = {}
+        errors: dict[int, str] = {}
+        bad_requests = 0
+        for reply in replies:
+            shard = reply.shard
+            if shard is None or not 0 <= shard < self.n_shards or shard in hits:
+                continue
+            if not reply.ok:
+                errors[shard] = reply.error or ""
+                bad_requests += reply.error_kind == ERROR_BAD_REQUEST
+            elif isinstance(reply.payload, SearchHits) and reply.payload.scores.shape == (
+                q.shape[0],
+                k,
+            ):
+                hits[shard] = reply.payload
+            else:
+                errors[shard] = "reply of the wrong shape or type"
+        if not hits:
+            if errors and bad_requests == len(errors):
+                raise BadRequest("; ".join(sorted(set(errors.values()))))
+            raise NoShardAvailable(
+                f"no search shard answered within {timeout * 1e3:.0f} ms"
+                + (f" (errors: {errors})" if errors else "")
+            )
+        answered = sorted(hits)
+        return GatheredResult(
+            result=merge_topk([hits[s] for s in answered], int(k)),
+            answered=answered,
+            total=self.n_shards,
+            errors=errors,
+            took_ms=(time.monotonic() - started) * 1e3,
+        )
+
+    def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        limits = self.limits
+        if q.ndim != 2 or not 1 <= q.shape[0] <= limits.max_queries:
+            raise ValueError(f"queries must be (n, d) with 1 <= n <= {limits.max_queries}")
+        if not 1 <= q.shape[1] <= limits.max_dim:
+            raise ValueError(f"query dimension must be in [1, {limits.max_dim}]")
+        if not np.isfinite(q).all():
+            raise ValueError("queries contain NaN or infinity")
+        if isinstance(k, bool) or not 1 <= int(k) <= limits.max_k:
+            raise ValueError(f"k must be in [1, {limits.max_k}]")
+        return q
+
+
+# ---------------------------------------------------------------- encode
+
+
+class EncodeClient:
+    """Turns a text or an image query into a vector via the encode workers, cache first."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        queue_key: str = ENCODE_QUEUE_KEY,
+        *,
+        cache: QueryEmbeddingCache | None = None,
+        timeout_s: float | None = None,
+        limits: ProtocolLimits = DEFAULT_LIMITS,
+        max_queue_len: int = 1024,
+        queue_ttl_s: int = 60,
+    ) -> None:
+        self.queue_key = queue_key
+        self.cache = cache
+        self.timeout_s = timeout_s or _env_float("RPC_ENCODE_TIMEOUT_S", 2.0)
+        self.limits = limits
+        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+
+    def encode_text(
+        self, text: str, timeout_s: float | None = None, *, trace_id: str = ""
+    ) -> np.ndarray:
+        """The query vector of `text` (float32, (dim,)); BadRequest if a worker refuses it."""
+        if not isinstance(text, str) or not text or len(text) > self.limits.max_text_chars:
+            raise ValueError(f"text must be 1 to {self.limits.max_text_chars} characters")
+        return self._encode("text", text, TextQuery(text=text), timeout_s, trace_id)
+
+    def encode_image(
+        self, data: bytes, timeout_s: float | None = None, *, trace_id: str = ""
+    ) -> np.ndarray:
+        """The query vector of an image file's bytes; BadRequest names why it is unreadable."""
+        data = bytes(data)
+        if not data or len(data) > self.limits.max_image_bytes:
+            raise ValueError(f"image must be 1 to {self.limits.max_image_bytes} bytes")
+        return self._encode("image", data, ImageQuery(data=data), timeout_s, trace_id)
+
+    def _encode(
+        self,
+        kind: str,
+        content: str | bytes,
+        payload: RequestPayload,
+        timeout_s: float | None,
+        trace_id: str,
+    ) -> np.ndarray:
+        if self.cache is not None:
+            try:
+                cached = self.cache.get(kind, content)
+            except redis.RedisError as exc:
+                raise RpcUnavailable(f"query cache unreachable: {exc}") from exc
+            if cached is not None:
+                return cached
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
+        replies = self._transport.call([self.queue_key], payload, timeout, trace_id)
+        if not replies:
+            raise NoWorkerAvailable(f"no encode worker answered within {timeout * 1e3:.0f} ms")
+        reply = replies[0]
+        if not reply.ok:
+            error = BadRequest if reply.error_kind == ERROR_BAD_REQUEST else RemoteError
+            raise error(reply.error or "encode failed")
+        if not isinstance(reply.payload, Embedding):
+            raise RemoteError("encode worker replied without a vector")
+        vector = reply.payload.vector
+        if self.cache is not None:
+            if reply.payload.model == self.cache.model:
+                try:
+                    self.cache.put(kind, content, vector)
+                except redis.RedisError as exc:
+                    log.warning("rpc: could not cache a query vector: %s", exc)
+            else:
+                log.warning(
+                    "rpc: encoder model %r is not the cache's %r; not caching",
+                    reply.payload.model,
+                    self.cache.model,
+                )
+        return vector

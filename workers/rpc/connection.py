@@ -1,0 +1,45 @@
+"""Redis clients configured for request/reply calls that must fail fast, never hang.
+
+redis-py's defaults retry a failed command ten times with back-off (seconds in all), which
+would turn "Redis is down" into a slow request instead of a prompt 503. One retry without
+back-off is kept: it transparently replaces a pooled connection that a Redis restart broke.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def connect(
+    url: str,
+    *,
+    socket_timeout: float | None = None,
+    connect_timeout: float | None = None,
+    retries: int = 1,
+) -> redis.Redis:
+    """A client for the RPC: bounded connect/read times, one immediate retry on a broken socket.
+
+    Defaults come from RPC_SOCKET_TIMEOUT_S (5 s; blocking waits are cut to fit inside it)
+    and RPC_CONNECT_TIMEOUT_S (0.25 s).
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout or _env_float("RPC_SOCKET_TIMEOUT_S", 5.0),
+        socket_connect_timeout=connect_timeout or _env_float("RPC_CONNECT_TIMEOUT_S", 0.25),
+        retry=Retry(NoBackoff(), retries),
+    )
+
+
+def max_block_s(client: redis.Redis) -> float | None:
+    """The longest blocking wait that stays inside the client's socket timeout (None: no limit)."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return None if timeout is None else max(0.8 * float(timeout), 0.001)

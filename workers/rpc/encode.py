@@ -1,0 +1,189 @@
+"""The encode side of the RPC: a batch handler turning text and image queries into vectors.
+
+The web process never loads torch: it sends queries here (`EncodeClient`), or, in a small
+deployment, encodes in-process with `LocalEncoder`, which has the same methods.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import redis
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from workers.rpc.cache import QueryEmbeddingCache as QueryEmbeddingCache
+from workers.rpc.errors import BadRequest
+from workers.rpc.protocol import (
+    ERROR_BAD_REQUEST,
+    Embedding,
+    ImageQuery,
+    Reply,
+    Request,
+    TextQuery,
+)
+from workers.rpc.server import Handler
+
+log = logging.getLogger(__name__)
+
+ENCODE_QUEUE_KEY = "search:rpc:encode"
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+MAX_IMAGE_PIXELS = int(os.environ.get("RPC_MAX_IMAGE_PIXELS", 40_000_000))
+
+
+class Encoder(Protocol):
+    """What the handler needs from the CLIP encoder (loaded once per worker process)."""
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray: ...
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image we accept; the message says why (shown to the user)."""
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An upright RGB image from file bytes, refusing unknown formats and oversized images.
+
+    The pixel count is checked from the header, before any pixel is decoded.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    f"image of {width}x{height} pixels exceeds the {max_pixels} pixel limit"
+                )
+            upright = ImageOps.exif_transpose(img)
+            return upright.convert("RGB")
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"unreadable image: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}") from exc
+
+
+def _model_name(encoder: Encoder, model: str | None) -> str:
+    name = model or getattr(encoder, "model_name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError("pass model=<name> or give the encoder a model_name attribute")
+    return name
+
+
+def _vectors(encoded: object, n: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(encoded, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != n:
+        raise ValueError(f"encoder returned shape {vectors.shape} for {n} inputs")
+    return vectors
+
+
+def make_encode_handler(
+    encoder: Encoder,
+    *,
+    model: str | None = None,
+    decode: Callable[[bytes], Image.Image] = decode_image,
+) -> Handler:
+    """A batch handler for `RpcServer`: all texts of a batch in one encoder call, all images
+    in another. An undecodable image gets a bad-request reply naming why."""
+    model_name = _model_name(encoder, model)
+
+    def handle(requests: list[Request]) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(requests)
+        texts: list[tuple[int, str]] = []
+        images: list[tuple[int, Image.Image]] = []
+        for i, request in enumerate(requests):
+            query = request.payload
+            if isinstance(query, TextQuery):
+                texts.append((i, query.text))
+            elif isinstance(query, ImageQuery):
+                try:
+                    images.append((i, decode(query.data)))
+                except ValueError as exc:
+                    replies[i] = Reply.failure(request.id, str(exc), kind=ERROR_BAD_REQUEST)
+                except Exception as exc:
+                    log.exception("encode: image decoder failed (trace %s)", request.trace_id)
+                    replies[i] = Reply.failure(request.id, f"image decoding failed: {exc}")
+            else:
+                replies[i] = Reply.failure(
+                    request.id,
+                    f"an encoder does not serve {request.kind!r}",
+                    kind=ERROR_BAD_REQUEST,
+                )
+        for items, encode in ((texts, encoder.encode_texts), (images, encoder.encode_images)):
+            if not items:
+                continue
+            try:
+                vectors = _vectors(encode([item for _, item in items]), len(items))
+            except Exception as exc:
+                log.exception("encode: %s failed on %d inputs", encode.__name__, len(items))
+                for i, _ in items:
+                    replies[i] = Reply.failure(requests[i].id, f"encoding failed: {exc}")
+                continue
+            for row, (i, _) in enumerate(items):
+                replies[i] = Reply(
+                    id=requests[i].id, payload=Embedding(vector=vectors[row], model=model_name)
+                )
+        return [reply for reply in replies if reply is not None]
+
+    return handle
+
+
+class LocalEncoder:
+    """Encodes queries in the calling process (small deployments): `EncodeClient`'s methods,
+    same cache, same errors, no RPC."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        model: str | None = None,
+        cache: QueryEmbeddingCache | None = None,
+        decode: Callable[[bytes], Image.Image] = decode_image,
+    ) -> None:
+        self.encoder = encoder
+        self.model = _model_name(encoder, model)
+        self.cache = cache
+        self.decode = decode
+
+    def encode_text(
+        self, text: str, timeout_s: float | None = None, *, trace_id: str = ""
+    ) -> np.ndarray:
+        return self._cached("text", text, lambda: self.encoder.encode_texts([text]))
+
+    def encode_image(
+        self, data: bytes, timeout_s: float | None = None, *, trace_id: str = ""
+    ) -> np.ndarray:
+        def run() -> np.ndarray:
+            try:
+                image = self.decode(data)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+            return self.encoder.encode_images([image])
+
+        return self._cached("image", data, run)
+
+    def _cached(self, kind: str, content: str | bytes, run: Callable[[], object]) -> np.ndarray:
+        # The cache is an optimisation here: with Redis down, encode anyway.
+        cache = self.cache
+        if cache is not None:
+            try:
+                cached = cache.get(kind, content)
+            except redis.RedisError as exc:
+                log.warning("encode: query cache unreachable: %s", exc)
+                cache = None
+            else:
+                if cached is not None:
+                    return cached
+        vector = _vectors(run(), 1)[0]
+        if cache is not None and cache.model == self.model:
+            try:
+                cache.put(kind, content, vector)
+            except redis.RedisError as exc:
+                log.warning("encode: could not cache a query vector: %s", exc)
+        return vector

@@ -1,0 +1,210 @@
+"""The serving loop: pop a batch of requests from one Redis list, answer it with one handler call.
+
+Batching costs no latency: the loop blocks for the first request only, then takes what is
+already waiting (up to `batch_cap`) without waiting more. Requests past their deadline are
+dropped unanswered (the caller has gone), malformed ones are logged and dropped, and Redis
+errors are ridden out with a back-off so that a Redis restart does not stop the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from workers.rpc.protocol import (
+    DEFAULT_LIMITS,
+    ProtocolError,
+    ProtocolLimits,
+    Reply,
+    Request,
+    decode_request,
+    encode_reply,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[Request]], list[Reply]]
+
+
+class RpcServer:
+    """Serves one request list; run one per thread (a worker may run several replicas).
+
+    The counters are plain attributes, read by metrics and tests:
+    `served` requests answered, `dropped_expired`, `dropped_malformed`, `handler_errors`
+    (batches whose handler raised; their requests get error replies), `reply_errors`
+    (batches whose replies could not be pushed), `redis_errors`, `batches`,
+    `max_batch_size` and `batch_sizes` (batch size -> number of batches).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        queue_key: str,
+        handler: Handler,
+        *,
+        batch_cap: int = 64,
+        reply_ttl_s: int = 10,
+        block_s: float = 0.5,
+        limits: ProtocolLimits = DEFAULT_LIMITS,
+        backoff_s: tuple[float, float] = (0.05, 2.0),
+        name: str | None = None,
+    ) -> None:
+        if batch_cap < 1:
+            raise ValueError("batch_cap must be at least 1")
+        if reply_ttl_s < 1:
+            raise ValueError("reply_ttl_s must be at least 1 second")
+        self.client = client
+        self.queue_key = queue_key
+        self.handler = handler
+        self.batch_cap = batch_cap
+        self.reply_ttl_s = int(reply_ttl_s)
+        self.block_s = block_s
+        self.limits = limits
+        self.backoff_s = backoff_s
+        self.name = name or queue_key
+        self.served = 0
+        self.dropped_expired = 0
+        self.dropped_malformed = 0
+        self.handler_errors = 0
+        self.reply_errors = 0
+        self.redis_errors = 0
+        self.batches = 0
+        self.max_batch_size = 0
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+
+    # ------------------------------------------------------------ loop
+
+    def serve_forever(self, stop_event: threading.Event) -> None:
+        """Serve until `stop_event` is set; the batch in flight is always finished first."""
+        log.info(
+            "rpc server %s: serving %s (batch cap %d)", self.name, self.queue_key, self.batch_cap
+        )
+        backoff = self.backoff_s[0]
+        while not stop_event.is_set():
+            try:
+                self.serve_once(self.block_s)
+                backoff = self.backoff_s[0]
+            except redis.RedisError as exc:
+                self.redis_errors += 1
+                log.warning(
+                    "rpc server %s: redis unavailable (%s), retrying in %.2fs",
+                    self.name,
+                    exc,
+                    backoff,
+                )
+                stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_s[1])
+        log.info("rpc server %s: stopped", self.name)
+
+    def serve_once(self, block_s: float) -> int:
+        """Wait up to `block_s` for work, answer one batch; returns the number of replies sent.
+
+        Raises Redis errors (ConnectionError, TimeoutError, ...) so that the caller decides
+        how to back off; `serve_forever` retries them.
+        """
+        raws = self._pop_batch(block_s)
+        if not raws:
+            return 0
+        requests = self._decode(raws)
+        if not requests:
+            return 0
+        replies = self._call_handler(requests)
+        self._push_replies(requests, replies)
+        return len(replies)
+
+    # ------------------------------------------------------------ steps
+
+    def _pop_batch(self, block_s: float) -> list[bytes]:
+        # BLPOP's timeout is whole milliseconds and 0 means "forever": never send below 1 ms.
+        popped = self.client.blpop([self.queue_key], timeout=max(block_s, 0.001))
+        if popped is None:
+            return []
+        raws = [popped[1]]
+        if self.batch_cap > 1:
+            more = self.client.lpop(self.queue_key, self.batch_cap - 1)
+            if more:
+                raws.extend(more)
+        return raws
+
+    def _decode(self, raws: list[bytes]) -> list[Request]:
+        now = time.time()
+        requests = []
+        for raw in raws:
+            try:
+                request = decode_request(raw, self.limits)
+            except ProtocolError as exc:
+                self.dropped_malformed += 1
+                log.warning(
+                    "rpc server %s: dropped a malformed message (%d bytes): %s",
+                    self.name,
+                    len(raw),
+                    exc,
+                )
+                continue
+            if request.deadline <= now:
+                self.dropped_expired += 1
+                log.debug(
+                    "rpc server %s: dropped request %s (trace %s), %.1f ms late",
+                    self.name,
+                    request.id,
+                    request.trace_id,
+                    (now - request.deadline) * 1e3,
+                )
+                continue
+            requests.append(request)
+        if requests:
+            self.batches += 1
+            self.batch_sizes[len(requests)] += 1
+            self.max_batch_size = max(self.max_batch_size, len(requests))
+        return requests
+
+    def _call_handler(self, requests: list[Request]) -> list[Reply]:
+        try:
+            replies = self.handler(requests)
+            if len(replies) != len(requests):
+                raise RuntimeError(
+                    f"handler returned {len(replies)} replies for {len(requests)} requests"
+                )
+        except Exception as exc:
+            # One bad batch must not kill the worker: answer with errors so callers fail
+            # fast instead of waiting for their deadline.
+            self.handler_errors += 1
+            log.exception(
+                "rpc server %s: handler failed on a batch of %d (traces %s)",
+                self.name,
+                len(requests),
+                [r.trace_id for r in requests],
+            )
+            return [Reply.failure(r.id, f"worker error: {type(exc).__name__}") for r in requests]
+        return replies
+
+    def _encode(self, request: Request, reply: Reply) -> bytes:
+        try:
+            return encode_reply(reply)
+        except (TypeError, ValueError) as exc:
+            self.handler_errors += 1
+            log.error(
+                "rpc server %s: unencodable reply to %s (trace %s): %s",
+                self.name,
+                request.id,
+                request.trace_id,
+                exc,
+            )
+            return encode_reply(Reply.failure(request.id, "worker error: unencodable reply"))
+
+    def _push_replies(self, requests: list[Request], replies: list[Reply]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for request, reply in zip(requests, replies, strict=True):
+            pipe.rpush(request.reply_to, self._encode(request, reply))
+            pipe.expire(request.reply_to, self.reply_ttl_s)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self.reply_errors += 1
+            raise
+        self.served += len(replies)
