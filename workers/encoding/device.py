@@ -1,0 +1,70 @@
+"""Where and in which precision the encoder runs, decided once per process.
+
+CUDA with fp16 weights when a GPU is present; otherwise the CPU in fp32, or in
+bf16 when asked (CLIP_BF16=1): on CPUs with AVX-512 it is markedly faster with
+embeddings that stay within a cosine of about 0.9999 of fp32.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value.strip().lower() in _TRUE
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Requested placement; defaults from CLIP_DEVICE, CLIP_BF16, CLIP_COMPILE."""
+
+    device: str | None = field(default_factory=lambda: os.environ.get("CLIP_DEVICE") or None)
+    bf16: bool = field(default_factory=lambda: env_flag("CLIP_BF16"))
+    compile: bool = field(default_factory=lambda: env_flag("CLIP_COMPILE"))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The chosen device and weight dtype, and whether to torch.compile the towers."""
+
+    device: torch.device
+    dtype: torch.dtype
+    compile: bool = False
+
+    def describe(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{self.device.type} {dtype}" + (" compiled" if self.compile else "")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU has bf16-friendly instructions (AVX-512 or AMX); without them
+    bf16 matmuls are emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "avx512f"))
+
+
+def choose_placement(
+    device: str | torch.device | None = None, *, bf16: bool = False, compile: bool = False
+) -> Placement:
+    """CUDA + fp16 when available (unless `device` says otherwise), else CPU fp32.
+
+    `bf16=True` asks for bf16 weights on the CPU; it is honoured even on a CPU
+    without native support (it still works, only slower), since the caller asked.
+    """
+    if device is None:
+        chosen = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        chosen = torch.device(device)
+    if chosen.type == "cuda":
+        return Placement(chosen, torch.float16, compile)
+    return Placement(chosen, torch.bfloat16 if bf16 else torch.float32, compile)
