@@ -1,0 +1,75 @@
+"""Pure helpers on result arrays: recall@k and the k-way merge of shard answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import faiss
+import numpy as np
+
+from workers.index.types import SearchResult
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Mean fraction of the true top-k ids found in the first k columns of `found`."""
+    found = np.asarray(found)[:, :k]
+    truth = np.asarray(truth)[:, :k]
+    if found.shape[0] != truth.shape[0]:
+        raise ValueError("found and truth must have the same number of queries")
+    hits = 0
+    for row_found, row_truth in zip(found, truth, strict=True):
+        valid = row_truth[row_truth >= 0]
+        hits += np.intersect1d(row_found[row_found >= 0], valid).size
+    return hits / float(max(1, truth.shape[0] * k))
+
+
+def keep_max_for(metric: int) -> bool:
+    """Whether larger scores are better, as FAISS itself decides it for the metric."""
+    return bool(faiss.is_similarity_metric(metric))
+
+
+def merge_topk(
+    scores: Sequence[np.ndarray],
+    ids: Sequence[np.ndarray],
+    k: int,
+    metric: int = faiss.METRIC_INNER_PRODUCT,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-shard (nq, k_i) answers into one (nq, k) answer with a top-k heap.
+
+    Ids of -1 are padding and never win. The direction (max or min) comes from the metric.
+    """
+    if not scores:
+        raise ValueError("nothing to merge")
+    nq = scores[0].shape[0]
+    heap = faiss.ResultHeap(nq, k, keep_max=keep_max_for(metric))
+    for d, i in zip(scores, ids, strict=True):
+        d = np.ascontiguousarray(d, dtype=np.float32)
+        i = np.ascontiguousarray(i, dtype=np.int64)
+        if d.shape != i.shape or d.shape[0] != nq:
+            raise ValueError("scores and ids must be (nq, k_i) with the same nq")
+        if i.size:
+            d = np.where(i >= 0, d, -np.inf if heap.keep_max else np.inf).astype(np.float32)
+            heap.add_result(d, i)
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def merge_results(results: Sequence[SearchResult], k: int) -> SearchResult:
+    """Merge grouped shard answers (products are disjoint across shards: a score heap does)."""
+    nq = results[0].scores.shape[0]
+    offsets = np.cumsum([0] + [r.scores.shape[1] for r in results])
+    positions = [
+        np.where(r.product_ids >= 0, np.arange(r.scores.shape[1])[None, :] + off, -1)
+        for r, off in zip(results, offsets[:-1], strict=True)
+    ]
+    scores, pos = merge_topk([r.scores for r in results], positions, k)
+    all_products = np.concatenate([r.product_ids for r in results], axis=1)
+    all_images = np.concatenate([r.image_ids for r in results], axis=1)
+    rows = np.arange(nq)[:, None]
+    valid = pos >= 0
+    safe = np.where(valid, pos, 0)
+    return SearchResult(
+        product_ids=np.where(valid, all_products[rows, safe], -1).astype(np.int64),
+        image_ids=np.where(valid, all_images[rows, safe], -1).astype(np.int64),
+        scores=np.where(valid, scores, -np.inf).astype(np.float32),
+    )

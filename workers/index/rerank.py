@@ -1,0 +1,139 @@
+"""Exact re-ranking vectors for compressed shards: float16 rows on disk, memory-mapped.
+
+A compressed code (OPQ+PQ) only ranks candidates roughly; the exact score of the top
+candidates is recomputed from these rows. The store is a list of immutable segment files,
+each holding the rows of a contiguous slot range, so appending a batch is writing a new
+file and a snapshot can hard-link segments instead of copying gigabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROW_DTYPE = np.float16
+_BLOCK = 65536
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    start: int  # first slot
+    rows: int
+    sha256: str
+
+    def open(self, dim: int) -> np.memmap | np.ndarray:
+        if self.rows == 0:
+            return np.zeros((0, dim), dtype=ROW_DTYPE)
+        return np.memmap(self.path, dtype=ROW_DTYPE, mode="r", shape=(self.rows, dim))
+
+
+class RerankStore:
+    """Rows for slots [0, size) spread over segment files in `directory`."""
+
+    def __init__(self, directory: Path, dim: int, segments: Iterable[Segment] = ()) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self.segments: list[Segment] = list(segments)
+        self._maps = [seg.open(dim) for seg in self.segments]
+        self._starts = np.array([seg.start for seg in self.segments], dtype=np.int64)
+
+    @property
+    def size(self) -> int:
+        return self.segments[-1].start + self.segments[-1].rows if self.segments else 0
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(seg.rows for seg in self.segments) * self.dim * np.dtype(ROW_DTYPE).itemsize
+
+    def append(self, vectors: np.ndarray | Iterable[np.ndarray]) -> None:
+        """Write rows for the next slots as one new segment (blocks may be streamed in)."""
+        blocks = [vectors] if isinstance(vectors, np.ndarray) else vectors
+        path = self.directory / f"rerank-{uuid.uuid4().hex}.f16"
+        digest = hashlib.sha256()
+        rows = 0
+        with open(path, "wb") as fh:
+            for block in blocks:
+                data = np.ascontiguousarray(block, dtype=np.float32).astype(ROW_DTYPE).tobytes()
+                digest.update(data)
+                fh.write(data)
+                rows += len(block)
+            fh.flush()
+            os.fsync(fh.fileno())
+        segment = Segment(path, self.size, rows, digest.hexdigest())
+        self.segments.append(segment)
+        self._maps.append(segment.open(self.dim))
+        self._starts = np.append(self._starts, segment.start)
+
+    def gather(self, slots: np.ndarray) -> np.ndarray:
+        """float32 rows for the given slots (any shape); slots out of range give zeros."""
+        flat = np.asarray(slots, dtype=np.int64).reshape(-1)
+        out = np.zeros((len(flat), self.dim), dtype=np.float32)
+        valid = (flat >= 0) & (flat < self.size)
+        if not valid.any():
+            return out.reshape(*np.shape(slots), self.dim)
+        seg = np.searchsorted(self._starts, flat, side="right") - 1
+        for s in np.unique(seg[valid]):
+            rows = np.flatnonzero(valid & (seg == s))
+            local = flat[rows] - self.segments[s].start
+            order = np.argsort(local)  # sorted reads are kinder to the page cache
+            out[rows[order]] = self._maps[s][local[order]]
+        return out.reshape(*np.shape(slots), self.dim)
+
+    def rewritten(self, keep: np.ndarray) -> RerankStore:
+        """A new store holding only rows `keep` (ascending), renumbered from 0."""
+        fresh = RerankStore(self.directory, self.dim)
+        fresh.append(self.gather(keep[i : i + _BLOCK]) for i in range(0, len(keep), _BLOCK))
+        return fresh
+
+    def link_into(self, target: Path) -> list[dict[str, object]]:
+        """Hard-link (or copy) the segment files into `target`; describe them for metadata."""
+        described = []
+        for seg in self.segments:
+            dest = Path(target) / seg.path.name
+            try:
+                os.link(seg.path, dest)
+            except OSError:
+                shutil.copyfile(seg.path, dest)
+            described.append(
+                {"file": seg.path.name, "start": seg.start, "rows": seg.rows, "sha256": seg.sha256}
+            )
+        return described
+
+    @classmethod
+    def from_description(
+        cls, source: Path, description: list[dict[str, object]], dim: int, work_dir: Path
+    ) -> RerankStore:
+        """Open a snapshot's segments, linked into `work_dir` so the snapshot can be pruned."""
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        segments = []
+        for d in description:
+            name = str(d["file"])
+            dest = Path(work_dir) / name
+            if not dest.exists():
+                try:
+                    os.link(Path(source) / name, dest)
+                except OSError:
+                    shutil.copyfile(Path(source) / name, dest)
+            segments.append(Segment(dest, _int(d["start"]), _int(d["rows"]), str(d["sha256"])))
+        return cls(work_dir, dim, segments)
+
+    def close(self) -> None:
+        """Remove segment files this store created in its own directory (not snapshot links)."""
+        for seg in self.segments:
+            if seg.path.parent == self.directory:
+                seg.path.unlink(missing_ok=True)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value

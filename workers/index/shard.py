@@ -1,0 +1,620 @@
+"""One index shard: a trained bulk FAISS index, a small delta index and the removed set.
+
+- Vectors carry slots (arrival order) as their FAISS labels; columns by slot hold the image
+  id, product id and filter attributes. Deleted and superseded slots and filters become one
+  ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``.
+- Fresh upserts go to ``delta`` (exact flat, or for IVF shards an IVF-Flat sharing the
+  bulk's coarse quantizer, searched with the same coarse assignment); ``compact()`` folds
+  them into ``bulk`` and drops removed vectors.
+- Compressed shards (PQ) re-rank their top candidates exactly from a float16 memory-mapped
+  file (see ``rerank.py``).
+- A readers-writer lock lets searches run concurrently (FAISS releases the GIL) and never
+  see half an update. Per-request parameters are arguments, never set on the shared index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from workers.index import snapshot as snap
+from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
+from workers.index.rerank import RerankStore
+from workers.index.rwlock import RWLock
+from workers.index.spec import DEFAULT_RERANK_K, IndexSpec, SearchParams, choose_spec
+from workers.index.types import SearchFilter, SearchResult, VectorAttrs
+
+logger = logging.getLogger(__name__)
+
+METRIC = faiss.METRIC_INNER_PRODUCT
+REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
+_MASK_CACHE = 16
+
+
+def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
+    return faiss.index_factory(dim, spec.factory, METRIC)
+
+
+def default_params(spec: IndexSpec) -> SearchParams:
+    nlist = spec.nlist
+    return SearchParams(
+        nprobe=min(nlist, max(1, nlist // 64)) if nlist else None,
+        ef_search=64 if spec.kind == "hnsw" else None,
+        rerank_k=DEFAULT_RERANK_K if spec.rerank else None,
+    )
+
+
+class Shard:
+    """One shard of the vector index for one embedding model."""
+
+    def __init__(
+        self,
+        dim: int,
+        model: str,
+        spec: IndexSpec | str = "auto",
+        *,
+        work_dir: Path | None = None,
+        params: SearchParams | None = None,
+        rebuild_fraction: float = REBUILD_FRACTION,
+    ) -> None:
+        if dim <= 0:
+            raise ValueError("dim must be positive")
+        self.dim = int(dim)
+        self.model = str(model)
+        self.spec = spec if isinstance(spec, IndexSpec) else choose_spec(0, dim, spec)
+        self.params = params or default_params(self.spec)
+        self.tune_report: dict[str, object] = {}
+        self.rebuild_fraction = rebuild_fraction
+        self.last_applied: str | None = None
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="shard-"))
+        self._lock = RWLock()
+        self._writer = threading.RLock()  # one writer at a time (compaction may be long)
+        self._version = 0
+        self._masks: dict[tuple[int, SearchFilter | None], tuple[np.ndarray, int]] = {}
+        self._install(new_index(self.spec, self.dim), Columns(), 0, None)
+
+    # ------------------------------------------------------------------ state
+
+    def _install(
+        self, bulk: faiss.Index, cols: Columns, n_bulk: int, rerank: RerankStore | None
+    ) -> None:
+        """Replace the whole state (caller holds the write lock or owns the object)."""
+        self._bulk = bulk
+        self._ivf = faiss.try_extract_index_ivf(bulk)
+        self._cols = cols
+        self._n_bulk = n_bulk
+        if self.spec.rerank and rerank is None:
+            rerank = RerankStore(self.work_dir, self.dim)
+        self._rerank = rerank
+        self._lookup = IdLookup()
+        self._lookup.rebuild(cols["image_ids"], cols["alive"])
+        self._reset_delta()
+        self._version += 1
+
+    def _reset_delta(self) -> None:
+        self._delta_vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self._n_delta = 0
+        if self._ivf is not None and self._bulk.is_trained:
+            delta = faiss.IndexIVFFlat(self._ivf.quantizer, self._ivf.d, self._ivf.nlist, METRIC)
+            delta.is_trained = True
+            self._delta = delta
+        else:
+            self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+
+    def _check(self, vectors: np.ndarray, model: str | None) -> np.ndarray:
+        if model is not None and model != self.model:
+            raise ValueError(f"vectors of model {model!r} cannot enter a {self.model!r} shard")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(
+                f"vectors must have shape (n, {self.dim}) for model {self.model!r}, "
+                f"got {vectors.shape}"
+            )
+        vectors = np.array(vectors, dtype=np.float32, order="C", copy=True)
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinity")
+        faiss.normalize_L2(vectors)
+        return vectors
+
+    # ----------------------------------------------------------------- writes
+
+    def upsert(
+        self, ids: np.ndarray, vectors: np.ndarray, attrs: VectorAttrs, *, model: str | None = None
+    ) -> None:
+        """Insert or replace vectors by image id; a replaced vector is never returned again."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vectors = self._check(vectors, model)
+        if len(vectors) != len(ids) or len(attrs) != len(ids):
+            raise ValueError("ids, vectors and attrs must have the same length")
+        if len(ids) == 0:
+            return
+        # the last occurrence of a repeated id wins, as if applied one by one
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = np.sort(len(ids) - 1 - last)
+        if len(keep) != len(ids):
+            ids, vectors = ids[keep], vectors[keep]
+            attrs = VectorAttrs.build(
+                attrs.product_ids[keep],
+                attrs.category_ids[keep],
+                attrs.prices[keep],
+                attrs.in_stock[keep],
+            )
+        with self._writer, self._lock.write():
+            old = self._lookup.find(ids, self._cols)
+            self._cols.data["alive"][old[old >= 0]] = False
+            slots = self._cols.append(ids, attrs)
+            self._append_delta(vectors, slots)
+            self._lookup.add_recent(ids, slots)
+            self._version += 1
+
+    def _append_delta(self, vectors: np.ndarray, slots: np.ndarray) -> None:
+        needed = self._n_delta + len(vectors)
+        if needed > len(self._delta_vectors):
+            grown = np.zeros((max(needed, 2 * len(self._delta_vectors), 256), self.dim), np.float32)
+            grown[: self._n_delta] = self._delta_vectors[: self._n_delta]
+            self._delta_vectors = grown
+        self._delta_vectors[self._n_delta : needed] = vectors
+        self._n_delta = needed
+        self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """Remove vectors by image id (unknown ids are ignored)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        with self._writer, self._lock.write():
+            slots = self._lookup.find(ids, self._cols)
+            self._cols.data["alive"][slots[slots >= 0]] = False
+            self._version += 1
+
+    def compact(self, force_rebuild: bool = False) -> None:
+        """Fold delta into bulk and physically drop removed vectors where that is cheap."""
+        with self._writer, self._lock.write():
+            cols = self._cols
+            alive = cols["alive"]
+            delta = self._delta_vectors[: self._n_delta]
+            bulk = self._bulk
+            if not bulk.is_trained:
+                train = np.ascontiguousarray(delta[alive[self._n_bulk :]])
+                if len(train) < _min_train(self.spec):
+                    return  # too few vectors to train: everything stays exact in delta
+                bulk.train(train)
+                self._ivf = faiss.try_extract_index_ivf(bulk)
+            if len(delta):
+                slots = np.arange(self._n_bulk, cols.size, dtype=np.int64)
+                if self._ivf is not None:
+                    bulk.add_with_ids(delta, slots)
+                else:  # positional labels: adding in slot order keeps label == slot
+                    assert bulk.ntotal == self._n_bulk, "positional bulk out of step"
+                    bulk.add(delta)
+                if self._rerank is not None:
+                    self._rerank.append(delta)
+            n_dead = int(cols.size - alive.sum())
+            cheap = self._ivf is not None or self.spec.kind == "flat"
+            dead_fraction = n_dead / max(1, cols.size)
+            rerank = self._rerank
+            if n_dead and (cheap or force_rebuild or dead_fraction > self.rebuild_fraction):
+                keep = np.flatnonzero(alive)
+                bulk, rerank = self._dropped(bulk, keep)
+                cols.keep(keep)
+            self._install(bulk, cols, cols.size, rerank)
+
+    def _dropped(
+        self, bulk: faiss.Index, keep: np.ndarray
+    ) -> tuple[faiss.Index, RerankStore | None]:
+        """Bulk and re-rank store holding only slots `keep`, renumbered 0..len(keep)-1."""
+        new_of_old = np.full(self._cols.size, -1, dtype=np.int64)
+        new_of_old[keep] = np.arange(len(keep), dtype=np.int64)
+        rerank = self._rerank
+        if rerank is not None:
+            fresh = rerank.rewritten(keep)
+            rerank.close()
+            rerank = fresh
+        if self._ivf is not None:
+            relabel_ivf(self._ivf, new_of_old)
+            bulk.ntotal = self._ivf.ntotal
+            return bulk, rerank
+        if self.spec.kind == "flat":
+            dead = np.flatnonzero(new_of_old < 0).astype(np.int64)
+            bulk.remove_ids(faiss.IDSelectorBatch(dead))  # shifts: position == rank among kept
+            return bulk, rerank
+        if rerank is not None:
+            vectors = rerank.gather(keep)
+        else:
+            vectors = np.vstack([bulk.reconstruct_batch(b) for b in np.array_split(keep, 64)])
+        fresh_index = new_index(self.spec, self.dim)
+        if not fresh_index.is_trained:
+            fresh_index.train(vectors)
+        fresh_index.add(vectors)
+        return fresh_index, rerank
+
+    def swap_bulk(self, other: Shard) -> None:
+        """Take over another shard's whole state atomically (a rebuilt and replayed index)."""
+        if other.dim != self.dim or other.model != self.model:
+            raise ValueError("cannot swap in a shard of another model or dimension")
+        with self._writer, self._lock.write(), other._writer, other._lock.write():
+            old_rerank = self._rerank
+            self.spec, self.params, self.tune_report = other.spec, other.params, other.tune_report
+            self.last_applied = other.last_applied
+            self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
+            self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
+            self._delta, self._delta_vectors = other._delta, other._delta_vectors
+            self._n_delta = other._n_delta
+            self._version += 1
+            if old_rerank is not None and old_rerank is not self._rerank:
+                old_rerank.close()
+
+    # ----------------------------------------------------------------- reads
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filters: SearchFilter | None = None,
+        params: SearchParams | None = None,
+    ) -> SearchResult:
+        """Top-k products per query (best image each), excluding removed ids, inside FAISS."""
+        queries = self._check(np.atleast_2d(queries), None)
+        if k <= 0:
+            raise ValueError("k must be positive")
+        nq = len(queries)
+        out_p = np.full((nq, k), -1, dtype=np.int64)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        with self._lock.read():
+            bits, n_match = self._allowed(filters)
+            if n_match == 0:
+                return SearchResult(out_p, out_i, out_s, {"matches": 0})
+            base = (params or SearchParams()).merged_over(self.params)
+            base = self._scaled(base, n_match / max(1, int(self._cols["alive"].sum())))
+            products = self._cols.data["product_ids"]
+            image_ids = self._cols.data["image_ids"]
+            todo = np.arange(nq)
+            fetch = min(n_match, 2 * k)
+            exhaustive = self.spec.kind == "flat"  # already exact: only fetch can grow
+            while len(todo):
+                p = self._exhaustive(base) if exhaustive else base
+                scores, slots = self._search_slots(queries[todo], fetch, bits, p)
+                grow, deepen = [], []
+                for row, q in enumerate(todo):
+                    valid = slots[row] >= 0
+                    s_row, sl_row = scores[row][valid], slots[row][valid]
+                    pids = products[sl_row]
+                    _, first = np.unique(pids, return_index=True)
+                    first = np.sort(first)[:k]
+                    n = len(first)
+                    out_p[q, :n] = pids[first]
+                    out_i[q, :n] = image_ids[sl_row[first]]
+                    out_s[q, :n] = s_row[first]
+                    if n >= k:
+                        continue
+                    if len(sl_row) >= fetch and fetch < n_match:
+                        grow.append(q)  # several images per product: fetch more images
+                    elif not exhaustive:
+                        deepen.append(q)  # the approximate search missed matches
+                if not grow and not deepen:
+                    break
+                todo = np.array(sorted(grow + deepen))
+                if grow:
+                    fetch = min(n_match, fetch * 4)
+                if deepen:
+                    exhaustive = True
+            return SearchResult(out_p, out_i, out_s, {"matches": n_match})
+
+    def _scaled(self, params: SearchParams, selectivity: float) -> SearchParams:
+        """Probe more when a filter keeps few vectors, so as many matches are visited."""
+        if selectivity >= 1.0:
+            return params
+        scale = 1.0 / max(selectivity, 1e-6)
+        nprobe = params.nprobe
+        if nprobe is not None and self.spec.nlist:
+            nprobe = min(self.spec.nlist, math.ceil(nprobe * scale))
+        ef = params.ef_search
+        if ef is not None:
+            ef = min(4096, math.ceil(ef * scale))
+        return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=params.rerank_k)
+
+    def _exhaustive(self, params: SearchParams) -> SearchParams:
+        return SearchParams(
+            nprobe=self.spec.nlist or params.nprobe,
+            ef_search=max(4 * (params.ef_search or 64), 1024) if params.ef_search else None,
+            rerank_k=params.rerank_k,
+        )
+
+    def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, int]:
+        """Packed bitmap over slots of the live vectors matching the filter (cached per version)."""
+        key = (self._version, None if flt is None or flt.is_empty else flt)
+        cached = self._masks.get(key)
+        if cached is not None:
+            return cached
+        mask = self._cols.filter_mask(key[1])
+        value = (np.packbits(mask, bitorder="little"), int(mask.sum()))
+        if len(self._masks) >= _MASK_CACHE or any(v != self._version for v, _ in self._masks):
+            self._masks = {}
+        self._masks[key] = value
+        return value
+
+    def _search_slots(
+        self, queries: np.ndarray, fetch: int, bits: np.ndarray, params: SearchParams
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top `fetch` (score, slot) over bulk and delta with the bitmap selector."""
+        sel = faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
+        parts = []
+        bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
+        if self._ivf is not None and self._bulk.is_trained:
+            xq = self._to_ivf_space(queries)
+            nprobe = int(params.nprobe or 1)
+            ivf_params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            coarse_d, coarse_i = self._ivf.quantizer.search(xq, nprobe)
+            if bulk_ready:
+                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
+                d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
+                parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
+            if self._n_delta:
+                d, i = preassigned(self._delta, xq, fetch, coarse_i, coarse_d, ivf_params)
+                parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
+        else:
+            if bulk_ready:
+                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
+                d, i = self._bulk.search(queries, kb, params=self._bulk_params(params, sel))
+                parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
+            if self._n_delta:
+                d, i = self._delta.search(queries, fetch, params=faiss.SearchParameters(sel=sel))
+                parts.append((d, i))
+        if not parts:
+            nq = len(queries)
+            return np.full((nq, 1), -np.inf, np.float32), np.full((nq, 1), -1, np.int64)
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        slots = np.concatenate([p[1] for p in parts], axis=1)
+        scores = np.where(slots >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+
+    def _bulk_params(self, params: SearchParams, sel: faiss.IDSelector) -> faiss.SearchParameters:
+        if self.spec.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(params.ef_search or 64))
+        return faiss.SearchParameters(sel=sel)
+
+    def _reranked(
+        self, queries: np.ndarray, slots: np.ndarray, fetch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of compressed candidates from the float16 rows; keep the best `fetch`."""
+        assert self._rerank is not None
+        rows = self._rerank.gather(slots)
+        scores = np.einsum("qd,qkd->qk", queries, rows, dtype=np.float32)
+        scores = np.where(slots >= 0, scores, -np.inf).astype(np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+
+    def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._delta_vectors[np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1))]
+        scores = np.einsum("qd,qkd->qk", queries, rows, dtype=np.float32)
+        return np.where(slots >= 0, scores, -np.inf).astype(np.float32), slots
+
+    def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
+        """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
+        if not isinstance(self._bulk, faiss.IndexPreTransform) or self._ivf is None:
+            return x
+        if not self._bulk.is_trained:
+            return x
+        for i in range(self._bulk.chain.size()):
+            x = self._bulk.chain.at(i).apply(x)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def search_images(
+        self, queries: np.ndarray, k: int, params: SearchParams | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Ungrouped top-k (scores, image ids): what the tuner and benchmarks measure."""
+        queries = self._check(np.atleast_2d(queries), None)
+        with self._lock.read():
+            bits, _ = self._allowed(None)
+            p = (params or SearchParams()).merged_over(self.params)
+            scores, slots = self._search_slots(queries, k, bits, p)
+            ids = np.where(slots >= 0, self._cols.data["image_ids"][np.maximum(slots, 0)], -1)
+            return scores, ids.astype(np.int64)
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each image id is live in the shard."""
+        with self._lock.read():
+            return self._lookup.find(np.asarray(ids, dtype=np.int64), self._cols) >= 0
+
+    def ids(self) -> np.ndarray:
+        """All live image ids (sorted), for reconciliation against the database."""
+        with self._lock.read():
+            return np.sort(self._cols["image_ids"][self._cols["alive"]].astype(np.int64))
+
+    def attrs_of(self, ids: np.ndarray) -> VectorAttrs:
+        """Attributes of live image ids (raises KeyError if one is absent)."""
+        with self._lock.read():
+            slots = self._lookup.find(np.asarray(ids, dtype=np.int64), self._cols)
+            if (slots < 0).any():
+                raise KeyError(f"ids not in shard: {np.asarray(ids)[slots < 0][:5].tolist()}")
+            return self._cols.attrs(slots)
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors of live ids where recoverable (exact for delta/flat/HNSW, float16 for
+        compressed shards)."""
+        with self._lock.read():
+            slots = self._lookup.find(np.asarray(ids, dtype=np.int64), self._cols)
+            if (slots < 0).any():
+                raise KeyError("ids not in shard")
+            out = np.zeros((len(slots), self.dim), dtype=np.float32)
+            in_delta = slots >= self._n_bulk
+            out[in_delta] = self._delta_vectors[slots[in_delta] - self._n_bulk]
+            bulk_slots = slots[~in_delta]
+            if len(bulk_slots):
+                if self._rerank is not None:
+                    out[~in_delta] = self._rerank.gather(bulk_slots)
+                else:
+                    if self._ivf is not None and self._ivf.direct_map.no():
+                        raise NotImplementedError("IVF shard vectors need a rerank store")
+                    out[~in_delta] = self._bulk.reconstruct_batch(bulk_slots)
+            return out
+
+    def stats(self) -> dict[str, object]:
+        with self._lock.read():
+            alive = int(self._cols["alive"].sum())
+            slots = self._cols.size
+            return {
+                "model": self.model,
+                "dim": self.dim,
+                "spec": self.spec.factory,
+                "rerank": self.spec.rerank,
+                "params": self.params.to_dict(),
+                "tune": self.tune_report,
+                "vectors": alive,
+                "slots": slots,
+                "bulk_size": self._n_bulk,
+                "delta_size": self._n_delta,
+                "removed": slots - alive,
+                "removed_fraction": (slots - alive) / slots if slots else 0.0,
+                "last_applied": self.last_applied,
+                "memory_bytes": self.memory_bytes(),
+                "rerank_disk_bytes": self._rerank.disk_bytes if self._rerank else 0,
+            }
+
+    def memory_bytes(self) -> int:
+        """Resident bytes: FAISS index + delta + columns + id lookup (not the float16 file)."""
+        total = self._cols.nbytes + self._lookup.order.nbytes + self._delta_vectors.nbytes
+        if self._ivf is not None:
+            inv = self._ivf.invlists
+            total += self._ivf.ntotal * (inv.code_size + 8)
+            total += self._ivf.nlist * self._ivf.d * 4  # coarse centroids
+            if isinstance(self._bulk, faiss.IndexPreTransform):
+                total += self.dim * self.dim * 4
+        elif self._bulk.ntotal:
+            total += faiss.serialize_index(self._bulk).nbytes
+        return total
+
+    # ------------------------------------------------------------ persistence
+
+    def snapshot(self, directory: Path, log_position: str) -> Path:
+        """Write an atomic, checksummed snapshot under `directory`; keep the previous one."""
+        temp, final = snap.new_temp_dir(Path(directory))
+        known: dict[str, str] = {}
+        with self._writer, self._lock.read():
+            faiss.write_index(self._bulk, str(temp / "bulk.faiss"))
+            arrays = {f"col_{n}": a for n, a in self._cols.to_arrays().items()}
+            arrays["delta_vectors"] = self._delta_vectors[: self._n_delta]
+            np.savez(temp / "columns.npz", allow_pickle=False, **arrays)
+            segments = self._rerank.link_into(temp) if self._rerank else []
+            known.update({str(s["file"]): str(s["sha256"]) for s in segments})
+            meta = {
+                "format": 1,
+                "log_position": log_position,
+                "model": self.model,
+                "dim": self.dim,
+                "spec": self.spec.to_dict(),
+                "params": self.params.to_dict(),
+                "tune": self.tune_report,
+                "n_bulk": self._n_bulk,
+                "slots": self._cols.size,
+                "vectors": int(self._cols["alive"].sum()),
+                "rerank_segments": segments,
+            }
+        json.dumps(meta)  # fail before renaming if something is not serialisable
+        return snap.commit(temp, final, meta, known)
+
+    @classmethod
+    def load(cls, directory: Path, work_dir: Path | None = None) -> tuple[Shard, str]:
+        """The newest valid snapshot (falling back to older ones) and the log id to replay after."""
+        for path, meta in snap.valid_snapshots(Path(directory)):
+            try:
+                return cls._from_snapshot(path, meta, work_dir), str(meta["log_position"])
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                logger.warning("cannot load snapshot %s: %s", path, exc)
+        raise FileNotFoundError(f"no valid snapshot under {directory}")
+
+    @classmethod
+    def _from_snapshot(cls, path: Path, meta: dict, work_dir: Path | None) -> Shard:
+        spec = IndexSpec.from_dict(meta["spec"])
+        work = Path(work_dir) if work_dir else Path(path).parent / "work"
+        shard = cls(
+            int(meta["dim"]),
+            str(meta["model"]),
+            spec,
+            work_dir=work,
+            params=SearchParams.from_dict(meta["params"]),
+        )
+        shard.tune_report = dict(meta.get("tune") or {})
+        bulk = faiss.read_index(str(path / "bulk.faiss"))
+        with np.load(path / "columns.npz", allow_pickle=False) as data:
+            cols = Columns.from_arrays({n: data[f"col_{n}"] for n in ALL_COLUMNS})
+            delta = np.ascontiguousarray(data["delta_vectors"], dtype=np.float32)
+        n_bulk = int(meta["n_bulk"])
+        if cols.size != n_bulk + len(delta):
+            raise ValueError("snapshot columns and delta do not add up")
+        rerank = None
+        if spec.rerank:
+            rerank = RerankStore.from_description(path, meta["rerank_segments"], shard.dim, work)
+        shard._install(bulk, cols, n_bulk, rerank)
+        if len(delta):
+            shard._append_delta(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
+        shard.last_applied = str(meta["log_position"])
+        return shard
+
+
+def preassigned(
+    ivf: faiss.IndexIVF,
+    x: np.ndarray,
+    k: int,
+    coarse_i: np.ndarray,
+    coarse_d: np.ndarray,
+    params: faiss.SearchParametersIVF,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``search_preassigned`` with search parameters (the Python wrapper refuses them)."""
+    n = len(x)
+    scores = np.empty((n, k), dtype=np.float32)
+    labels = np.empty((n, k), dtype=np.int64)
+    ivf.search_preassigned_c(
+        n,
+        faiss.swig_ptr(x),
+        k,
+        faiss.swig_ptr(np.ascontiguousarray(coarse_i)),
+        faiss.swig_ptr(np.ascontiguousarray(coarse_d)),
+        faiss.swig_ptr(scores),
+        faiss.swig_ptr(labels),
+        False,
+        params,
+    )
+    return scores, labels
+
+
+def relabel_ivf(ivf: faiss.IndexIVF, new_of_old: np.ndarray) -> None:
+    """Rewrite every inverted list with new labels, dropping entries mapped to -1."""
+    invlists = ivf.invlists
+    code_size = invlists.code_size
+    fresh = faiss.ArrayInvertedLists(ivf.nlist, code_size)
+    total = 0
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if size == 0:
+            continue
+        old = faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy()
+        codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * code_size).copy()
+        new = new_of_old[old]
+        kept = new >= 0
+        n_kept = int(kept.sum())
+        if n_kept:
+            ids = np.ascontiguousarray(new[kept], dtype=np.int64)
+            kept_codes = np.ascontiguousarray(codes.reshape(size, code_size)[kept])
+            fresh.add_entries(list_no, n_kept, faiss.swig_ptr(ids), faiss.swig_ptr(kept_codes))
+            total += n_kept
+    ivf.replace_invlists(fresh, True)
+    fresh.this.disown()
+    ivf.ntotal = total
+
+
+def _min_train(spec: IndexSpec) -> int:
+    """Vectors needed before an untrained spec can be trained from the delta."""
+    need = 1
+    if spec.nlist:
+        need = max(need, 4 * spec.nlist)
+    if spec.rerank:
+        need = max(need, 1024)
+    return need

@@ -1,0 +1,133 @@
+"""Which FAISS index a shard uses: the one place where `auto` is decided.
+
+`auto` picks by vector count (n) and dimension:
+
+=====================  ============================  ==========================================
+vectors in the shard   index (factory string)        why
+=====================  ============================  ==========================================
+n < FLAT_MAX           ``Flat``                      exact; a scan of 50k x 512 is ~5 ms
+FLAT_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
+                                                     ``remove_ids`` is cheap; float32 in RAM
+n >= IVFPQ_MIN         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
+                                                     of the top candidates from a float16
+                                                     memory-mapped file on disk
+=====================  ============================  ==========================================
+
+``nlist`` is the power of two nearest to ``4 * sqrt(n)``. Overrides: ``flat``, ``ivf``,
+``hnsw`` (``HNSW32``, a graph: fast, but deletions need a rebuild), ``ivfpq``, or any FAISS
+factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-ranked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
+IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
+HNSW_M = 32
+PQ_BYTES = 32
+DEFAULT_RERANK_K = 200
+
+_COMPRESSED = re.compile(r"(PQ|SQ|LSH|RaBitQ)", re.IGNORECASE)
+_NLIST = re.compile(r"IVF(\d+)")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A FAISS factory string plus what the shard needs to know about it."""
+
+    factory: str
+    rerank: bool = False  # compressed codes: re-rank candidates exactly from the float16 file
+
+    @property
+    def kind(self) -> str:
+        """flat, ivf, hnsw or other: decides how params are passed and how compaction works."""
+        if self.factory == "Flat":
+            return "flat"
+        if "IVF" in self.factory:
+            return "ivf"
+        if self.factory.startswith("HNSW"):
+            return "hnsw"
+        return "other"
+
+    @property
+    def nlist(self) -> int | None:
+        match = _NLIST.search(self.factory)
+        return int(match.group(1)) if match else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"factory": self.factory, "rerank": self.rerank}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> IndexSpec:
+        return cls(factory=str(data["factory"]), rerank=bool(data["rerank"]))
+
+    @classmethod
+    def from_factory(cls, factory: str) -> IndexSpec:
+        return cls(factory=factory, rerank=bool(_COMPRESSED.search(factory)))
+
+
+def nlist_for(n_vectors: int) -> int:
+    """Power of two nearest to 4*sqrt(n), at least 1."""
+    target = 4.0 * math.sqrt(max(n_vectors, 1))
+    return max(1, 2 ** round(math.log2(target)))
+
+
+def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
+    """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table)."""
+    name = (override or "auto").strip()
+    key = name.lower()
+    if key == "auto":
+        if n_vectors < FLAT_MAX:
+            key = "flat"
+        elif n_vectors < IVFPQ_MIN:
+            key = "ivf"
+        else:
+            key = "ivfpq"
+    if key == "flat":
+        return IndexSpec("Flat")
+    if key == "ivf":
+        return IndexSpec(f"IVF{nlist_for(n_vectors)},Flat")
+    if key == "hnsw":
+        return IndexSpec(f"HNSW{HNSW_M}")
+    if key == "ivfpq":
+        m = PQ_BYTES if dim % PQ_BYTES == 0 else _largest_divisor(dim, PQ_BYTES)
+        return IndexSpec(f"OPQ{m},IVF{nlist_for(n_vectors)},PQ{m}", rerank=True)
+    return IndexSpec.from_factory(name)
+
+
+def _largest_divisor(dim: int, at_most: int) -> int:
+    return max(m for m in range(1, at_most + 1) if dim % m == 0)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-request search knobs; None means the shard's tuned default."""
+
+    nprobe: int | None = None
+    ef_search: int | None = None
+    rerank_k: int | None = None
+
+    def merged_over(self, base: SearchParams) -> SearchParams:
+        """These params with the gaps filled from `base`."""
+        return SearchParams(
+            nprobe=self.nprobe if self.nprobe is not None else base.nprobe,
+            ef_search=self.ef_search if self.ef_search is not None else base.ef_search,
+            rerank_k=self.rerank_k if self.rerank_k is not None else base.rerank_k,
+        )
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"nprobe": self.nprobe, "ef_search": self.ef_search, "rerank_k": self.rerank_k}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object] | None) -> SearchParams:
+        data = data or {}
+        return cls(
+            **{
+                key: (int(data[key]) if data.get(key) is not None else None)  # type: ignore[arg-type]
+                for key in ("nprobe", "ef_search", "rerank_k")
+            }
+        )
