@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -27,7 +28,7 @@ def redis_url(redis_server: RedisProcess) -> Iterator[str]:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture
@@ -35,3 +36,92 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+# --- Django: only when pytest-django is active (tests/workers/* also run without it) ---
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SQLite test runs a file database, so worker processes can share it."""
+    if not config.pluginmanager.hasplugin("django"):
+        return
+    import tempfile
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db["TEST"]["NAME"] = str(Path(tempfile.mkdtemp(prefix="vps-test-")) / "test.sqlite3")
+        db.setdefault("OPTIONS", {})["timeout"] = 30
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _django_on_private_redis(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Point the Django cache, Celery and every Redis user at the session's private server."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    from django.conf import settings
+
+    from searchsite.celery import app
+
+    server: RedisProcess = request.getfixturevalue("redis_server")
+    scratch = request.getfixturevalue("tmp_path_factory").mktemp("site")
+    settings.MEDIA_ROOT = scratch / "media"
+    settings.INDEX_DIR = scratch / "index"
+    settings.REDIS_URL = server.url
+    settings.CACHES["default"]["LOCATION"] = server.url
+    settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
+    app.conf.broker_url = app.conf.result_backend = server.url
+    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].update(
+        anon="100000/minute", user="100000/minute", search="100000/minute"
+    )
+    yield
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def staff_client(db, api_client):
+    """An API client authenticated by token as a staff user."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user = get_user_model().objects.create_user("staff", password="pw-staff-123", is_staff=True)
+    token = Token.objects.create(user=user)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api_client
+
+
+@pytest.fixture
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP saved locally; Django settings (and workers started later) use it."""
+    from django.conf import settings
+
+    from workers.encoding.tiny_clip import build_tiny_clip
+
+    path = build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model", seed=0)
+    settings.CLIP_MODEL = str(path)
+    return path
+
+
+@pytest.fixture
+def encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
+    """A real Celery worker on the encode queue (its own process, the tiny model)."""
+    from tests.support.processes import CeleryWorker
+    from workers.queues import Queue
+
+    worker = CeleryWorker([Queue.ENCODE.value, Queue.DEFAULT.value], redis_url, worker_logs)
+    worker.start()
+    yield worker
+    worker.stop()

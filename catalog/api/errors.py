@@ -1,0 +1,51 @@
+"""One JSON error shape for every failure: {"error": code, "detail": message, "fields": {...}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from catalog.errors import ServiceError
+
+
+def _field_errors(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return {str(k): v for k, v in detail.items()}
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ServiceError):
+        body = {"error": exc.code, "detail": exc.message}
+        if exc.details:
+            body["fields"] = exc.details
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        fields = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+        exc = exceptions.ValidationError(fields)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "error": "invalid",
+            "detail": "The request has invalid fields.",
+            "fields": _field_errors(exc.detail),
+        }
+        response.status_code = status.HTTP_400_BAD_REQUEST
+    elif isinstance(exc, exceptions.APIException):
+        response.data = {"error": exc.default_code, "detail": str(exc.detail)}
+    return response

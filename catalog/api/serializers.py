@@ -1,0 +1,88 @@
+"""Input validation and output shapes. Serializers never write: views call services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from catalog.models import Category, Product, ProductImage
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = Category
+        fields = ["id", "name", "slug", "parent"]
+
+
+class ProductImageSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProductImage
+        fields = ["id", "url", "source_url", "position", "sha256", "width", "height", "error"]
+        read_only_fields = fields
+
+    def get_url(self, obj: ProductImage) -> str | None:
+        if obj.image:
+            request = self.context.get("request")
+            url = obj.image.url
+            return request.build_absolute_uri(url) if request else url
+        return obj.source_url or None
+
+
+class ImageCreateSerializer(serializers.Serializer):
+    """Either a multipart file `image` or a JSON `source_url`, not both."""
+
+    image = serializers.FileField(required=False)
+    source_url = serializers.URLField(required=False, max_length=2000)
+    position = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
+
+    def validate(self, attrs: dict) -> dict:
+        if bool(attrs.get("image")) == bool(attrs.get("source_url")):
+            raise serializers.ValidationError(
+                "Give exactly one of `image` (a file) or `source_url`."
+            )
+        return attrs
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    category = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
+    )
+    images = ProductImageSerializer(many=True, read_only=True)
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "sku",
+            "title",
+            "description",
+            "brand",
+            "category",
+            "price",
+            "currency",
+            "in_stock",
+            "is_active",
+            "attributes",
+            "images",
+            "index_state",
+            "index_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["index_state", "index_error", "created_at", "updated_at"]
+
+    def validate_currency(self, value: str) -> str:
+        if len(value) != 3 or not value.isalpha():
+            raise serializers.ValidationError("Use a 3-letter ISO 4217 code, e.g. USD.")
+        return value.upper()
+
+    def validate_attributes(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("attributes must be a JSON object.")
+        return value

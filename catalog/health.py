@@ -1,0 +1,77 @@
+"""What the service depends on, and whether each part answers right now."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+
+def _check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "down"; report it, don't raise
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _check_redis() -> dict[str, Any]:
+    started = time.perf_counter()
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        client.close()
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _workers_by_queue(timeout: float) -> dict[str, Any]:
+    """Ask the Celery workers which queues they consume (a broadcast, answered within timeout)."""
+    from searchsite.celery import app
+
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception as exc:  # kombu raises several transport errors; all mean "cannot tell"
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "queues": {}}
+    queues: dict[str, list[str]] = {}
+    for worker, consumed in replies.items():
+        for queue in consumed:
+            queues.setdefault(queue["name"], []).append(worker)
+    return {"ok": True, "workers": sorted(replies), "queues": queues}
+
+
+def health_report(*, worker_timeout: float = 1.0) -> tuple[bool, dict[str, Any]]:
+    """(can the web serve?, details).
+
+    Serving needs the database and Redis; the Celery workers seen are reported, not required.
+    """
+    database = _check_database()
+    redis_state = _check_redis()
+    workers = (
+        _workers_by_queue(worker_timeout)
+        if redis_state["ok"]
+        else {"ok": False, "error": "redis is down", "queues": {}}
+    )
+    reasons = [
+        f"{name}: {state['error']}"
+        for name, state in (("database", database), ("redis", redis_state))
+        if not state["ok"]
+    ]
+    healthy = not reasons
+    return healthy, {
+        "status": "ok" if healthy else "unavailable",
+        "reasons": reasons,
+        "database": database,
+        "redis": redis_state,
+        "celery": workers,
+    }

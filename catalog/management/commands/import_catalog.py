@@ -1,0 +1,32 @@
+"""Import products from JSON Lines or CSV, upserting by sku."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from catalog.services.imports import import_rows, read_rows
+
+
+class Command(BaseCommand):
+    help = "Upsert products and images from a .jsonl or .csv file; encoding is queued in chunks."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--chunk-size", type=int, default=100)
+
+    def handle(self, *args: object, file: Path, chunk_size: int, **options: object) -> None:
+        if not file.is_file():
+            raise CommandError(f"no such file: {file}")
+        with tqdm(desc="import", unit="row", disable=options["verbosity"] == 0) as bar:
+            report = import_rows(read_rows(file), chunk_size=chunk_size, on_row=bar.update)
+        self.stdout.write(
+            f"created {report.created}, updated {report.updated}, "
+            f"unchanged {report.unchanged}, rejected {len(report.rejected)}"
+        )
+        for line, reason in report.rejected[:50]:
+            self.stdout.write(self.style.WARNING(f"  line {line}: {reason}"))
+        if len(report.rejected) > 50:
+            self.stdout.write(f"  ... and {len(report.rejected) - 50} more")

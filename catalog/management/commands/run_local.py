@@ -1,0 +1,116 @@
+"""`make run`: the whole service on one machine, on embedded defaults.
+
+Starts a private Redis, prepares the database, the admin user, the model and the
+demo catalog, then runs the web server, the Celery workers, beat and Flower
+under honcho until Ctrl-C, which stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from honcho.manager import Manager
+
+from catalog.models import Product
+from workers.queues import Queue, shard_queue
+from workers.redis_process import RedisProcess
+
+
+def local_processes(python: str, shards: int, web_port: int, flower_port: int) -> dict[str, str]:
+    """The process table of a local deployment (one search worker per shard)."""
+    celery = f"{python} -m celery -A searchsite"
+    worker = f"{celery} worker --pool solo --without-gossip --without-mingle --loglevel INFO"
+    schedule = settings.DATA_DIR / "celerybeat-schedule"
+    processes = {
+        "web": f"{python} -m gunicorn searchsite.wsgi --bind 127.0.0.1:{web_port} "
+        f"--workers 2 --threads 4 --timeout 60 --access-logfile -",
+        "encode": f"{worker} -Q {Queue.ENCODE},{Queue.DEFAULT} -n encode@%h",
+        "index": f"{worker} -Q {Queue.INDEX} -n index@%h",
+        "beat": f"{celery} beat --schedule {schedule} --loglevel INFO",
+        "flower": f"{celery} flower --address=127.0.0.1 --port={flower_port}",
+    }
+    for shard in range(shards):
+        processes[f"shard{shard}"] = f"{worker} -Q {shard_queue(shard)} -n shard{shard}@%h"
+    return processes
+
+
+class Command(BaseCommand):
+    help = "Run the whole service locally (private Redis, SQLite, all workers) until Ctrl-C."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--flower-port", type=int, default=5555)
+        parser.add_argument(
+            "--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", 6390))
+        )
+        parser.add_argument("--demo-products", type=int, default=400)
+
+    def handle(
+        self,
+        *args: object,
+        port: int,
+        flower_port: int,
+        redis_port: int,
+        demo_products: int,
+        **options: object,
+    ) -> None:
+        data_dir = Path(settings.DATA_DIR)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        redis_server = RedisProcess(data_dir / "redis", port=redis_port)
+        redis_server.start()
+        env = self._environment(redis_server.url, flower_port)
+        os.environ.update(env)
+        try:
+            self._prepare(redis_server.url, demo_products)
+            manager = Manager()
+            for name, command in local_processes(
+                sys.executable, settings.SEARCH_SHARDS, port, flower_port
+            ).items():
+                manager.add_process(name, command, env={**os.environ, **env})
+            self._banner(port, flower_port)
+            manager.loop()
+        finally:
+            redis_server.stop()
+        sys.exit(manager.returncode)
+
+    def _environment(self, redis_url: str, flower_port: int) -> dict[str, str]:
+        model = os.environ.get("CLIP_MODEL", settings.CLIP_MODEL)
+        return {
+            "REDIS_URL": redis_url,
+            "CELERY_BROKER_URL": redis_url,
+            "CELERY_RESULT_BACKEND": redis_url,
+            "DATA_DIR": str(settings.DATA_DIR),
+            "CLIP_MODEL": model,
+            "FLOWER_URL": f"http://127.0.0.1:{flower_port}/",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _prepare(self, redis_url: str, demo_products: int) -> None:
+        settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = redis_url
+        settings.CACHES["default"]["LOCATION"] = redis_url
+        from searchsite.celery import app
+
+        app.conf.broker_url = app.conf.result_backend = redis_url
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("ensure_admin")
+        if demo_products and not Product.objects.exists():
+            call_command("make_demo_catalog", n=demo_products)
+
+    def _banner(self, port: int, flower_port: int) -> None:
+        site = f"http://127.0.0.1:{port}"
+        self.stdout.write(self.style.SUCCESS("\nVisual product search is starting:"))
+        for label, url in (
+            ("search page", f"{site}/"),
+            ("admin", f"{site}/admin/"),
+            ("API docs", f"{site}/api/docs/"),
+            ("health", f"{site}/api/health/"),
+            ("Flower", f"http://127.0.0.1:{flower_port}/"),
+        ):
+            self.stdout.write(f"  {label:<12} {url}")
+        self.stdout.write("Ctrl-C stops everything.\n")

@@ -1,0 +1,103 @@
+"""Catalog data: the source of truth the search index is built from."""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=120, unique=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IndexState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ENCODING = "encoding", "Encoding"
+    INDEXED = "indexed", "Indexed"
+    FAILED = "failed", "Failed"
+    NO_IMAGE = "no_image", "Not indexed: no image"
+    REMOVED = "removed", "Removed from index"
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    brand = models.CharField(max_length=120, blank=True, db_index=True)
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products"
+    )
+    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(0)])
+    currency = models.CharField(max_length=3, default="USD")
+    in_stock = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    index_state = models.CharField(
+        max_length=16, choices=IndexState.choices, default=IndexState.PENDING, db_index=True
+    )
+    index_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["category", "price"])]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.title}"
+
+
+def product_image_path(instance: ProductImage, filename: str) -> str:
+    return f"products/{instance.product_id}/{filename}"
+
+
+class ProductImage(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    image = models.FileField(upload_to=product_image_path, blank=True, max_length=300)
+    source_url = models.URLField(blank=True, max_length=2000)
+    position = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why this image could not be loaded or encoded")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(image="") | ~models.Q(source_url=""),
+                name="image_has_file_or_url",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} of product {self.product_id}"
+
+
+class Embedding(models.Model):
+    """The CLIP vector of one product image: what the search index is rebuilt from."""
+
+    image = models.OneToOneField(ProductImage, on_delete=models.CASCADE, related_name="embedding")
+    model = models.CharField(max_length=200)
+    dim = models.PositiveIntegerField()
+    vector = models.BinaryField(help_text="float32, little-endian, `dim` values")
+    source_sha256 = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["model"])]
+
+    def __str__(self) -> str:
+        return f"embedding of image {self.image_id} ({self.model}, {self.dim}d)"

@@ -1,0 +1,1 @@
+"""Writes: every change to the catalog goes through these functions."""

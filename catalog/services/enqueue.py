@@ -1,0 +1,74 @@
+"""Hand work to the Celery workers once the surrounding transaction has committed.
+
+If the broker is unreachable the rows keep their `pending` state, so
+`manage.py encode --stale` (and the periodic sweep) picks them up later: a
+broker outage delays indexing but never loses a write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+logger = logging.getLogger(__name__)
+_batch = threading.local()
+
+
+def _send(task_name: str, *args: object) -> None:
+    from workers.tasks import encoding
+
+    task = getattr(encoding, task_name)
+    try:
+        task.delay(*args)
+    except OperationalError as exc:
+        logger.warning("broker unreachable, %s%s left pending: %s", task_name, args, exc)
+
+
+def _ids(values: Iterable[int]) -> list[int]:
+    return sorted({int(v) for v in values})
+
+
+def enqueue_encoding(product_ids: Iterable[int]) -> None:
+    ids = _ids(product_ids)
+    pending = getattr(_batch, "ids", None)
+    if pending is not None:
+        pending.update(ids)
+    elif ids:
+        transaction.on_commit(lambda: _send("encode_products", ids))
+
+
+@contextmanager
+def batched_encoding(chunk_size: int = 64) -> Iterator[None]:
+    """Gather the encoding requests of a bulk write into one task per chunk of products.
+
+    Bulk imports would otherwise queue one task per product; the encode worker
+    batches on its own, but fewer, fuller tasks waste less work.
+    """
+    outer = getattr(_batch, "ids", None)
+    _batch.ids = set() if outer is None else outer
+    try:
+        yield
+    finally:
+        if outer is None:
+            ids = sorted(_batch.ids)
+            del _batch.ids
+            for start in range(0, len(ids), chunk_size):
+                chunk = ids[start : start + chunk_size]
+                transaction.on_commit(lambda chunk=chunk: _send("encode_products", chunk))
+
+
+def enqueue_removal(product_ids: Iterable[int]) -> None:
+    ids = _ids(product_ids)
+    if ids:
+        transaction.on_commit(lambda: _send("remove_products", ids))
+
+
+def enqueue_image_removal(*, product_id: int, image_ids: Iterable[int]) -> None:
+    ids = _ids(image_ids)
+    if ids:
+        transaction.on_commit(lambda: _send("remove_images", int(product_id), ids))

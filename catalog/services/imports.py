@@ -1,0 +1,168 @@
+"""Bulk catalog import (JSON Lines or CSV), upserting by sku."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.utils.text import slugify
+from rest_framework import serializers
+
+from catalog.errors import ServiceError
+from catalog.models import Category, Product
+from catalog.services import images as image_services
+from catalog.services import products as product_services
+from catalog.services.enqueue import batched_encoding
+
+
+class ImportRow(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    title = serializers.CharField(max_length=300)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    brand = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
+    category = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
+    category_name = serializers.CharField(required=False, allow_blank=True, default="")
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="USD")
+    in_stock = serializers.BooleanField(required=False, default=True)
+    images = serializers.ListField(
+        child=serializers.CharField(max_length=2000), required=False, default=list, max_length=20
+    )
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, raw row) from a .jsonl/.json or .csv file; CSV images are `|`-separated."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                row = dict(row)
+                row["images"] = [p for p in (row.get("images") or "").split("|") if p.strip()]
+                yield line, row
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield line, {"__error__": f"invalid JSON: {exc.msg}"}
+                continue
+            yield (
+                line,
+                row if isinstance(row, dict) else {"__error__": "a row must be a JSON object"},
+            )
+
+
+def _category(slug: str, name: str) -> Category | None:
+    if not slug:
+        return None
+    slug = slugify(slug)
+    category, _ = Category.objects.get_or_create(slug=slug, defaults={"name": name or slug.title()})
+    return category
+
+
+def _add_images(product: Product, sources: list[str]) -> None:
+    known_urls = set(product.images.exclude(source_url="").values_list("source_url", flat=True))
+    known_hashes = set(product.images.values_list("sha256", flat=True))
+    for source in sources:
+        if source.startswith(("http://", "https://")):
+            if source not in known_urls:
+                image_services.image_add_url(product=product, source_url=source)
+            continue
+        path = Path(source)
+        if not path.is_file():
+            raise ServiceError(f"image file not found: {source}", code="missing_file")
+        data = path.read_bytes()
+        upload = SimpleUploadedFile(path.name, data)
+        loaded = image_services.check_upload(upload)
+        if loaded.sha256 not in known_hashes:
+            image_services.image_add_upload(product=product, upload=upload)
+            known_hashes.add(loaded.sha256)
+
+
+def _upsert(data: dict[str, Any]) -> str:
+    """Create or update one product and its images; returns the ImportReport counter to bump."""
+    category = _category(data.pop("category"), data.pop("category_name"))
+    sources = data.pop("images")
+    data["currency"] = data["currency"].upper()
+    product = Product.objects.filter(sku=data["sku"]).first()
+    if product is None:
+        product = product_services.product_create(category=category, **data)
+        outcome = "created"
+    else:
+        changes = {
+            k: v for k, v in {**data, "category": category}.items() if getattr(product, k) != v
+        }
+        if changes:
+            product = product_services.product_update(product=product, **changes)
+            outcome = "updated"
+        else:
+            outcome = "unchanged"
+    _add_images(product, sources)
+    return outcome
+
+
+def import_rows(
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    chunk_size: int = 100,
+    on_row: Callable[[], None] | None = None,
+) -> ImportReport:
+    """Validate and upsert rows; a bad row is rejected with its reason, the rest go on.
+
+    Each chunk commits on its own and queues its encoding as whole batches.
+    """
+    report = ImportReport()
+    chunk: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        with transaction.atomic(), batched_encoding():
+            for line, raw in chunk:
+                _import_one(line, raw, report)
+        chunk.clear()
+
+    for item in rows:
+        chunk.append(item)
+        if len(chunk) >= chunk_size:
+            flush()
+        if on_row:
+            on_row()
+    if chunk:
+        flush()
+    return report
+
+
+def _import_one(line: int, raw: dict[str, Any], report: ImportReport) -> None:
+    if "__error__" in raw:
+        report.rejected.append((line, str(raw["__error__"])))
+        return
+    form = ImportRow(data=raw)
+    if not form.is_valid():
+        reasons = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items())
+        report.rejected.append((line, reasons))
+        return
+    try:
+        with transaction.atomic():
+            outcome = _upsert(dict(form.validated_data))
+    except ServiceError as exc:
+        report.rejected.append((line, exc.message))
+    except ValidationError as exc:
+        report.rejected.append((line, "; ".join(exc.messages)))
+    else:
+        setattr(report, outcome, getattr(report, outcome) + 1)

@@ -1,0 +1,13 @@
+"""The Celery app: configuration from Django settings (CELERY_*), tasks from workers.tasks."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
+
+app = Celery("searchsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"])

@@ -1,0 +1,119 @@
+"""Real Celery worker processes for integration tests, on the session's Redis and test DB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    """A DATABASE_URL for the database the tests run against (the test database)."""
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    user = params.get("USER") or ""
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = params.get("HOST") or "127.0.0.1"
+    port = f":{params['PORT']}" if params.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{params['NAME']}"
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="searchsite.settings",
+        DATABASE_URL=database_url(),
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        CELERY_RESULT_BACKEND=redis_url,
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        INDEX_DIR=str(settings.INDEX_DIR),
+        CLIP_MODEL=str(settings.CLIP_MODEL),
+        SEARCH_SHARDS=str(settings.SEARCH_SHARDS),
+        IMAGE_URL_ALLOW_PRIVATE="true" if settings.IMAGE_URL_ALLOW_PRIVATE else "false",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class CeleryWorker:
+    """`celery worker` in a subprocess; start() waits until it answers a ping."""
+
+    def __init__(self, queues: Sequence[str], redis_url: str, log_dir: Path, **env: str) -> None:
+        self.name = f"test-{'-'.join(queues)}-{uuid.uuid4().hex[:6]}@localhost"
+        self.queues = list(queues)
+        self.env = worker_env(redis_url, **env)
+        self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> CeleryWorker:
+        from searchsite.celery import app
+
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "searchsite",
+                "worker",
+                "-Q",
+                ",".join(self.queues),
+                "-n",
+                self.name,
+                "--pool",
+                "solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited early; log:\n{self.log_path.read_text()[-3000:]}"
+                )
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return self
+        self.stop()
+        raise RuntimeError(
+            f"worker did not answer in {timeout}s; log:\n{self.log_path.read_text()[-3000:]}"
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -1,0 +1,5 @@
+"""Celery tasks. Each module serves one queue; tasks take ids and delegate to services."""
+
+from workers.tasks import encoding
+
+__all__ = ["encoding"]

@@ -1,0 +1,69 @@
+"""Tasks of the `encode` queue: catalog images -> CLIP vectors -> shard update logs.
+
+Thin: each takes ids, gets the process's encoder, and calls catalog.services.indexing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+
+from catalog.services import indexing
+from workers.encoding.process import process_encoder
+from workers.queues import Queue
+
+logger = logging.getLogger(__name__)
+RETRY = {"max_retries": 5, "retry_backoff": 5, "retry_backoff_max": 300, "retry_jitter": True}
+
+
+def encoder():
+    return process_encoder(
+        settings.CLIP_MODEL,
+        str(settings.CLIP_FALLBACK_DIR),
+        batch_size=settings.ENCODE_BATCH_SIZE,
+        bf16=settings.CLIP_BF16,
+        compile=settings.CLIP_COMPILE,
+    )
+
+
+@worker_ready.connect
+def _load_model_at_start(sender, **kwargs) -> None:
+    """Workers of the encode queue load CLIP before taking their first task."""
+    queues = sender.app.amqp.queues.consume_from or {}
+    if Queue.ENCODE.value in queues:
+        model = encoder()
+        logger.info("encode worker ready with %s (dim %d)", model.model_name, model.dim)
+
+
+@shared_task(
+    name="workers.tasks.encoding.encode_products",
+    autoretry_for=(indexing.TransientEncodeError, redis.ConnectionError, redis.TimeoutError),
+    **RETRY,
+)
+def encode_products(product_ids: list[int]) -> dict[str, int]:
+    """Encode the products' images (and other pending ones) and publish them. Idempotent."""
+    return indexing.encode_products([int(i) for i in product_ids], encoder=encoder()).as_dict()
+
+
+@shared_task(
+    name="workers.tasks.encoding.remove_products",
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    **RETRY,
+)
+def remove_products(product_ids: list[int]) -> dict[str, int]:
+    """Take inactive products' images out of their shards. Idempotent."""
+    return indexing.remove_products([int(i) for i in product_ids])
+
+
+@shared_task(
+    name="workers.tasks.encoding.remove_images",
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    **RETRY,
+)
+def remove_images(product_id: int, image_ids: list[int]) -> dict[str, int]:
+    """Take deleted images out of their product's shard. Idempotent."""
+    return indexing.remove_images(int(product_id), [int(i) for i in image_ids])
