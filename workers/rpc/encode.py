@@ -6,16 +6,16 @@ deployment, encodes in-process with `LocalEncoder`, which has the same methods.
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import redis
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from workers.encoding.errors import ImageRejected
+from workers.encoding.images import ImageLimits, load_image_bytes
 from workers.rpc.cache import QueryEmbeddingCache as QueryEmbeddingCache
 from workers.rpc.errors import BadRequest
 from workers.rpc.protocol import (
@@ -31,8 +31,6 @@ from workers.rpc.server import Handler
 log = logging.getLogger(__name__)
 
 ENCODE_QUEUE_KEY = "search:rpc:encode"
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
-MAX_IMAGE_PIXELS = int(os.environ.get("RPC_MAX_IMAGE_PIXELS", 40_000_000))
 
 
 class Encoder(Protocol):
@@ -43,30 +41,17 @@ class Encoder(Protocol):
     def encode_images(self, images: list[Image.Image]) -> np.ndarray: ...
 
 
-class ImageDecodeError(ValueError):
-    """The bytes are not an image we accept; the message says why (shown to the user)."""
+def decode_image(data: bytes, *, limits: ImageLimits | None = None) -> Image.Image:
+    """The default decoder: the project's one image loader (formats, byte and pixel caps
+    checked before decoding, EXIF orientation, RGB), so queries and catalog images are
+    decoded alike. Raises ImageRejected with a reason code."""
+    return load_image_bytes(data, limits=limits).image
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """An upright RGB image from file bytes, refusing unknown formats and oversized images.
-
-    The pixel count is checked from the header, before any pixel is decoded.
-    """
-    try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageDecodeError(
-                    f"image of {width}x{height} pixels exceeds the {max_pixels} pixel limit"
-                )
-            upright = ImageOps.exif_transpose(img)
-            return upright.convert("RGB")
-    except ImageDecodeError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"unreadable image: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}") from exc
+def _rejection(exc: Exception) -> str:
+    if isinstance(exc, ImageRejected):
+        return f"image rejected ({exc.reason_code}): {exc.message}"
+    return f"image rejected: {exc}"
 
 
 def _model_name(encoder: Encoder, model: str | None) -> str:
@@ -90,7 +75,8 @@ def make_encode_handler(
     decode: Callable[[bytes], Image.Image] = decode_image,
 ) -> Handler:
     """A batch handler for `RpcServer`: all texts of a batch in one encoder call, all images
-    in another. An undecodable image gets a bad-request reply naming why."""
+    in another. A rejected image gets a bad-request reply naming why; `decode` may raise
+    ImageRejected or ValueError for that."""
     model_name = _model_name(encoder, model)
 
     def handle(requests: list[Request]) -> list[Reply]:
@@ -104,8 +90,8 @@ def make_encode_handler(
             elif isinstance(query, ImageQuery):
                 try:
                     images.append((i, decode(query.data)))
-                except ValueError as exc:
-                    replies[i] = Reply.failure(request.id, str(exc), kind=ERROR_BAD_REQUEST)
+                except (ImageRejected, ValueError) as exc:
+                    replies[i] = Reply.failure(request.id, _rejection(exc), kind=ERROR_BAD_REQUEST)
                 except Exception as exc:
                     log.exception("encode: image decoder failed (trace %s)", request.trace_id)
                     replies[i] = Reply.failure(request.id, f"image decoding failed: {exc}")
@@ -162,8 +148,8 @@ class LocalEncoder:
         def run() -> np.ndarray:
             try:
                 image = self.decode(data)
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from exc
+            except (ImageRejected, ValueError) as exc:
+                raise BadRequest(_rejection(exc)) from exc
             return self.encoder.encode_images([image])
 
         return self._cached("image", data, run)

@@ -1,0 +1,251 @@
+"""Search over the real RPC: private Redis, RpcServer threads, exact FAISS shards."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import redis
+
+from tests.workers.rpc.conftest import DIM, Servers, make_shards, unit_vectors, wait_for
+from workers.index.types import SearchFilter
+from workers.redis_process import RedisProcess
+from workers.rpc.client import GatheredResult, SearchClient
+from workers.rpc.connection import connect
+from workers.rpc.errors import BadRequest, NoShardAvailable, RpcUnavailable
+from workers.rpc.protocol import (
+    REPLY_KEY_PREFIX,
+    Request,
+    SearchQuery,
+    TextQuery,
+    encode_request,
+)
+from workers.rpc.search import make_search_handler, shard_queue_key
+
+
+def brute_force(shards: list, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    vectors = np.vstack([s.vectors for s in shards])
+    ids = np.concatenate([s.product_ids for s in shards])
+    scores = queries @ vectors.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return ids[top], np.take_along_axis(scores, top, axis=1)
+
+
+def start_shards(servers: Servers, shards: list, **kwargs: object) -> list:
+    return [
+        servers.start(shard_queue_key(s), make_search_handler(shard.search, shard=s), **kwargs)
+        for s, shard in enumerate(shards)
+    ]
+
+
+def test_round_trip_equals_in_process_search(servers: Servers, rpc_redis: redis.Redis) -> None:
+    (shard,) = make_shards(1)
+    start_shards(servers, [shard])
+    client = SearchClient(rpc_redis, n_shards=1)
+    queries = unit_vectors(3, seed=7)
+    for batch in (queries[:1], queries):  # one query, then one request of three
+        got = client.search(batch, k=10, timeout_s=5)
+        expected = shard.search(batch, 10, SearchFilter())
+        assert got.answered == [0]
+        assert got.total == 1
+        assert not got.partial
+        np.testing.assert_array_equal(got.result.product_ids, expected.product_ids)
+        np.testing.assert_array_equal(got.result.image_ids, expected.image_ids)
+        np.testing.assert_array_equal(got.result.scores, expected.scores)
+
+
+def test_filters_travel_to_the_shard(servers: Servers, rpc_redis: redis.Redis) -> None:
+    (shard,) = make_shards(1)
+    start_shards(servers, [shard])
+    only = SearchFilter(category_ids=frozenset({2}))
+    got = SearchClient(rpc_redis, 1).search(unit_vectors(2, seed=3), 8, only, timeout_s=5)
+    assert (got.result.product_ids % 5 == 2).all()
+    expected = shard.search(unit_vectors(2, seed=3), 8, only)
+    np.testing.assert_array_equal(got.result.product_ids, expected.product_ids)
+
+
+def test_two_shards_merge_to_the_brute_force_top_k(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    shards = make_shards(2)
+    start_shards(servers, shards)
+    queries = unit_vectors(4, seed=11)
+    got = SearchClient(rpc_redis, n_shards=2).search(queries, k=15, timeout_s=5)
+    assert got.answered == [0, 1]
+    assert not got.partial
+    ids, scores = brute_force(shards, queries, 15)
+    np.testing.assert_array_equal(got.result.product_ids, ids)
+    np.testing.assert_allclose(got.result.scores, scores, rtol=1e-5, atol=1e-6)
+    assert set(got.result.product_ids[:, :15].ravel() % 2) == {0, 1}  # both shards contribute
+
+
+def test_a_stopped_shard_makes_the_answer_partial(servers: Servers, rpc_redis: redis.Redis) -> None:
+    shards = make_shards(2)
+    _, second = start_shards(servers, shards)
+    servers.stop(second)
+    queries = unit_vectors(1, seed=5)
+    timeout_s = 0.3
+    started = time.monotonic()
+    got = SearchClient(rpc_redis, n_shards=2).search(queries, k=10, timeout_s=timeout_s)
+    elapsed = time.monotonic() - started
+    assert got.partial
+    assert got.answered == [0]
+    assert got.total == 2
+    expected = shards[0].search(queries, 10, SearchFilter())
+    np.testing.assert_array_equal(got.result.product_ids, expected.product_ids)
+    # It waited for the missing shard until the deadline, and not much longer (hang guard).
+    assert timeout_s <= elapsed < timeout_s + 2.0
+
+
+def test_no_shard_at_all_raises_no_shard_available(rpc_redis: redis.Redis) -> None:
+    started = time.monotonic()
+    with pytest.raises(NoShardAvailable):
+        SearchClient(rpc_redis, n_shards=2).search(unit_vectors(1), k=5, timeout_s=0.2)
+    assert time.monotonic() - started < 0.2 + 2.0  # bounded by the deadline (hang guard)
+    # Nobody serves those lists: they are capped and expire by themselves.
+    assert 0 < rpc_redis.ttl(shard_queue_key(0)) <= 60
+
+
+def _raw_request(request_id: str, queries: np.ndarray, k: int, deadline: float) -> bytes:
+    return encode_request(
+        Request(
+            id=request_id,
+            reply_to=REPLY_KEY_PREFIX + request_id,
+            deadline=deadline,
+            payload=SearchQuery(queries=queries, k=k),
+        )
+    )
+
+
+def test_expired_requests_are_dropped_not_served_late(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    (shard,) = make_shards(1)
+    key = shard_queue_key(0)
+    rpc_redis.rpush(key, _raw_request("late", unit_vectors(1), 5, time.time() - 0.01))
+    server = start_shards(servers, [shard])[0]
+    got = SearchClient(rpc_redis, 1).search(unit_vectors(1), k=5, timeout_s=5)
+    assert got.answered == [0]
+    wait_for(lambda: server.served == 1)
+    assert server.dropped_expired == 1
+    assert rpc_redis.exists(REPLY_KEY_PREFIX + "late") == 0
+    assert shard.calls == 1
+
+
+def test_malformed_messages_are_dropped_and_serving_goes_on(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    (shard,) = make_shards(1)
+    key = shard_queue_key(0)
+    good = msgpack.unpackb(_raw_request("x", unit_vectors(1), 5, time.time() + 30), raw=False)
+    wrong_type = {**good, "deadline": "tomorrow"}
+    wrong_shape = {**good, "payload": {**good["payload"], "shape": [2, DIM]}}
+    huge_k = {**good, "payload": {**good["payload"], "k": 10**7}}
+    malformed = [
+        b"\x00\xffnot msgpack at all",
+        msgpack.packb(wrong_type),
+        msgpack.packb(wrong_shape),
+        msgpack.packb(huge_k),
+    ]
+    rpc_redis.rpush(key, *malformed)
+    server = servers.start(key, make_search_handler(shard.search, shard=0, dim=DIM))
+    wait_for(lambda: server.dropped_malformed == len(malformed))
+    got = SearchClient(rpc_redis, 1).search(unit_vectors(1), k=5, timeout_s=5)
+    assert got.answered == [0]
+    # A well-formed request the shard cannot serve gets a bad-request reply, not silence.
+    with pytest.raises(BadRequest, match="dimensions"):
+        SearchClient(rpc_redis, 1).search(unit_vectors(1, dim=DIM + 1), k=5, timeout_s=5)
+    assert server.dropped_malformed == len(malformed)
+    assert server.handler_errors == 0
+
+
+def test_a_queued_batch_is_answered_with_one_search_call(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    """Requests waiting before the server starts are served by ONE handler call and ONE
+    search per distinct (k, filters)."""
+    (shard,) = make_shards(1)
+    client = SearchClient(rpc_redis, 1)
+    queries = unit_vectors(8, seed=21)
+    ks = [10] * 6 + [3] * 2
+    results: dict[int, GatheredResult] = {}
+
+    def ask(i: int) -> None:
+        results[i] = client.search(queries[i], k=ks[i], timeout_s=10)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(ks))]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: rpc_redis.llen(shard_queue_key(0)) == len(ks))
+    handler = make_search_handler(shard.search, shard=0)
+    handler_calls = []
+
+    def counting_handler(requests: list) -> list:
+        handler_calls.append(len(requests))
+        return handler(requests)
+
+    server = servers.start(shard_queue_key(0), counting_handler)
+    for thread in threads:
+        thread.join(timeout=15)
+    assert handler_calls == [len(ks)]
+    assert shard.calls == 2  # one per k
+    wait_for(lambda: server.served == len(ks))  # counted just after the replies go out
+    assert server.batch_sizes == {len(ks): 1}
+    for i, k in enumerate(ks):
+        expected = shard.search(queries[i : i + 1], k, SearchFilter())
+        np.testing.assert_array_equal(results[i].result.product_ids, expected.product_ids)
+
+
+def test_batch_cap_bounds_the_batch(servers: Servers, rpc_redis: redis.Redis) -> None:
+    (shard,) = make_shards(1)
+    key = shard_queue_key(0)
+    deadline = time.time() + 30
+    rpc_redis.rpush(key, *[_raw_request(f"r{i}", unit_vectors(1), 5, deadline) for i in range(7)])
+    server = servers.start(key, make_search_handler(shard.search, shard=0), batch_cap=3)
+    wait_for(lambda: server.served == 7)
+    assert server.batch_sizes == {3: 2, 1: 1}
+    assert all(rpc_redis.ttl(REPLY_KEY_PREFIX + f"r{i}") > 0 for i in range(7))
+
+
+def test_a_wrong_kind_on_a_shard_list_gets_an_error_reply(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    (shard,) = make_shards(1)
+    key = shard_queue_key(0)
+    request = Request(
+        id="t", reply_to=REPLY_KEY_PREFIX + "t", deadline=time.time() + 30,
+        payload=TextQuery(text="boots"),
+    )  # fmt: skip
+    start_shards(servers, [shard])
+    rpc_redis.rpush(key, encode_request(request))
+    popped = rpc_redis.blpop([REPLY_KEY_PREFIX + "t"], timeout=5)
+    assert popped is not None
+    assert b"does not serve" in popped[1]
+
+
+def test_redis_restart_is_survived_by_server_and_client(
+    servers: Servers, redis_server: RedisProcess, redis_url: str
+) -> None:
+    (shard,) = make_shards(1)
+    server = start_shards(servers, [shard])[0]
+    client = SearchClient(connect(redis_url), n_shards=1)
+    queries = unit_vectors(1, seed=2)
+    expected = shard.search(queries, 5, SearchFilter())
+    assert client.search(queries, k=5, timeout_s=5).answered == [0]
+    try:
+        redis_server.stop()
+        started = time.monotonic()
+        with pytest.raises(RpcUnavailable):
+            client.search(queries, k=5, timeout_s=5)
+        assert time.monotonic() - started < 5  # failed fast, well before the 5 s deadline
+        wait_for(lambda: server.redis_errors > 0)
+    finally:
+        redis_server.start()
+    # The very next call works: the client reconnects by itself, the server resumes.
+    got = client.search(queries, k=5, timeout_s=5)
+    assert got.answered == [0]
+    np.testing.assert_array_equal(got.result.product_ids, expected.product_ids)
+    wait_for(lambda: server.served == 2)
