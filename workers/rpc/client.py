@@ -91,41 +91,61 @@ class _Transport:
                 trace_id=trace_id,
             )
         )
+        # The sends and the first wait travel in one pipeline: one round trip when a
+        # single worker answers.
         pipe = self.client.pipeline(transaction=False)
         for key in queue_keys:
             pipe.rpush(key, raw)
             pipe.ltrim(key, -self.max_queue_len, -1)
             pipe.expire(key, self.queue_ttl_s)
+        until = started + timeout_s
+        wait = self._wait_s(until)
+        if wait is not None:
+            pipe.blpop([reply_key], timeout=wait)
         try:
-            pipe.execute()
+            results = pipe.execute()
         except redis.RedisError as exc:
-            raise RpcUnavailable(f"cannot send the request to Redis: {exc}") from exc
-        return self._gather(reply_key, request_id, len(queue_keys), started + timeout_s)
-
-    def _gather(self, reply_key: str, request_id: str, expected: int, until: float) -> list[Reply]:
+            raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
         replies: list[Reply] = []
+        if wait is not None:
+            self._accept(results[-1], request_id, reply_key, replies)
+        return self._gather(reply_key, request_id, len(queue_keys), until, replies)
+
+    def _wait_s(self, until: float) -> float | None:
+        """How long the next BLPOP may block, or None when the deadline is (almost) here."""
+        remaining = until - time.monotonic()
+        if remaining < 0.001:  # BLPOP counts whole ms, and 0 would block forever
+            return None
+        return remaining if self.max_block_s is None else min(remaining, self.max_block_s)
+
+    def _accept(
+        self, popped: object, request_id: str, reply_key: str, replies: list[Reply]
+    ) -> None:
+        if popped is None:
+            return
+        try:
+            reply = decode_reply(popped[1], self.limits)  # type: ignore[index]
+        except ProtocolError as exc:
+            log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
+            return
+        if reply.id == request_id:
+            replies.append(reply)
+
+    def _gather(
+        self, reply_key: str, request_id: str, expected: int, until: float, replies: list[Reply]
+    ) -> list[Reply]:
         while len(replies) < expected:
-            remaining = until - time.monotonic()
-            if remaining < 0.001:  # BLPOP counts whole ms and 0 would block forever
+            wait = self._wait_s(until)
+            if wait is None:
                 break
-            if self.max_block_s is not None:
-                remaining = min(remaining, self.max_block_s)
             try:
-                popped = self.client.blpop([reply_key], timeout=remaining)
+                popped = self.client.blpop([reply_key], timeout=wait)
             except redis.RedisError as exc:
                 if replies:  # keep what already arrived: a partial answer beats none
                     log.warning("rpc: redis failed while gathering replies: %s", exc)
                     break
                 raise RpcUnavailable(f"lost Redis while waiting for replies: {exc}") from exc
-            if popped is None:
-                continue
-            try:
-                reply = decode_reply(popped[1], self.limits)
-            except ProtocolError as exc:
-                log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
-                continue
-            if reply.id == request_id:
-                replies.append(reply)
+            self._accept(popped, request_id, reply_key, replies)
         return replies
 
 

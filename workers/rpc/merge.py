@@ -17,7 +17,12 @@ def merge_topk(parts: list[SearchHits], k: int) -> SearchResult:
     """
     if not parts:
         raise ValueError("nothing to merge")
-    nq = parts[0].scores.shape[0]
+    first = parts[0]
+    if len(parts) == 1 and first.scores.shape[1] == k and _sorted_rows(first.scores):
+        return SearchResult(  # one shard, already in order: nothing to merge
+            product_ids=first.product_ids, image_ids=first.image_ids, scores=first.scores
+        )
+    nq = first.scores.shape[0]
     if any(p.scores.shape[0] != nq for p in parts):
         raise ValueError("shards answered different numbers of queries")
     scores = np.concatenate([p.scores for p in parts], axis=1).astype(np.float32, copy=False)
@@ -34,3 +39,7 @@ def merge_topk(parts: list[SearchHits], k: int) -> SearchResult:
         image_ids=np.ascontiguousarray(np.take_along_axis(image_ids, order, axis=1)),
         scores=np.ascontiguousarray(np.take_along_axis(scores, order, axis=1)),
     )
+
+
+def _sorted_rows(scores: np.ndarray) -> bool:
+    return bool((scores[:, :-1] >= scores[:, 1:]).all())

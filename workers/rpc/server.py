@@ -120,15 +120,17 @@ class RpcServer:
     # ------------------------------------------------------------ steps
 
     def _pop_batch(self, block_s: float) -> list[bytes]:
+        # BLPOP then LPOP in one pipeline: Redis runs the queued LPOP the moment BLPOP
+        # unblocks, so "take whatever else is waiting" costs no extra round trip.
         # BLPOP's timeout is whole milliseconds and 0 means "forever": never send below 1 ms.
-        popped = self.client.blpop([self.queue_key], timeout=max(block_s, 0.001))
-        if popped is None:
-            return []
-        raws = [popped[1]]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.blpop([self.queue_key], timeout=max(block_s, 0.001))
         if self.batch_cap > 1:
-            more = self.client.lpop(self.queue_key, self.batch_cap - 1)
-            if more:
-                raws.extend(more)
+            pipe.lpop(self.queue_key, self.batch_cap - 1)
+        results = pipe.execute()
+        raws = [results[0][1]] if results[0] is not None else []
+        if len(results) > 1 and results[1]:
+            raws.extend(results[1][: self.batch_cap - len(raws)])
         return raws
 
     def _decode(self, raws: list[bytes]) -> list[Request]:

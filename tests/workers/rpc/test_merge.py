@@ -45,3 +45,9 @@ def test_padding_sorts_last_and_short_answers_are_padded() -> None:
     np.testing.assert_array_equal(merged.image_ids, [[30, 10, 20, -1, -1]])
     assert merged.scores.dtype == np.float32
     assert np.isneginf(merged.scores[0, 3:]).all()
+
+
+def test_a_single_unsorted_part_is_still_sorted() -> None:
+    part = _hits(np.array([[0.1, 0.7, 0.4]]), np.array([[1, 2, 3]]))
+    merged = merge_topk([part], 3)
+    np.testing.assert_array_equal(merged.product_ids, [[2, 3, 1]])
