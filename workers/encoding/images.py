@@ -140,8 +140,15 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", str(exc)) from None
     except UnidentifiedImageError:
-        raise ImageRejected("unsupported_format", "not a JPEG, PNG, WebP or GIF image") from None
+        sniffed = _sniff(data)
+        if sniffed is None:
+            raise ImageRejected(
+                "unsupported_format", "not a JPEG, PNG, WebP or GIF image"
+            ) from None
+        raise ImageRejected("corrupt", f"starts like a {sniffed} but cannot be parsed") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if "truncated" in str(exc).lower() or _riff_cut_short(data):
+            raise ImageRejected("truncated", f"the header ends early: {exc}") from None
         raise ImageRejected("corrupt", f"unreadable header: {exc}") from None
     width, height = image.size
     cap = limits.max_pixels
@@ -156,6 +163,27 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             "too_many_pixels", f"{width}x{height} = {width * height} pixels, the limit is {cap}"
         )
     return image
+
+
+def _sniff(data: bytes) -> str | None:
+    """The allowed format `data` claims to be by its signature, if any."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _riff_cut_short(data: bytes) -> bool:
+    """A WebP (RIFF) file shorter than its own header says: Pillow reports only that it
+    cannot create a decoder."""
+    if data[:4] != b"RIFF" or len(data) < 12:
+        return False
+    return len(data) < int.from_bytes(data[4:8], "little") + 8
 
 
 def _decode(image: Image.Image) -> Image.Image:

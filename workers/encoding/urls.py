@@ -65,8 +65,8 @@ def check_address(address: IPAddress, *, allow_private: bool) -> None:
     always_refused = (
         address.is_link_local
         or address.is_multicast
-        or address.is_reserved
         or address.is_unspecified
+        or (address.is_reserved and not address.is_loopback)  # ::1 sits in reserved ::/8
     )
     if always_refused:
         raise ImageRejected("private_address", f"{address} is not a routable public address")
