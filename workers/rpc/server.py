@@ -37,7 +37,7 @@ class RpcServer:
     The counters are plain attributes, read by metrics and tests:
     `served` requests answered, `dropped_expired`, `dropped_malformed`, `handler_errors`
     (batches whose handler raised; their requests get error replies), `reply_errors`
-    (batches whose replies could not be pushed), `redis_errors`, `batches`,
+    (batches whose replies could not be pushed), `redis_errors`, `loop_errors`, `batches`,
     `max_batch_size` and `batch_sizes` (batch size -> number of batches).
     """
 
@@ -73,6 +73,7 @@ class RpcServer:
         self.handler_errors = 0
         self.reply_errors = 0
         self.redis_errors = 0
+        self.loop_errors = 0
         self.batches = 0
         self.max_batch_size = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
@@ -96,6 +97,14 @@ class RpcServer:
                     self.name,
                     exc,
                     backoff,
+                )
+                stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_s[1])
+            except Exception:
+                # A bug must not silently end the shard's serving thread: log, pause, go on.
+                self.loop_errors += 1
+                log.exception(
+                    "rpc server %s: serving loop error, retrying in %.2fs", self.name, backoff
                 )
                 stop_event.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.workers.rpc.conftest import DIM, Servers, make_shards, unit_vectors, wait_for
-from workers.index.types import SearchFilter
+from workers.index.types import SearchFilter, SearchResult
 from workers.redis_process import RedisProcess
 from workers.rpc.client import GatheredResult, SearchClient
 from workers.rpc.connection import connect
@@ -24,6 +24,7 @@ from workers.rpc.protocol import (
     encode_request,
 )
 from workers.rpc.search import make_search_handler, shard_queue_key
+from workers.rpc.server import RpcServer
 
 
 def brute_force(shards: list, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,3 +250,43 @@ def test_redis_restart_is_survived_by_server_and_client(
     assert got.answered == [0]
     np.testing.assert_array_equal(got.result.product_ids, expected.product_ids)
     wait_for(lambda: server.served == 2)
+
+
+def test_a_failing_search_answers_with_errors_and_serving_goes_on(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    (shard,) = make_shards(1)
+
+    def search_refusing_k7(queries: np.ndarray, k: int, filters: SearchFilter) -> SearchResult:
+        if k == 7:
+            raise RuntimeError("index is being swapped")
+        return shard.search(queries, k, filters)
+
+    server = servers.start(shard_queue_key(0), make_search_handler(search_refusing_k7, shard=0))
+    client = SearchClient(rpc_redis, 1)
+    with pytest.raises(NoShardAvailable, match="index is being swapped"):
+        client.search(unit_vectors(1), k=7, timeout_s=5)
+    assert client.search(unit_vectors(1), k=5, timeout_s=5).answered == [0]
+    assert server.loop_errors == 0
+
+
+def test_stop_finishes_the_batch_in_flight(redis_url: str, rpc_redis: redis.Redis) -> None:
+    (shard,) = make_shards(1)
+    handler = make_search_handler(shard.search, shard=0)
+    stop = threading.Event()
+
+    def stopping_handler(requests: list) -> list:
+        stop.set()  # the stop arrives while this batch is being answered
+        return handler(requests)
+
+    server = RpcServer(connect(redis_url), shard_queue_key(0), stopping_handler, block_s=0.1)
+    thread = threading.Thread(target=server.serve_forever, args=(stop,))
+    thread.start()
+    try:
+        got = SearchClient(rpc_redis, 1).search(unit_vectors(1), k=5, timeout_s=5)
+        assert got.answered == [0]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert server.served == 1
