@@ -11,3 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
 app = Celery("searchsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
+
+
+def _add_serving_steps() -> None:
+    from workers.serving.bootsteps import EncoderServing, ShardServing
+
+    app.steps["worker"].add(ShardServing)
+    app.steps["worker"].add(EncoderServing)
+
+
+_add_serving_steps()

@@ -83,6 +83,14 @@ TEMPLATES = [
 # --- Database: SQLite in the data dir unless DATABASE_URL says otherwise ---
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web, encode and shard processes share the file: WAL lets readers run beside the
+    # writer, IMMEDIATE transactions queue writers instead of failing on lock upgrades.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -153,6 +161,10 @@ CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Search: shards, index files, the CLIP model ---
 SEARCH_SHARDS = env.int("SEARCH_SHARDS", default=2)
+# "auto" picks the index kind by shard size (workers/index/spec.py); or a FAISS factory string.
+INDEX_SPEC = env.str("INDEX_SPEC", default="auto")
+# Most search requests a shard answers with one FAISS call.
+SEARCH_BATCH_CAP = env.int("SEARCH_BATCH_CAP", default=64)
 INDEX_DIR = Path(env.str("INDEX_DIR", default=str(DATA_DIR / "index")))
 CLIP_MODEL = env.str("CLIP_MODEL", default="openai/clip-vit-base-patch32")
 # Offline fallback: a tiny random CLIP built here when CLIP_MODEL cannot be loaded.
@@ -165,6 +177,14 @@ ENCODE_BATCH_SIZE = env.int("ENCODE_BATCH_SIZE", default=32)
 # An encode task also takes up to this many other pending products into its batch.
 ENCODE_BATCH_PRODUCTS = env.int("ENCODE_BATCH_PRODUCTS", default=64)
 FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
+
+# Query path: deadlines of the RPC calls, the query-embedding cache, and whether
+# the web process encodes queries itself (small deployments) instead of asking
+# the encode workers.
+SEARCH_TIMEOUT_S = env.float("SEARCH_TIMEOUT_S", default=0.25)
+ENCODE_TIMEOUT_S = env.float("ENCODE_TIMEOUT_S", default=2.0)
+QUERY_CACHE_TTL_S = env.int("QUERY_CACHE_TTL_S", default=24 * 3600)
+SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
 
 # --- Uploads and remote images ---
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=20 * 1024 * 1024)

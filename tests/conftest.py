@@ -52,7 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         db["TEST"]["NAME"] = str(Path(tempfile.mkdtemp(prefix="vps-test-")) / "test.sqlite3")
-        db.setdefault("OPTIONS", {})["timeout"] = 30
 
 
 @pytest.fixture(scope="session", autouse=True)

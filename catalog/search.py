@@ -1,0 +1,193 @@
+"""Search: turn a query into a vector, ask every shard over the Redis RPC, join the products.
+
+The web process never loads torch: text and image queries are encoded by the
+encode workers over the same RPC (with a Redis cache in front), unless
+SEARCH_ENCODE_IN_PROCESS is set for a small single-machine deployment.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+from django.conf import settings
+
+from catalog.errors import ServiceError, ServiceUnavailable
+from catalog.models import Category, Embedding, Product
+from workers.encoding.registry import published_model
+from workers.index.types import SearchFilter
+from workers.rpc.cache import QueryEmbeddingCache
+from workers.rpc.client import EncodeClient, SearchClient
+from workers.rpc.connection import connect
+from workers.rpc.errors import BadRequest, NoWorkerAvailable, RemoteError, RpcUnavailable
+
+
+@dataclass(frozen=True)
+class Hit:
+    product: Product
+    score: float
+    image_id: int
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[Hit]
+    took_ms: float
+    answered: int
+    total: int
+
+    @property
+    def partial(self) -> bool:
+        return self.answered < self.total
+
+
+@functools.cache
+def _rpc_redis(url: str) -> redis.Redis:
+    return connect(url)
+
+
+def _redis() -> redis.Redis:
+    return _rpc_redis(settings.REDIS_URL)
+
+
+def search_client() -> SearchClient:
+    return SearchClient(_redis(), settings.SEARCH_SHARDS, timeout_s=settings.SEARCH_TIMEOUT_S)
+
+
+def _model_name() -> str:
+    """The model the encode workers actually run (it may be the offline fallback)."""
+    try:
+        published = published_model(_redis())
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
+    return published[0] if published else settings.CLIP_MODEL
+
+
+def query_encoder() -> EncodeClient:
+    cache = QueryEmbeddingCache(_redis(), _model_name(), ttl_s=settings.QUERY_CACHE_TTL_S)
+    if settings.SEARCH_ENCODE_IN_PROCESS:
+        from workers.encoding.process import process_encoder
+        from workers.rpc.encode import LocalEncoder
+
+        encoder = process_encoder(settings.CLIP_MODEL, str(settings.CLIP_FALLBACK_DIR))
+        return LocalEncoder(encoder, cache=cache)  # type: ignore[return-value]
+    return EncodeClient(_redis(), cache=cache, timeout_s=settings.ENCODE_TIMEOUT_S)
+
+
+def build_filter(
+    *,
+    category: str | None = None,
+    min_price: float | None = None,
+    max_price: float | None = None,
+    in_stock: bool | None = None,
+) -> SearchFilter:
+    """The shard filter; a category slug covers its sub-categories."""
+    category_ids = None
+    if category:
+        root = Category.objects.filter(slug=category).first()
+        if root is None:
+            raise ServiceError(
+                f"unknown category {category!r}", details={"category": ["unknown category"]}
+            )
+        category_ids = _with_descendants(root.pk)
+    return SearchFilter(
+        category_ids=category_ids, min_price=min_price, max_price=max_price, in_stock=in_stock
+    )
+
+
+def _with_descendants(root: int) -> frozenset[int]:
+    parents = dict(Category.objects.values_list("pk", "parent_id"))
+    found = {root}
+    changed = True
+    while changed:
+        new = {pk for pk, parent in parents.items() if parent in found} - found
+        found |= new
+        changed = bool(new)
+    return frozenset(found)
+
+
+def _encode(call, *args: object) -> np.ndarray:
+    try:
+        return call(*args, trace_id=uuid.uuid4().hex[:12])
+    except BadRequest as exc:
+        raise ServiceError(
+            str(exc), code="unreadable_image", details={"image": [str(exc)]}
+        ) from exc
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+    except (NoWorkerAvailable, RpcUnavailable, RemoteError) as exc:
+        raise ServiceUnavailable(f"query encoding is unavailable: {exc}") from exc
+
+
+def text_vector(text: str) -> np.ndarray:
+    return _encode(query_encoder().encode_text, text)
+
+
+def image_vector(data: bytes) -> np.ndarray:
+    return _encode(query_encoder().encode_image, data)
+
+
+def product_vector(product: Product) -> np.ndarray:
+    """'More like this': the product's first stored image embedding, no re-encoding."""
+    embedding = (
+        Embedding.objects.filter(image__product=product)
+        .order_by("image__position", "image_id")
+        .first()
+    )
+    if embedding is None:
+        raise ServiceError(
+            "this product has no encoded image yet",
+            code="not_indexed",
+            details={"id": ["not indexed"]},
+        )
+    return np.frombuffer(bytes(embedding.vector), dtype="<f4").copy()
+
+
+def search(
+    vector: np.ndarray,
+    *,
+    k: int,
+    filters: SearchFilter,
+    exclude_product: int | None = None,
+) -> SearchPage:
+    """Top-k active products for one query vector; partial when some shards did not answer."""
+    started = time.perf_counter()
+    ask = k + (1 if exclude_product is not None else 0)
+    try:
+        gathered = search_client().search(
+            vector.reshape(1, -1), ask, filters, trace_id=uuid.uuid4().hex[:12]
+        )
+    except BadRequest as exc:
+        raise ServiceError(str(exc)) from exc
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+    except (NoWorkerAvailable, RpcUnavailable) as exc:
+        raise ServiceUnavailable(f"search is unavailable: {exc}") from exc
+    result = gathered.result
+    rows = [
+        (int(pid), float(score), int(iid))
+        for pid, score, iid in zip(
+            result.product_ids[0], result.scores[0], result.image_ids[0], strict=True
+        )
+        if pid >= 0 and pid != exclude_product
+    ]
+    products = (
+        Product.objects.select_related("category")
+        .prefetch_related("images")
+        .in_bulk([pid for pid, _, _ in rows])
+    )
+    hits = [
+        Hit(products[pid], score, iid)
+        for pid, score, iid in rows
+        if pid in products and products[pid].is_active
+    ][:k]
+    return SearchPage(
+        hits=hits,
+        took_ms=(time.perf_counter() - started) * 1e3,
+        answered=len(gathered.answered),
+        total=gathered.total,
+    )

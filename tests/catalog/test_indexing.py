@@ -1,0 +1,154 @@
+"""catalog.services.indexing in-process: the real encoder (tiny CLIP), real files, real URLs."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from catalog.models import Embedding, IndexState, Product, ProductImage
+from catalog.services import indexing
+from tests.support.images import image_bytes
+from workers.encoding.encoder import ClipEncoder
+from workers.index.log import UpdateLog, shard_for_product
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_clip_model) -> ClipEncoder:
+    return ClipEncoder.load(str(tiny_clip_model), batch_size=4)
+
+
+@pytest.fixture
+def product(redis_url) -> Product:
+    return Product.objects.create(sku="P-1", title="Thing", price=Decimal("5"))
+
+
+def stored_image(product: Product, name: str, data: bytes, **fields) -> ProductImage:
+    """An image file that is already in storage, as if it had changed on disk since upload."""
+    image = ProductImage(product=product, sha256=fields.pop("sha256", ""), **fields)
+    image.image.save(name, ContentFile(data), save=True)
+    return image
+
+
+def bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, format="PNG")  # a few KB, 144 Mpx
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """A local HTTP server with one PNG and one endpoint that never answers in time."""
+    payload = image_bytes("PNG", colour=(30, 160, 60))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/slow.png":
+                threading.Event().wait(3)
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except BrokenPipeError:
+                pass  # the slow endpoint's client gave up, as it should
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_bad_files_are_refused_with_reasons_and_do_not_block_the_batch(
+    encoder, product, redis_client
+):
+    good = stored_image(product, "good.png", image_bytes("PNG"))
+    bomb = stored_image(product, "bomb.png", bomb_png())
+    truncated = stored_image(product, "cut.jpg", image_bytes("JPEG", size=(200, 200))[:400])
+    text = stored_image(product, "notes.jpg", b"just some text, not a JPEG")
+
+    report = indexing.encode_products([product.pk], encoder=encoder)
+
+    assert report.encoded == 1
+    assert report.failed == 3
+    reasons = {i.pk: i.error for i in ProductImage.objects.filter(product=product)}
+    assert reasons[good.pk] == ""
+    assert reasons[bomb.pk].startswith("too_many_pixels")
+    assert reasons[truncated.pk].startswith(("truncated", "corrupt"))
+    assert reasons[text.pk].startswith(("unsupported_format", "corrupt"))
+    product.refresh_from_db()
+    assert product.index_state == IndexState.INDEXED
+    assert "too_many_pixels" in product.index_error or "pixels" in product.index_error
+
+    log = UpdateLog(redis_client, shard_for_product(product.pk, 2), model="", dim=0)
+    published = np.concatenate([e.ids for e in log.read("0-0", count=100, block_ms=None)])
+    assert published.tolist() == [good.pk]
+
+
+def test_unchanged_images_are_not_encoded_again(encoder, product):
+    stored_image(product, "a.png", image_bytes("PNG"))
+    first = indexing.encode_products([product.pk], encoder=encoder)
+    second = indexing.encode_products([product.pk], encoder=encoder)
+    assert (first.encoded, first.reused) == (1, 0)
+    assert (second.encoded, second.reused) == (0, 1)
+    assert second.published == 1
+
+
+def test_private_url_is_refused(encoder, product, http_server, settings):
+    settings.IMAGE_URL_ALLOW_PRIVATE = False
+    image = ProductImage.objects.create(product=product, source_url=f"{http_server}/a.png")
+    indexing.encode_products([product.pk], encoder=encoder)
+    image.refresh_from_db()
+    assert image.error.startswith("private_address")
+    product.refresh_from_db()
+    assert product.index_state == IndexState.FAILED
+
+
+def test_url_from_an_allowed_local_server_is_encoded(encoder, product, http_server, settings):
+    settings.IMAGE_URL_ALLOW_PRIVATE = True
+    image = ProductImage.objects.create(product=product, source_url=f"{http_server}/a.png")
+    report = indexing.encode_products([product.pk], encoder=encoder)
+    assert report.encoded == 1
+    image.refresh_from_db()
+    assert len(image.sha256) == 64
+    assert (image.width, image.height) == (64, 48)
+    assert Embedding.objects.filter(image=image, model=encoder.model_name).exists()
+    product.refresh_from_db()
+    assert product.index_state == IndexState.INDEXED
+
+
+def test_timeout_is_transient_and_keeps_the_product_pending(
+    encoder, product, http_server, settings, monkeypatch
+):
+    settings.IMAGE_URL_ALLOW_PRIVATE = True
+    monkeypatch.setenv("IMAGE_URL_READ_TIMEOUT", "0.3")
+    ProductImage.objects.create(product=product, source_url=f"{http_server}/slow.png")
+    with pytest.raises(indexing.TransientEncodeError):
+        indexing.encode_products([product.pk], encoder=encoder)
+    product.refresh_from_db()
+    assert product.index_state == IndexState.PENDING
+
+
+def test_pending_backlog_joins_the_batch(encoder, redis_url):
+    products = [
+        Product.objects.create(sku=f"B-{i}", title="b", price=Decimal("1")) for i in range(5)
+    ]
+    for i, p in enumerate(products):
+        stored_image(p, f"{i}.png", image_bytes("PNG", colour=(i * 40, 20, 20)))
+    report = indexing.encode_products([products[0].pk], encoder=encoder, batch_products=10)
+    assert report.products == 5
+    assert set(Product.objects.values_list("index_state", flat=True)) == {IndexState.INDEXED}

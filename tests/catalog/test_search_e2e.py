@@ -1,0 +1,154 @@
+"""Search end to end: real encode and shard workers (Celery), real Redis RPC, tiny CLIP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from catalog.models import IndexState, Product
+from tests.support.images import image_bytes
+from tests.support.processes import CeleryWorker
+from workers.index.log import shard_for_product
+from workers.queues import shard_queue
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+COLOURS = [
+    (220, 30, 30),
+    (30, 200, 40),
+    (30, 40, 220),
+    (230, 210, 30),
+    (20, 20, 20),
+    (240, 240, 240),
+]
+
+
+@pytest.fixture
+def shard_workers(encode_worker, redis_url, worker_logs):
+    workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
+    yield workers
+    for worker in workers:
+        worker.stop()
+
+
+def wait_indexed(ids: list[int], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = set(Product.objects.filter(pk__in=ids).values_list("index_state", flat=True))
+        if states == {IndexState.INDEXED}:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"products not indexed: {states}")
+
+
+def search_until(client, method: str, url: str, predicate, timeout: float = 30.0, **kw):
+    """Search repeatedly until the answer satisfies predicate (index updates are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = getattr(client, method)(url, **kw)
+        if response.status_code == 200 and predicate(response.json()):
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{response.status_code}: {response.content[:500]!r}")
+        time.sleep(0.2)
+
+
+def test_search_end_to_end(shard_workers, staff_client, api_client):
+    ids = []
+    for n, colour in enumerate(COLOURS):
+        category = "warm" if n % 2 == 0 else "cool"
+        staff_client.post("/api/categories/", {"name": category, "slug": category})
+        product = staff_client.post(
+            "/api/products/",
+            {
+                "sku": f"E2E-{n}",
+                "title": f"Ball {n}",
+                "price": f"{10 + n}.00",
+                "category": category,
+                "in_stock": n != 2,
+            },
+            format="json",
+        ).json()
+        upload = SimpleUploadedFile("p.png", image_bytes("PNG", colour=colour), "image/png")
+        staff_client.post(
+            f"/api/products/{product['id']}/images/", {"image": upload}, format="multipart"
+        )
+        ids.append(product["id"])
+    wait_indexed(ids)
+    assert {shard_for_product(i, 2) for i in ids} == {0, 1}, "the products span both shards"
+
+    # The same photo finds its product first.
+    photo = SimpleUploadedFile("q.png", image_bytes("PNG", colour=COLOURS[3]), "image/png")
+    body = search_until(
+        api_client,
+        "post",
+        "/api/search/",
+        lambda b: len(b["results"]) == len(ids),
+        data={"image": photo, "k": 10},
+        format="multipart",
+    )
+    assert body["results"][0]["product"]["id"] == ids[3]
+    assert body["partial"] is False
+    assert body["shards"] == {"answered": 2, "total": 2}
+    assert body["results"][0]["image"].endswith(".png")
+
+    # Text search returns products (the tiny model's ranking is arbitrary).
+    text = api_client.get("/api/search/", {"q": "a yellow ball", "k": 3})
+    assert text.status_code == 200, text.content
+    assert len(text.json()["results"]) == 3
+
+    # More like this: never the product itself.
+    similar = api_client.get(f"/api/products/{ids[0]}/similar/", {"k": 4}).json()
+    assert len(similar["results"]) == 4
+    assert ids[0] not in [r["product"]["id"] for r in similar["results"]]
+
+    # Filters run inside the shards.
+    warm = api_client.get("/api/search/", {"q": "ball", "k": 10, "category": "warm"}).json()
+    assert {r["product"]["id"] for r in warm["results"]} == {ids[0], ids[2], ids[4]}
+    stocked = api_client.get(
+        "/api/search/", {"q": "ball", "k": 10, "in_stock": "true", "max_price": "13.50"}
+    ).json()
+    assert {r["product"]["id"] for r in stocked["results"]} == {ids[0], ids[1], ids[3]}
+
+    # A deleted product disappears.
+    staff_client.delete(f"/api/products/{ids[3]}/")
+    search_until(
+        api_client,
+        "get",
+        "/api/search/",
+        lambda b: ids[3] not in [r["product"]["id"] for r in b["results"]],
+        data={"q": "ball", "k": 10},
+    )
+
+    # One shard down: a partial answer within the deadline, not an error.
+    shard_workers[1].kill()
+    started = time.monotonic()
+    partial = api_client.get("/api/search/", {"q": "ball", "k": 10})
+    assert time.monotonic() - started < 5
+    assert partial.status_code == 200
+    assert partial.json()["partial"] is True
+    assert partial.json()["shards"] == {"answered": 1, "total": 2}
+
+    # No shard at all: 503 with a reason.
+    shard_workers[0].kill()
+    down = api_client.get("/api/search/", {"q": "ball", "k": 10})
+    assert down.status_code == 503
+    assert "search" in down.json()["detail"]
+
+
+def test_bad_search_input_is_400(api_client):
+    cases = [
+        api_client.get("/api/search/"),
+        api_client.get("/api/search/", {"q": "x", "k": 0}),
+        api_client.get("/api/search/", {"q": "x", "k": 101}),
+        api_client.get("/api/search/", {"q": "x", "min_price": 5, "max_price": 1}),
+        api_client.get("/api/search/", {"q": "x", "in_stock": "maybe"}),
+        api_client.get("/api/search/", {"q": "x", "category": "no-such-category"}),
+        api_client.post("/api/search/", {}, format="json"),
+        api_client.post("/api/search/", {"image_url": "ftp://example.com/a.png"}, format="json"),
+    ]
+    for response in cases:
+        assert response.status_code == 400, response.content
+        assert response.json()["detail"]

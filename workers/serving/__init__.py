@@ -1,0 +1,1 @@
+"""Long-running loops inside Celery workers: shard replicas and the query encoder over RPC."""

@@ -1,0 +1,88 @@
+"""Celery worker bootsteps that run the serving loops beside the task consumer.
+
+A worker consuming `shard.<n>` serves shard n's searches; a worker consuming
+`encode` serves query encoding. Both stop cleanly on a warm shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from celery import bootsteps
+from django.conf import settings
+
+from workers.queues import Queue
+
+logger = logging.getLogger(__name__)
+SHARD_QUEUE = re.compile(r"^shard\.(\d+)$")
+
+# The services running in this worker process, by shard number (read by shard tasks).
+running_shards: dict[int, object] = {}
+
+
+def _queues(worker) -> set[str]:
+    return set(worker.app.amqp.queues.consume_from or {})
+
+
+class ShardServing(bootsteps.StartStopStep):
+    """Load, follow and serve every shard whose queue this worker consumes."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.services: list = []
+
+    def start(self, worker) -> None:
+        from workers.serving.shard_service import ShardService, ShardServiceConfig
+
+        for queue in sorted(_queues(worker)):
+            match = SHARD_QUEUE.match(queue)
+            if not match:
+                continue
+            shard = int(match.group(1))
+            service = ShardService(
+                ShardServiceConfig(
+                    redis_url=settings.REDIS_URL,
+                    shard=shard,
+                    index_dir=settings.INDEX_DIR,
+                    spec=settings.INDEX_SPEC,
+                    batch_cap=settings.SEARCH_BATCH_CAP,
+                )
+            )
+            service.start()
+            running_shards[shard] = service
+            self.services.append(service)
+            logger.info("shard %d: serving loop started", shard)
+
+    def stop(self, worker) -> None:
+        for service in self.services:
+            service.stop()
+            running_shards.pop(service.config.shard, None)
+        self.services.clear()
+
+
+class EncoderServing(bootsteps.StartStopStep):
+    """Answer text and image query encoding over the RPC from an encode worker."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.service = None
+
+    def start(self, worker) -> None:
+        if Queue.ENCODE.value not in _queues(worker):
+            return
+        from workers.serving.encoder_service import EncoderService
+        from workers.tasks.encoding import encoder
+
+        self.service = EncoderService(settings.REDIS_URL, encoder())
+        self.service.start()
+        logger.info("query encoder serving on the RPC")
+
+    def stop(self, worker) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None

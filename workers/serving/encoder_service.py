@@ -1,0 +1,40 @@
+"""The query encoder served over the Redis RPC from an encode worker (text and image queries)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from workers.encoding.registry import publish_model
+from workers.rpc.connection import connect
+from workers.rpc.encode import ENCODE_QUEUE_KEY, make_encode_handler
+from workers.rpc.server import RpcServer
+
+logger = logging.getLogger(__name__)
+
+
+class EncoderService:
+    def __init__(self, redis_url: str, encoder: object, *, batch_cap: int = 32) -> None:
+        self.client = connect(redis_url, socket_timeout=10.0)
+        self.encoder = encoder
+        self.server = RpcServer(
+            self.client,
+            ENCODE_QUEUE_KEY,
+            make_encode_handler(encoder),
+            batch_cap=batch_cap,
+            name="encoder",
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        publish_model(self.client, self.encoder.model_name, self.encoder.dim)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(self._stop,), name="encoder-rpc", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

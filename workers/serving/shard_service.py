@@ -1,0 +1,121 @@
+"""One shard replica served over the Redis RPC: follow the update log, answer searches.
+
+Django-free. Two threads: one applies the shard's log as it grows, one pops
+search requests and answers them in batches. `stop()` finishes the batch in
+flight and writes a snapshot, so a restart replays only what came after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workers.encoding.registry import published_model
+from workers.index.replica import ShardReplica
+from workers.index.types import SearchFilter, SearchResult
+from workers.rpc.connection import connect
+from workers.rpc.search import make_search_handler, shard_queue_key
+from workers.rpc.server import RpcServer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardServiceConfig:
+    redis_url: str
+    shard: int
+    index_dir: Path
+    spec: str = "auto"
+    batch_cap: int = 64
+    model_wait_s: float = 600.0
+
+
+class ShardService:
+    def __init__(self, config: ShardServiceConfig) -> None:
+        self.config = config
+        self.client = connect(config.redis_url, socket_timeout=10.0)
+        self.replica: ShardReplica | None = None
+        self.server: RpcServer | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.ready = threading.Event()
+
+    def _model(self) -> tuple[str, int]:
+        """The encoder's model and dimension, as published by the encode workers."""
+        deadline = time.monotonic() + self.config.model_wait_s
+        while not self._stop.is_set():
+            try:
+                found = published_model(self.client)
+            except Exception as exc:  # Redis not reachable yet: keep waiting, visibly
+                logger.warning("shard %d: waiting for Redis: %s", self.config.shard, exc)
+                found = None
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError("no encode worker published its model")
+            self._stop.wait(0.5)
+        raise RuntimeError("stopped before the model was known")
+
+    def _search(self, queries: np.ndarray, k: int, filters: SearchFilter) -> SearchResult:
+        shard = self.replica.shard if self.replica is not None else None
+        if shard is None:
+            raise RuntimeError("shard not loaded yet")
+        return shard.search(queries, k, filters)  # looked up per call: the shard may be swapped
+
+    def start(self) -> None:
+        """Return at once; loading, replay and serving happen in background threads."""
+        thread = threading.Thread(target=self._run, name=f"shard-{self.config.shard}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _run(self) -> None:
+        shard = self.config.shard
+        try:
+            model, dim = self._model()
+        except RuntimeError:
+            return
+        self.replica = ShardReplica(
+            self.client, shard, model, dim, self.config.index_dir, spec=self.config.spec
+        )
+        replica = self.replica
+        started = time.monotonic()
+        replica.start()
+        logger.info(
+            "shard %d: loaded and replayed to %s in %.2fs (%s vectors)",
+            shard,
+            replica.last_applied,
+            time.monotonic() - started,
+            replica.shard.stats().get("vectors") if replica.shard else "?",
+        )
+        self.server = RpcServer(
+            self.client,
+            shard_queue_key(shard),
+            make_search_handler(self._search, shard=shard, dim=dim),
+            batch_cap=self.config.batch_cap,
+            name=f"shard-{shard}",
+        )
+        follower = threading.Thread(
+            target=replica.follow,
+            args=(self._stop,),
+            kwargs={"block_ms": 200},
+            name=f"shard-{shard}-log",
+            daemon=True,
+        )
+        follower.start()
+        self._threads.append(follower)
+        self.ready.set()
+        self.server.serve_forever(self._stop)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish in-flight requests, stop following the log, write a snapshot."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        if self.replica is not None and self.replica.shard is not None:
+            path = self.replica.snapshot()
+            logger.info("shard %d: snapshot written to %s", self.config.shard, path)
