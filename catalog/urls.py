@@ -5,5 +5,5 @@ from catalog import views
 app_name = "catalog"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.search_page, name="home"),
 ]

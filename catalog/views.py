@@ -5,13 +5,21 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
+from catalog.models import Category
 from catalog.selectors import catalog_summary
 
 
-def home(request: HttpRequest) -> HttpResponse:
+@ensure_csrf_cookie
+def search_page(request: HttpRequest) -> HttpResponse:
+    """The shopper's page; it talks to /api/search/ from the browser."""
     return render(
         request,
-        "catalog/home.html",
-        {"summary": catalog_summary(), "flower_url": settings.FLOWER_URL},
+        "catalog/search.html",
+        {
+            "categories": Category.objects.order_by("name"),
+            "summary": catalog_summary(),
+            "flower_url": settings.FLOWER_URL,
+        },
     )

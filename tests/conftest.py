@@ -124,3 +124,15 @@ def encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def shard_workers(encode_worker, redis_url, worker_logs):
+    """One real search worker per shard (two shards), beside the encode worker."""
+    from tests.support.processes import CeleryWorker
+    from workers.queues import shard_queue
+
+    workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
+    yield workers
+    for worker in workers:
+        worker.stop()

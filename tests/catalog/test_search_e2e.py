@@ -9,9 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import IndexState, Product
 from tests.support.images import image_bytes
-from tests.support.processes import CeleryWorker
 from workers.index.log import shard_for_product
-from workers.queues import shard_queue
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -23,14 +21,6 @@ COLOURS = [
     (20, 20, 20),
     (240, 240, 240),
 ]
-
-
-@pytest.fixture
-def shard_workers(encode_worker, redis_url, worker_logs):
-    workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
-    yield workers
-    for worker in workers:
-        worker.stop()
 
 
 def wait_indexed(ids: list[int], timeout: float = 90.0) -> None:
