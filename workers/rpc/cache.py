@@ -31,8 +31,8 @@ class QueryEmbeddingCache:
     def __init__(
         self, client: redis.Redis, model: str, ttl_s: int = 86400, *, max_dim: int = 4096
     ) -> None:
-        if not model or ":" in model:
-            raise ValueError("model must be a non-empty name without ':'")
+        if not model:
+            raise ValueError("model must be a non-empty name")
         self.client = client
         self.model = model
         self.ttl_s = int(ttl_s)

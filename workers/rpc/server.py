@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import redis
 
+from workers.rpc.connection import max_block_s
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ProtocolError,
@@ -63,6 +64,8 @@ class RpcServer:
         self.handler = handler
         self.batch_cap = batch_cap
         self.reply_ttl_s = int(reply_ttl_s)
+        # A blocking pop must return before the client's socket timeout fires.
+        self._longest_block_s = max_block_s(client)
         self.block_s = block_s
         self.limits = limits
         self.backoff_s = backoff_s
@@ -116,6 +119,8 @@ class RpcServer:
         Raises Redis errors (ConnectionError, TimeoutError, ...) so that the caller decides
         how to back off; `serve_forever` retries them.
         """
+        if self._longest_block_s is not None:
+            block_s = min(block_s, self._longest_block_s)
         raws = self._pop_batch(block_s)
         if not raws:
             return 0
