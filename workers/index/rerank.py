@@ -57,18 +57,16 @@ class RerankStore:
     def append(self, vectors: np.ndarray | Iterable[np.ndarray]) -> None:
         """Write rows for the next slots as one new segment (blocks may be streamed in)."""
         blocks = [vectors] if isinstance(vectors, np.ndarray) else vectors
-        path = self.directory / f"rerank-{uuid.uuid4().hex}.f16"
-        digest = hashlib.sha256()
-        rows = 0
-        with open(path, "wb") as fh:
-            for block in blocks:
-                data = np.ascontiguousarray(block, dtype=np.float32).astype(ROW_DTYPE).tobytes()
-                digest.update(data)
-                fh.write(data)
-                rows += len(block)
-            fh.flush()
-            os.fsync(fh.fileno())
-        segment = Segment(path, self.size, rows, digest.hexdigest())
+        writer = self.writer()
+        for block in blocks:
+            writer.write(block)
+        writer.close()
+
+    def writer(self) -> SegmentWriter:
+        """Stream rows of one new segment (used by bulk builds); commit with ``close()``."""
+        return SegmentWriter(self)
+
+    def _register(self, segment: Segment) -> None:
         self.segments.append(segment)
         self._maps.append(segment.open(self.dim))
         self._starts = np.append(self._starts, segment.start)
@@ -131,6 +129,30 @@ class RerankStore:
         for seg in self.segments:
             if seg.path.parent == self.directory:
                 seg.path.unlink(missing_ok=True)
+
+
+class SegmentWriter:
+    """Appends float16 rows to one new segment file, hashing as it goes."""
+
+    def __init__(self, store: RerankStore) -> None:
+        self.store = store
+        self.path = store.directory / f"rerank-{uuid.uuid4().hex}.f16"
+        self.start = store.size
+        self.rows = 0
+        self._digest = hashlib.sha256()
+        self._fh = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+
+    def write(self, block: np.ndarray) -> None:
+        data = np.ascontiguousarray(block, dtype=np.float32).astype(ROW_DTYPE).tobytes()
+        self._digest.update(data)
+        self._fh.write(data)
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self.store._register(Segment(self.path, self.start, self.rows, self._digest.hexdigest()))
 
 
 def _int(value: object) -> int:

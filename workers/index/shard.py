@@ -456,6 +456,10 @@ class Shard:
                     out[~in_delta] = self._bulk.reconstruct_batch(bulk_slots)
             return out
 
+    @property
+    def delta_size(self) -> int:
+        return self._n_delta
+
     def stats(self) -> dict[str, object]:
         with self._lock.read():
             alive = int(self._cols["alive"].sum())

@@ -1,0 +1,189 @@
+"""Shard behaviour against numpy brute force on tiny exact and approximate indexes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
+from workers.index.shard import Shard
+from workers.index.spec import SearchParams
+from workers.index.types import SearchFilter
+
+SPECS = ["Flat", "IVF8,Flat", "HNSW16", "IVF8,PQ4x4"]
+EXACT = SearchParams(nprobe=8, ef_search=512, rerank_k=4000)
+
+
+def filled(
+    spec: str, n: int = 2000, tmp_path=None, compact: bool = True
+) -> tuple[Shard, np.ndarray, np.ndarray]:
+    shard = Shard(DIM, "clip-test", spec, work_dir=tmp_path)
+    ids = np.arange(n, dtype=np.int64) * 3 + 1
+    x = random_vectors(n)
+    shard.upsert(ids, x, attrs_for(ids))
+    if compact:
+        shard.compact()
+    return shard, ids, x
+
+
+def test_flat_shard_matches_numpy_brute_force(tmp_path) -> None:
+    shard, ids, x = filled("Flat", tmp_path=tmp_path)
+    q = random_vectors(25, seed=1)
+    result = shard.search(q, 10)
+    order = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    np.testing.assert_array_equal(result.image_ids, ids[order])
+    np.testing.assert_allclose(result.scores, np.take_along_axis(q @ x.T, order, 1), rtol=1e-5)
+    np.testing.assert_array_equal(result.product_ids, ids[order])  # one image per product
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_deleted_and_superseded_ids_never_returned(spec: str, tmp_path) -> None:
+    shard, ids, x = filled(spec, tmp_path=tmp_path)
+    q = x[:40]  # queries equal to stored vectors: each one's own id would rank first
+    shard.delete(ids[:20])
+    moved = random_vectors(20, seed=7)
+    shard.upsert(ids[20:40], moved, attrs_for(ids[20:40]))  # supersede with other vectors
+    for _ in range(2):  # before and after folding the delta and dropping removed vectors
+        result = shard.search(q, 10, params=EXACT)
+        assert not np.isin(result.image_ids, ids[:20]).any()
+        # a superseded id may come back only through its new vector's score
+        for row in range(20, 40):
+            hit = result.image_ids[row] == ids[row]
+            if hit.any():
+                assert result.scores[row][hit][0] < 0.999
+        shard.compact()
+    assert not shard.contains(ids[:20]).any()
+    assert shard.contains(ids[20:]).all()
+    assert shard.stats()["removed"] == 0 or spec.startswith("HNSW")
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_filter_matching_one_percent_still_returns_k(spec: str, tmp_path) -> None:
+    shard, ids, _ = filled(spec, n=3000, tmp_path=tmp_path)
+    flt = SearchFilter(category_ids=frozenset({42}))  # ids % 100 == 42: 30 of 3000
+    result = shard.search(random_vectors(8, seed=3), 10, flt)
+    assert (result.image_ids >= 0).all()
+    assert (result.image_ids % 100 == 42).all()
+    both = SearchFilter(category_ids=frozenset({42, 43}), min_price=10, max_price=30, in_stock=True)
+    result = shard.search(random_vectors(4, seed=4), 5, both)
+    attrs = shard.attrs_of(result.image_ids[result.image_ids >= 0])
+    assert np.isin(attrs.category_ids, [42, 43]).all()
+    assert ((attrs.prices >= 10) & (attrs.prices <= 30) & attrs.in_stock).all()
+
+
+def test_filtered_results_equal_brute_force_on_the_matching_subset(tmp_path) -> None:
+    shard, ids, x = filled("Flat", tmp_path=tmp_path)
+    flt = SearchFilter(min_price=5, max_price=9, category_ids=frozenset(range(0, 100, 2)))
+    a = attrs_for(ids)
+    keep = (a.prices >= 5) & (a.prices <= 9) & (a.category_ids % 2 == 0)
+    q = random_vectors(5, seed=9)
+    expect = brute_force(
+        dict(zip(ids[keep].tolist(), x[keep], strict=True)),
+        dict(zip(ids.tolist(), a.product_ids.tolist(), strict=True)),
+        q,
+        7,
+    )
+    assert all(len(exp) == 7 for exp in expect)
+    result = shard.search(q, 7, flt)
+    for row, exp in enumerate(expect):
+        assert result.product_ids[row].tolist() == [p for p, _ in exp]
+
+
+def test_results_grouped_by_product_with_best_image(tmp_path) -> None:
+    shard = Shard(DIM, "clip-test", "Flat", work_dir=tmp_path)
+    ids = np.arange(600, dtype=np.int64)
+    x = random_vectors(600, seed=5)
+    attrs = attrs_for(ids, images_per_product=6)  # 100 products x 6 images
+    shard.upsert(ids, x, attrs)
+    q = random_vectors(6, seed=6)
+    result = shard.search(q, 12)
+    expect = brute_force(
+        dict(zip(ids.tolist(), x, strict=True)),
+        dict(zip(ids.tolist(), attrs.product_ids.tolist(), strict=True)),
+        q,
+        12,
+    )
+    for row, exp in enumerate(expect):
+        assert len(set(result.product_ids[row].tolist())) == 12
+        assert result.product_ids[row].tolist() == [p for p, _ in exp]
+        np.testing.assert_allclose(result.scores[row], [s for _, s in exp], rtol=1e-5)
+        assert (result.image_ids[row] // 6 == result.product_ids[row]).all()
+
+
+def test_wrong_model_or_dimension_refused(tmp_path) -> None:
+    shard = Shard(DIM, "clip-test", "Flat", work_dir=tmp_path)
+    ids = np.arange(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="dim|shape"):
+        shard.upsert(ids, random_vectors(3, dim=DIM + 1), attrs_for(ids))
+    with pytest.raises(ValueError, match="model"):
+        shard.upsert(ids, random_vectors(3), attrs_for(ids), model="other-model")
+    with pytest.raises(ValueError, match="shape"):
+        shard.search(random_vectors(1, dim=8), 3)
+
+
+def test_compressed_shard_reranks_exactly(tmp_path) -> None:
+    shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path)
+    q = random_vectors(30, seed=11)
+    truth = ids[np.argsort(-(q @ x.T), axis=1)[:, :10]]
+    with_rerank = shard.search(q, 10, params=SearchParams(nprobe=8, rerank_k=1000))
+    bare = shard.search(q, 10, params=SearchParams(nprobe=8, rerank_k=10))
+
+    def recall(found: np.ndarray) -> float:
+        return float(
+            np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        )
+
+    assert recall(with_rerank.image_ids) > recall(bare.image_ids)
+    assert recall(with_rerank.image_ids) >= 0.95
+    np.testing.assert_allclose(
+        with_rerank.scores[:, 0], np.max(q @ x.T, axis=1), rtol=2e-3
+    )  # exact (float16) scores, not PQ estimates
+
+
+def test_concurrent_searches_during_updates_never_error(tmp_path) -> None:
+    shard, ids, x = filled("IVF8,Flat", n=2000, tmp_path=tmp_path)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    q = random_vectors(4, seed=12)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                result = shard.search(q, 10, params=EXACT)
+                live = shard.contains(result.image_ids[result.image_ids >= 0])
+                # no half-applied update: everything returned was live at some instant and the
+                # result is padded only when fewer than k products exist
+                assert (result.image_ids >= 0).all()
+                del live
+        except BaseException as exc:  # noqa: BLE001 (report any failure from the thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    rng = np.random.default_rng(0)
+    for round_no in range(30):
+        batch = rng.choice(ids, 50, replace=False)
+        shard.upsert(batch, random_vectors(50, seed=100 + round_no), attrs_for(batch))
+        shard.delete(rng.choice(ids, 10, replace=False))
+        if round_no % 10 == 9:
+            shard.compact()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_ids_and_stats(tmp_path) -> None:
+    shard, ids, _ = filled("IVF8,Flat", n=500, tmp_path=tmp_path)
+    shard.delete(ids[:5])
+    shard.upsert(ids[5:7], random_vectors(2, seed=2), attrs_for(ids[5:7]))
+    np.testing.assert_array_equal(shard.ids(), np.sort(ids[5:]))
+    stats = shard.stats()
+    assert stats["vectors"] == 495
+    assert stats["delta_size"] == 2
+    assert stats["removed"] == 7
+    assert stats["spec"] == "IVF8,Flat"
+    assert stats["model"] == "clip-test"

@@ -1,0 +1,234 @@
+"""The per-shard update log: one Redis Stream, key ``search:log:<shard>``.
+
+Entries carry raw little-endian bytes with their dtype and shape (never pickle): ids int64,
+vectors float32 (n, dim), product ids int64, categories int32, prices float32, in_stock
+uint8. A reader follows the stream from any entry id; replicas read independently.
+Trimming never passes the oldest log position a registered replica still needs (the
+position of its oldest kept snapshot), recorded in the hash ``search:log:<shard>:positions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from workers.index.types import VectorAttrs
+
+logger = logging.getLogger(__name__)
+
+FORMAT = b"1"
+START = "0-0"
+
+
+def log_key(shard: int) -> str:
+    return f"search:log:{shard}"
+
+
+def positions_key(shard: int) -> str:
+    return f"search:log:{shard}:positions"
+
+
+def shard_for_product(product_id: int, n_shards: int) -> int:
+    """Stable shard of a product (all its images together), independent of the process."""
+    if n_shards <= 0:
+        raise ValueError("n_shards must be positive")
+    digest = hashlib.blake2b(int(product_id).to_bytes(8, "little", signed=True), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") % n_shards
+
+
+def parse_id(entry_id: str | bytes) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def id_max(*ids: str) -> str:
+    return max(ids, key=parse_id)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    entry_id: str
+    op: str  # "upsert" or "delete"
+    ids: np.ndarray  # int64 (n,)
+    model: str
+    dim: int
+    timestamp: float
+    vectors: np.ndarray | None = None  # float32 (n, dim) for upserts
+    attrs: VectorAttrs | None = None
+
+
+class MalformedEntry(ValueError):
+    pass
+
+
+_COLUMNS = (
+    ("product_ids", np.int64),
+    ("category_ids", np.int32),
+    ("prices", np.float32),
+    ("in_stock", np.uint8),
+)
+
+
+class UpdateLog:
+    """Writer and reader of one shard's stream for one embedding model."""
+
+    def __init__(self, client: redis.Redis, shard: int, model: str, dim: int) -> None:
+        self.client = client
+        self.shard = shard
+        self.model = model
+        self.dim = dim
+        self.key = log_key(shard)
+
+    # ---------------------------------------------------------------- writes
+
+    def append_upserts(self, ids: np.ndarray, vectors: np.ndarray, attrs: VectorAttrs) -> str:
+        ids = np.ascontiguousarray(ids, dtype="<i8").reshape(-1)
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        if vectors.shape != (len(ids), self.dim) or len(attrs) != len(ids):
+            raise ValueError(f"expected {len(ids)} vectors of dim {self.dim} and as many attrs")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinity")
+        fields = self._header("upsert", len(ids))
+        fields.update(
+            {
+                b"ids": ids.tobytes(),
+                b"vectors": vectors.tobytes(),
+                b"dtype": b"float32",
+                b"shape": f"{len(ids)},{self.dim}".encode(),
+            }
+        )
+        for name, dtype in _COLUMNS:
+            values = np.ascontiguousarray(
+                getattr(attrs, name), dtype=np.dtype(dtype).newbyteorder("<")
+            )
+            fields[name.encode()] = values.tobytes()
+        return self._add(fields)
+
+    def append_deletes(self, ids: np.ndarray) -> str:
+        ids = np.ascontiguousarray(ids, dtype="<i8").reshape(-1)
+        fields = self._header("delete", len(ids))
+        fields[b"ids"] = ids.tobytes()
+        return self._add(fields)
+
+    def _header(self, op: str, n: int) -> dict[bytes, bytes]:
+        return {
+            b"v": FORMAT,
+            b"op": op.encode(),
+            b"n": str(n).encode(),
+            b"model": self.model.encode(),
+            b"dim": str(self.dim).encode(),
+            b"ts": repr(time.time()).encode(),
+        }
+
+    def _add(self, fields: dict[bytes, bytes]) -> str:
+        entry_id = self.client.xadd(self.key, fields)  # type: ignore[arg-type]
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    # ----------------------------------------------------------------- reads
+
+    def read(
+        self, after: str = START, count: int = 100, block_ms: int | None = None
+    ) -> list[LogEntry]:
+        """Valid entries after `after`, oldest first; malformed ones are logged and skipped."""
+        return self.read_batch(after, count, block_ms)[0]
+
+    def read_batch(
+        self, after: str = START, count: int = 100, block_ms: int | None = None
+    ) -> tuple[list[LogEntry], str]:
+        """(valid entries, id of the last entry read): readers move past malformed entries too."""
+        reply = self.client.xread({self.key: after}, count=count, block=block_ms)
+        entries: list[LogEntry] = []
+        last = after
+        for _key, items in reply or []:
+            for raw_id, fields in items:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                last = entry_id
+                try:
+                    entries.append(decode_entry(entry_id, fields))
+                except (MalformedEntry, ValueError, KeyError, UnicodeDecodeError) as exc:
+                    logger.error(
+                        "skipping malformed log entry %s on %s: %s", entry_id, self.key, exc
+                    )
+        return entries, last
+
+    def last_id(self) -> str:
+        """Id of the newest entry (START when empty): the position a build covers."""
+        newest = self.client.xrevrange(self.key, count=1)
+        if not newest:
+            return START
+        raw = newest[0][0]
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def length(self) -> int:
+        return int(self.client.xlen(self.key))
+
+    # ------------------------------------------------------------ retention
+
+    def register_position(self, reader: str, position: str) -> None:
+        """Record the oldest log position `reader` may still need to replay from."""
+        self.client.hset(positions_key(self.shard), reader, position)
+
+    def unregister(self, reader: str) -> None:
+        self.client.hdel(positions_key(self.shard), reader)
+
+    def needed_floor(self) -> str | None:
+        raw = self.client.hgetall(positions_key(self.shard))
+        if not raw:
+            return None
+        return min(
+            (v.decode() if isinstance(v, bytes) else str(v) for v in raw.values()), key=parse_id
+        )
+
+    def trim_before(self, entry_id: str) -> int:
+        """Drop entries older than `entry_id`, but never past a registered needed position."""
+        floor = entry_id
+        needed = self.needed_floor()
+        if needed is not None and parse_id(needed) < parse_id(floor):
+            floor = needed
+        if parse_id(floor) <= (0, 0):
+            return 0
+        # MINID keeps entries with id >= floor; the entry *at* a position is already applied,
+        # keeping it is harmless.
+        return int(self.client.xtrim(self.key, minid=floor, approximate=False))
+
+
+def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> LogEntry:
+    """Validate and decode one stream entry; raises MalformedEntry on anything unexpected."""
+    try:
+        if fields.get(b"v") != FORMAT:
+            raise MalformedEntry(f"unknown format {fields.get(b'v')!r}")
+        op = fields[b"op"].decode()
+        n = int(fields[b"n"])
+        model = fields[b"model"].decode()
+        dim = int(fields[b"dim"])
+        ts = float(fields[b"ts"])
+        ids = _array(fields[b"ids"], "<i8", (n,))
+    except KeyError as exc:
+        raise MalformedEntry(f"missing field {exc}") from exc
+    if op == "delete":
+        return LogEntry(entry_id, op, ids, model, dim, ts)
+    if op != "upsert":
+        raise MalformedEntry(f"unknown op {op!r}")
+    if fields.get(b"dtype") != b"float32" or fields.get(b"shape") != f"{n},{dim}".encode():
+        raise MalformedEntry("vector dtype/shape header does not match")
+    vectors = _array(fields[b"vectors"], "<f4", (n, dim))
+    if not np.isfinite(vectors).all():
+        raise MalformedEntry("non-finite vector values")
+    cols = {name: _array(fields[name.encode()], dtype, (n,)) for name, dtype in _COLUMNS}
+    attrs = VectorAttrs.build(
+        cols["product_ids"], cols["category_ids"], cols["prices"], cols["in_stock"].astype(bool)
+    )
+    return LogEntry(entry_id, op, ids, model, dim, ts, vectors, attrs)
+
+
+def _array(raw: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if not isinstance(raw, bytes) or len(raw) != expected:
+        raise MalformedEntry(f"expected {expected} bytes for {dtype}{shape}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
