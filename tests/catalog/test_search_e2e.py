@@ -84,6 +84,17 @@ def test_search_end_to_end(shard_workers, staff_client, api_client):
     assert body["shards"] == {"answered": 2, "total": 2}
     assert body["results"][0]["image"].endswith(".png")
 
+    # The shard workers answer maintenance tasks on their own queues.
+    from workers.queues import shard_queue
+    from workers.tasks.shards import shard_snapshot, shard_stats
+
+    counts = [
+        shard_stats.apply_async(args=[n], queue=shard_queue(n)).get(timeout=20)["vectors"]
+        for n in range(2)
+    ]
+    assert sum(counts) == len(ids)
+    assert shard_snapshot.apply_async(args=[0], queue=shard_queue(0)).get(timeout=20)
+
     # Text search returns products (the tiny model's ranking is arbitrary).
     text = api_client.get("/api/search/", {"q": "a yellow ball", "k": 3})
     assert text.status_code == 200, text.content

@@ -88,18 +88,23 @@ class CeleryWorker:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_ready(app, timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started worker behind to serve later tests
+            raise
+        return self
+
+    def _wait_ready(self, app, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"worker exited early; log:\n{self.log_path.read_text()[-3000:]}"
-                )
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return self
-        self.stop()
-        raise RuntimeError(
-            f"worker did not answer in {timeout}s; log:\n{self.log_path.read_text()[-3000:]}"
-        )
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early; log:\n{self.log()[-3000:]}")
+            # A fresh connection each time: a pooled one may be broken by an earlier Redis restart.
+            with app.connection_for_write() as connection:
+                if app.control.ping(destination=[self.name], timeout=0.5, connection=connection):
+                    return
+        raise RuntimeError(f"worker did not answer in {timeout}s; log:\n{self.log()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

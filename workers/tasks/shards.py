@@ -1,0 +1,46 @@
+"""Tasks of the `shard.<n>` queues, run by that shard's search worker on its live replica.
+
+Send them with `.apply_async(args=[n], queue=shard_queue(n))`. With several replicas of
+a shard, one replica takes each task.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from workers.serving.bootsteps import running_shards
+
+
+class ShardNotServedHere(RuntimeError):
+    """This worker does not serve the shard (or has not finished loading it)."""
+
+
+def _replica(shard: int):
+    service = running_shards.get(int(shard))
+    replica = getattr(service, "replica", None)
+    if replica is None or replica.shard is None:
+        raise ShardNotServedHere(f"shard {shard} is not loaded in this worker")
+    return replica
+
+
+@shared_task(name="workers.tasks.shards.shard_stats", soft_time_limit=30)
+def shard_stats(shard: int) -> dict[str, object]:
+    """Counts, index spec and log position of the live replica. Read-only."""
+    replica = _replica(shard)
+    stats = dict(replica.shard.stats())
+    stats.update(shard=int(shard), replica=replica.name, last_applied=replica.last_applied)
+    return stats
+
+
+@shared_task(name="workers.tasks.shards.shard_snapshot", soft_time_limit=600)
+def shard_snapshot(shard: int) -> str:
+    """Write a snapshot at the last applied log entry. Idempotent."""
+    return str(_replica(shard).snapshot())
+
+
+@shared_task(name="workers.tasks.shards.shard_compact", soft_time_limit=600)
+def shard_compact(shard: int) -> dict[str, object]:
+    """Fold the delta into the bulk index and drop removed ids. Idempotent."""
+    replica = _replica(shard)
+    replica.shard.compact()
+    return dict(replica.shard.stats())
