@@ -1,16 +1,22 @@
 """Where and in which precision the encoder runs, decided once per process.
 
 CUDA with fp16 weights when a GPU is present; otherwise the CPU in fp32, or in
-bf16 when asked (CLIP_BF16=1): on CPUs with AVX-512 it is markedly faster with
-embeddings that stay within a cosine of about 0.9999 of fp32.
+bf16 when asked (CLIP_BF16=1). bf16 pays off only on CPUs with native bf16
+instructions (AVX512_BF16 or AMX): embeddings stay within a cosine of about
+0.9999 of fp32. Without them (this machine: AVX-512F only) bf16 matmuls are
+emulated and ViT-B/32 ran about 2-3x slower than fp32, so asking for bf16 there
+logs a warning (see bench/encode_bench.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
 import torch
+
+log = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -43,14 +49,14 @@ class Placement:
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether the CPU has bf16-friendly instructions (AVX-512 or AMX); without them
-    bf16 matmuls are emulated and slower than fp32."""
+    """Whether the CPU has native bf16 instructions; without them bf16 matmuls are
+    emulated and slower than fp32."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             flags = fh.read()
     except OSError:
         return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "avx512f"))
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def choose_placement(
@@ -67,4 +73,8 @@ def choose_placement(
         chosen = torch.device(device)
     if chosen.type == "cuda":
         return Placement(chosen, torch.float16, compile)
+    if bf16 and chosen.type == "cpu" and not cpu_supports_bf16():
+        log.warning(
+            "bf16 weights requested on a CPU without native bf16: expect it slower than fp32"
+        )
     return Placement(chosen, torch.bfloat16 if bf16 else torch.float32, compile)
