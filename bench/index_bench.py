@@ -1,0 +1,297 @@
+"""Index engine benchmark: recall@10, QPS and latency of shards against raw FAISS.
+
+Synthetic clustered 512-d vectors (workers.index.synthetic), held-out queries, exact ground
+truth. For each index kind: build + train time, auto-tuned parameters, a sweep of
+nprobe/efSearch (and re-rank candidates), bytes per vector, and the shard's QPS as a ratio
+of raw FAISS searching the same trained index with the same parameters, measured in the same
+run with 1% of the ids deleted and 1% of the vectors in the delta.
+
+    python bench/index_bench.py --quick            # < 2 minutes
+    python bench/index_bench.py                    # 100k and 1M
+    python bench/index_bench.py --scale 10m        # OPQ+IVF+PQ at 10M (long)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workers.index.build import build_bulk
+from workers.index.shard import Shard
+from workers.index.spec import IndexSpec, SearchParams, choose_spec, nlist_for
+from workers.index.synthetic import ClusterModel, exact_knn
+from workers.index.types import VectorAttrs
+
+K = 10
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def attrs_for(ids: np.ndarray) -> VectorAttrs:
+    return VectorAttrs.build(ids, ids % 100, (ids % 500).astype(np.float32), ids % 4 != 0)
+
+
+def specs_for(n: int, dim: int, kinds: list[str], quick: bool) -> list[IndexSpec]:
+    out = []
+    for kind in kinds:
+        if kind == "flat" and n > 200_000:
+            continue
+        if kind == "ivfpq" and quick:
+            out.append(IndexSpec(f"IVF{nlist_for(n)},PQ16", rerank=True))
+        else:
+            out.append(choose_spec(n, dim, kind))
+    return out
+
+
+def sweep_params(shard: Shard) -> list[SearchParams]:
+    spec = shard.spec
+    tuned = shard.params
+    if spec.kind == "hnsw":
+        return [SearchParams(ef_search=e) for e in (16, 32, 64, 128, 256)]
+    if spec.nlist:
+        probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= spec.nlist]
+        rk = tuned.rerank_k
+        return [SearchParams(nprobe=p, rerank_k=rk) for p in probes]
+    return [tuned]
+
+
+def raw_params(shard: Shard, params: SearchParams) -> tuple[faiss.SearchParameters | None, int]:
+    """The same knobs for a plain FAISS search of the bulk index (candidates = rerank_k)."""
+    kb = max(K, params.rerank_k or 0) if shard.spec.rerank else K
+    if shard.spec.kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=int(params.ef_search)), kb
+    if shard.spec.nlist:
+        return faiss.SearchParametersIVF(nprobe=int(params.nprobe)), kb
+    return None, kb
+
+
+def time_single(fn, queries: np.ndarray) -> tuple[float, float, float]:
+    """(QPS, p50 ms, p99 ms) issuing one query at a time."""
+    lat = np.empty(len(queries))
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        fn(queries[i : i + 1])
+        lat[i] = time.perf_counter() - t
+    return len(queries) / lat.sum(), 1e3 * np.percentile(lat, 50), 1e3 * np.percentile(lat, 99)
+
+
+def time_batch(fn, queries: np.ndarray) -> float:
+    t = time.perf_counter()
+    fn(queries)
+    return len(queries) / (time.perf_counter() - t)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(
+        np.mean([np.intersect1d(f[:K], t[:K]).size / K for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -> None:
+    dim = args.dim
+    layout = ClusterModel.make(dim, args.clusters, seed=1234)
+    rng = np.random.default_rng(0)
+    extra = max(1, n // 100)
+    t = time.perf_counter()
+    data = np.empty((n + extra, dim), dtype=np.float32)
+    for start in range(0, n + extra, 100_000):
+        stop = min(n + extra, start + 100_000)
+        data[start:stop] = layout.sample(stop - start, rng)
+    queries = layout.sample(args.queries, np.random.default_rng(999))
+    ids = np.arange(n + extra, dtype=np.int64)
+    deleted = np.random.default_rng(1).choice(n, size=max(1, n // 100), replace=False)
+    live = np.ones(n + extra, dtype=bool)
+    live[deleted] = False
+    # the modified shard: base minus 1% deleted plus 1% new in delta
+    live_ids = ids[live]
+    _, gt_rows = exact_knn(
+        (data[i : i + 100_000][live[i : i + 100_000]] for i in range(0, n + extra, 100_000)),
+        queries,
+        K,
+    )
+    truth = live_ids[gt_rows]
+    print(f"# n={n:,}: data + exact ground truth in {time.perf_counter() - t:.1f}s", flush=True)
+
+    for spec in specs_for(n, dim, args.kinds, args.quick):
+        gc.collect()
+        with tempfile.TemporaryDirectory(dir=args.work) as work:
+            batches = (
+                (
+                    ids[i : min(n, i + 50_000)],
+                    data[i : min(n, i + 50_000)],
+                    attrs_for(ids[i : min(n, i + 50_000)]),
+                )
+                for i in range(0, n, 50_000)
+            )
+            t = time.perf_counter()
+            built = build_bulk(
+                batches,
+                dim,
+                "bench",
+                spec,
+                work_dir=Path(work),
+                tune_queries=args.tune_queries,
+                recall_target=0.95,
+                train_threads=args.train_threads,
+                add_threads=args.train_threads,
+            )
+            build_s = time.perf_counter() - t
+            shard = built.shard
+            raw_index = shard._bulk  # the same trained FAISS index, searched without the shard
+            shard.delete(deleted)
+            shard.upsert(ids[n:], data[n:], attrs_for(ids[n:]))
+            mem = shard.memory_bytes() / shard.stats()["vectors"]
+            disk = shard.stats()["rerank_disk_bytes"] / max(1, shard.stats()["vectors"])
+            faiss.omp_set_num_threads(1)
+            single_q = queries[: args.single]
+
+            def shard_fn(p: SearchParams, shard: Shard = shard):
+                return lambda q: shard.search(q, K, params=p)
+
+            def raw_fn(p: SearchParams, shard: Shard = shard, index: faiss.Index = raw_index):
+                fp, kb = raw_params(shard, p)
+                return lambda q: index.search(q, kb, params=fp)
+
+            curve = []
+            for p in [*sweep_params(shard), shard.params]:
+                found = shard.search(queries, K, params=p).image_ids
+                qps1, p50, p99 = time_single(shard_fn(p), single_q)
+                qpsb = time_batch(shard_fn(p), queries)
+                raw1, _, _ = time_single(raw_fn(p), single_q)
+                rawb = time_batch(raw_fn(p), queries)
+                row = {
+                    "n": n,
+                    "spec": spec.factory,
+                    "params": _fmt(p),
+                    "recall": recall(found, truth),
+                    "qps1": qps1,
+                    "p50": p50,
+                    "p99": p99,
+                    "qpsb": qpsb,
+                    "ratio1": qps1 / raw1,
+                    "ratiob": qpsb / rawb,
+                    "tuned": p == shard.params,
+                }
+                if p != shard.params:
+                    curve.append((row["recall"], qps1))
+                rows.append(row)
+                _print_row(row)
+            curves[f"{spec.factory} n={n:,}"] = curve
+            extra_info = ""
+            if spec.rerank:
+                bare = SearchParams(nprobe=shard.params.nprobe, rerank_k=K)
+                r_bare = recall(shard.search(queries, K, params=bare).image_ids, truth)
+                extra_info = f" recall without re-rank {r_bare:.3f}"
+            print(
+                f"# {spec.factory} n={n:,}: build {build_s:.0f}s "
+                f"(train {built.train_seconds:.0f}s, "
+                f"add {built.add_seconds:.0f}s, tune {built.tune_seconds:.0f}s), tuned "
+                f"{_fmt(shard.params)} recall@10 tune-set {built.tune['recall_at_k']:.3f}, "
+                f"{mem:.1f} B/vector in RAM, {disk:.0f} B/vector re-rank file on disk{extra_info}",
+                flush=True,
+            )
+            rows.append(
+                {"summary": True, "n": n, "spec": spec.factory, "mem": mem, "build": build_s}
+            )
+            del shard, built, raw_index
+    del data
+
+
+def _fmt(p: SearchParams) -> str:
+    parts = [f"{k}={v}" for k, v in p.to_dict().items() if v is not None]
+    return ",".join(parts) or "-"
+
+
+def _print_row(r: dict) -> None:
+    mark = "*" if r["tuned"] else " "
+    print(
+        f"{r['n']:>9,} {r['spec']:<24} {r['params']:<22}{mark} {r['recall']:6.3f} "
+        f"{r['qps1']:8.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['qpsb']:8.0f} "
+        f"{r['ratio1']:6.2f} {r['ratiob']:6.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="20k vectors, small sweep (< 2 min)")
+    parser.add_argument("--scale", choices=["100k", "1m", "both", "10m"], default="both")
+    parser.add_argument("--kinds", default="flat,ivf,ivfpq,hnsw")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--single", type=int, default=300, help="queries timed one at a time")
+    parser.add_argument("--tune-queries", type=int, default=200)
+    parser.add_argument("--train-threads", type=int, default=1)
+    parser.add_argument("--work", default=None, help="directory for re-rank files")
+    args = parser.parse_args()
+    args.kinds = args.kinds.split(",")
+    if args.quick:
+        sizes = [20_000]
+        args.queries, args.single, args.tune_queries = 200, 100, 100
+        args.kinds = [k for k in args.kinds if k != "hnsw"]
+    elif args.scale == "10m":
+        sizes, args.kinds = [10_000_000], ["ivfpq"]
+    else:
+        sizes = {"100k": [100_000], "1m": [1_000_000], "both": [100_000, 1_000_000]}[args.scale]
+    faiss.omp_set_num_threads(1)
+    print(
+        f"{'n':>9} {'spec':<24} {'params':<23} {'rec@10':>6} {'QPS1':>8} {'p50ms':>7} "
+        f"{'p99ms':>7} {'QPSbat':>8} {'x1raw':>6} {'xBraw':>6}"
+    )
+    rows: list[dict] = []
+    curves: dict[str, list] = {}
+    started = time.perf_counter()
+    for n in sizes:
+        run_size(n, args, rows, curves)
+    _plot(curves, "quick" if args.quick else args.scale)
+    tuned = [r for r in rows if r.get("tuned")]
+    big = max(r["n"] for r in tuned)
+    worst = min(r["ratio1"] for r in tuned)
+    best_recall = {r["spec"]: r["recall"] for r in tuned if r["n"] == big}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(
+        f"SUMMARY n={big:,}: tuned recall@10 "
+        + ", ".join(f"{s} {v:.3f}" for s, v in best_recall.items())
+        + f"; shard/raw single-query QPS >= {worst:.2f}x; peak RSS {peak:.1f} GB; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+
+
+def _plot(curves: dict[str, list], tag: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, pts in curves.items():
+        if pts:
+            r, q = zip(*sorted(pts), strict=True)
+            ax.plot(r, q, marker="o", label=name)
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("single-query QPS (1 thread)")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    path = OUT / f"index_recall_qps_{tag}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"# plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
