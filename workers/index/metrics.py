@@ -41,14 +41,15 @@ def merge_topk(
     if not scores:
         raise ValueError("nothing to merge")
     nq = scores[0].shape[0]
-    heap = faiss.ResultHeap(nq, k, keep_max=keep_max_for(metric))
+    keep_max = keep_max_for(metric)
+    heap = faiss.ResultHeap(nq, k, keep_max=keep_max)
     for d, i in zip(scores, ids, strict=True):
         d = np.ascontiguousarray(d, dtype=np.float32)
         i = np.ascontiguousarray(i, dtype=np.int64)
         if d.shape != i.shape or d.shape[0] != nq:
             raise ValueError("scores and ids must be (nq, k_i) with the same nq")
         if i.size:
-            d = np.where(i >= 0, d, -np.inf if heap.keep_max else np.inf).astype(np.float32)
+            d = np.where(i >= 0, d, -np.inf if keep_max else np.inf).astype(np.float32)
             heap.add_result(d, i)
     heap.finalize()
     return heap.D, heap.I

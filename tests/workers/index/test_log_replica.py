@@ -1,0 +1,213 @@
+"""Update log on a real private Redis, replicas following it, snapshots and rebuild swaps."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.workers.index.conftest import DIM, attrs_for, random_vectors
+from workers.index.build import build_bulk
+from workers.index.log import UpdateLog, log_key, shard_for_product
+from workers.index.replica import ShardReplica
+from workers.index.shard import Shard
+from workers.index.snapshot import snapshot_dirs
+
+MODEL = "clip-test"
+
+
+def test_log_round_trip_and_malformed_entries_skipped(redis_client: redis.Redis) -> None:
+    log = UpdateLog(redis_client, 0, MODEL, DIM)
+    ids = np.array([5, 9], dtype=np.int64)
+    x = random_vectors(2)
+    first = log.append_upserts(ids, x, attrs_for(ids))
+    redis_client.xadd(log_key(0), {"v": "1", "op": "upsert", "n": "2", "ids": b"short"})
+    redis_client.xadd(log_key(0), {"garbage": "yes"})
+    last = log.append_deletes(np.array([9], dtype=np.int64))
+    entries, position = log.read_batch("0-0", count=10)
+    assert [e.entry_id for e in entries] == [first, last]
+    assert position == last
+    up, dele = entries
+    np.testing.assert_array_equal(up.ids, ids)
+    np.testing.assert_array_equal(up.vectors, x)
+    assert up.vectors.dtype == np.float32
+    np.testing.assert_array_equal(up.attrs.category_ids, attrs_for(ids).category_ids)
+    assert dele.op == "delete"
+    np.testing.assert_array_equal(dele.ids, [9])
+    assert log.read(last, count=10) == []
+
+
+def test_trim_never_passes_a_registered_position(redis_client: redis.Redis) -> None:
+    log = UpdateLog(redis_client, 1, MODEL, DIM)
+    positions = [log.append_deletes(np.array([i], dtype=np.int64)) for i in range(10)]
+    log.register_position("replica-a", positions[3])
+    log.trim_before(positions[8])
+    remaining = [e.entry_id for e in log.read("0-0", count=100)]
+    assert remaining == positions[3:]
+    log.register_position("replica-a", positions[8])
+    log.trim_before(positions[8])
+    assert [e.entry_id for e in log.read("0-0", count=100)] == positions[8:]
+
+
+def test_shard_for_product_is_stable_and_spreads() -> None:
+    shards = [shard_for_product(p, 4) for p in range(4000)]
+    assert shards[:8] == [shard_for_product(p, 4) for p in range(8)]
+    counts = np.bincount(shards, minlength=4)
+    assert counts.min() > 800
+
+
+def _fill_log(log: UpdateLog, ids: np.ndarray, seed: int) -> np.ndarray:
+    x = random_vectors(len(ids), seed=seed)
+    for chunk in range(0, len(ids), 50):
+        sl = slice(chunk, chunk + 50)
+        log.append_upserts(ids[sl], x[sl], attrs_for(ids[sl]))
+    return x
+
+
+def test_replica_start_follow_snapshot_and_restart(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    log = UpdateLog(redis_client, 2, MODEL, DIM)
+    ids = np.arange(300, dtype=np.int64)
+    x = _fill_log(log, ids, seed=1)
+    replica = ShardReplica(redis_client, 2, MODEL, DIM, tmp_path, spec="Flat", name="r1")
+    shard = replica.start()
+    assert shard.stats()["vectors"] == 300
+    replica.snapshot()
+    log.append_deletes(ids[:10])
+    assert replica.poll_once() == 1
+    assert not shard.contains(ids[:10]).any()
+    # a second replica process restarts from the snapshot and replays the rest of the log
+    again = ShardReplica(redis_client, 2, MODEL, DIM, tmp_path, spec="Flat", name="r1")
+    restarted = again.start()
+    np.testing.assert_array_equal(restarted.ids(), ids[10:])
+    q = x[50:55]
+    np.testing.assert_array_equal(restarted.search(q, 5).image_ids, shard.search(q, 5).image_ids)
+    assert again.last_applied == replica.last_applied
+
+
+def test_corrupt_snapshot_falls_back_to_previous(redis_client: redis.Redis, tmp_path: Path) -> None:
+    log = UpdateLog(redis_client, 3, MODEL, DIM)
+    ids = np.arange(200, dtype=np.int64)
+    _fill_log(log, ids[:100], seed=2)
+    replica = ShardReplica(redis_client, 3, MODEL, DIM, tmp_path, spec="Flat", name="r")
+    replica.start()
+    replica.snapshot()
+    older_position = replica.last_applied
+    _fill_log(log, ids[100:], seed=3)
+    replica.poll_once()
+    newest = replica.snapshot()
+    assert len(snapshot_dirs(tmp_path / "shard-3")) == 2
+    bulk = newest / "columns.npz"
+    data = bytearray(bulk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bulk.write_bytes(bytes(data))
+    shard, position = Shard.load(tmp_path / "shard-3")
+    assert position == older_position
+    assert shard.stats()["vectors"] == 100
+    # a replica then replays the longer tail and ends up complete
+    again = ShardReplica(redis_client, 3, MODEL, DIM, tmp_path, spec="Flat", name="r")
+    np.testing.assert_array_equal(again.start().ids(), ids)
+
+
+def test_replica_survives_redis_restart(
+    redis_server, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    log = UpdateLog(redis_client, 4, MODEL, DIM)
+    ids = np.arange(100, dtype=np.int64)
+    _fill_log(log, ids, seed=4)
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    replica = ShardReplica(client, 4, MODEL, DIM, tmp_path, spec="Flat", backoff_base=0.01)
+    replica.start()
+    redis_client.close()
+    redis_server.stop()
+    try:
+        assert replica.poll_once() == 0  # backs off instead of raising
+        assert replica.failures == 1
+    finally:
+        redis_server.start()
+    writer = UpdateLog(redis.Redis.from_url(redis_server.url), 4, MODEL, DIM)
+    writer.append_deletes(ids[:7])
+    replica.catch_up()
+    np.testing.assert_array_equal(replica.shard.ids(), ids[7:])
+    assert replica.failures == 0
+
+
+def test_update_during_rebuild_survives_the_swap(redis_client: redis.Redis, tmp_path: Path) -> None:
+    log = UpdateLog(redis_client, 5, MODEL, DIM)
+    ids = np.arange(1000, dtype=np.int64)
+    x = _fill_log(log, ids, seed=5)
+    replica = ShardReplica(redis_client, 5, MODEL, DIM, tmp_path, spec="Flat", name="r")
+    replica.start()
+    # the rebuild reads the stored vectors as of this log position...
+    position = log.last_id()
+    log.register_position("build", position)
+    source = [
+        (ids[i : i + 250], x[i : i + 250], attrs_for(ids[i : i + 250])) for i in range(0, 1000, 250)
+    ]
+    # ...while updates keep arriving and the live replica applies them
+    fresh_ids = np.arange(5000, 5010, dtype=np.int64)
+    fresh = _fill_log(log, fresh_ids, seed=6)
+    log.append_deletes(ids[:5])
+    replica.catch_up()
+    built = build_bulk(
+        iter(source),
+        DIM,
+        MODEL,
+        "IVF8,Flat",
+        log_position=position,
+        work_dir=tmp_path / "b",
+        tune_queries=50,
+    )
+    more = np.arange(6000, 6003, dtype=np.int64)
+    _fill_log(log, more, seed=7)  # and one more after the build finished
+    replica.swap_to(built.shard, built.log_position)
+    shard = replica.shard
+    assert shard.spec.factory == "IVF8,Flat"
+    np.testing.assert_array_equal(shard.ids(), np.sort(np.concatenate([ids[5:], fresh_ids, more])))
+    top = shard.search(fresh[:3], 1, params=None).image_ids[:, 0]
+    np.testing.assert_array_equal(top, fresh_ids[:3])
+
+
+def test_concurrent_follow_and_search(redis_client: redis.Redis, tmp_path: Path) -> None:
+    log = UpdateLog(redis_client, 6, MODEL, DIM)
+    replica = ShardReplica(redis_client, 6, MODEL, DIM, tmp_path, spec="Flat", compact_at=100)
+    shard = replica.start()
+    stop = threading.Event()
+    follower = threading.Thread(target=replica.follow, args=(stop, 50))
+    follower.start()
+    try:
+        for start in range(0, 400, 40):
+            _fill_log(log, np.arange(start, start + 40, dtype=np.int64), seed=start)
+            shard.search(random_vectors(2, seed=start), 5)
+        deadline = 200
+        while shard.stats()["vectors"] < 400 and deadline:
+            stop.wait(0.05)
+            deadline -= 1
+    finally:
+        stop.set()
+        follower.join()
+    assert shard.stats()["vectors"] == 400
+
+
+@pytest.mark.parametrize("spec", ["IVF16,Flat", "IVF16,PQ4x4"])
+def test_build_tunes_to_recall_target(spec: str, tmp_path: Path) -> None:
+    from workers.index.synthetic import clustered_vectors
+
+    x = clustered_vectors(4000, DIM, n_clusters=30)
+    ids = np.arange(4000, dtype=np.int64) + 10
+    batches = (
+        (ids[i : i + 1000], x[i : i + 1000], attrs_for(ids[i : i + 1000]))
+        for i in range(0, 4000, 1000)
+    )
+    built = build_bulk(
+        batches, DIM, MODEL, spec, work_dir=tmp_path, tune_queries=100, train_size=2000
+    )
+    assert built.tune["reached"]
+    assert built.tune["recall_at_k"] >= 0.95
+    assert built.shard.tune_report["params"] == built.shard.params.to_dict()
+    assert built.n_vectors == 4000
+    assert built.device == "cpu"
