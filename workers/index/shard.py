@@ -271,7 +271,8 @@ class Shard:
             if n_match == 0:
                 return SearchResult(out_p, out_i, out_s, {"matches": 0})
             base = (params or SearchParams()).merged_over(self.params)
-            base = self._scaled(base, n_match / max(1, int(self._cols["alive"].sum())))
+            if filters is not None and not filters.is_empty:
+                base = self._scaled(base, n_match / max(1, self._allowed(None)[1]))
             products = self._cols.data["product_ids"]
             image_ids = self._cols.data["image_ids"]
             todo = np.arange(nq)
