@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import resource
 import sys
 import tempfile
@@ -99,42 +100,51 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -> None:
     dim = args.dim
     layout = ClusterModel.make(dim, args.clusters, seed=1234)
-    rng = np.random.default_rng(0)
-    extra = max(1, n // 100)
+    block_rows = 100_000
+    n_blocks = -(-n // block_rows)
+    stream_only = n > 2_000_000  # never hold 10M float32 vectors: regenerate blocks instead
+    cache: dict[int, np.ndarray] = {}
+
+    def block(i: int) -> np.ndarray:
+        """Block i of the database, reproducible from its own seed."""
+        if i in cache:
+            return cache[i]
+        rows = min(block_rows, n - i * block_rows)
+        x = layout.sample(rows, np.random.default_rng(10_000 + i))
+        if not stream_only:
+            cache[i] = x
+        return x
+
     t = time.perf_counter()
-    data = np.empty((n + extra, dim), dtype=np.float32)
-    for start in range(0, n + extra, 100_000):
-        stop = min(n + extra, start + 100_000)
-        data[start:stop] = layout.sample(stop - start, rng)
+    extra = max(1, n // 100)
+    fresh = layout.sample(extra, np.random.default_rng(7))  # 1% new vectors for the delta
     queries = layout.sample(args.queries, np.random.default_rng(999))
     ids = np.arange(n + extra, dtype=np.int64)
     deleted = np.random.default_rng(1).choice(n, size=max(1, n // 100), replace=False)
     live = np.ones(n + extra, dtype=bool)
     live[deleted] = False
-    # the modified shard: base minus 1% deleted plus 1% new in delta
     live_ids = ids[live]
-    _, gt_rows = exact_knn(
-        (data[i : i + 100_000][live[i : i + 100_000]] for i in range(0, n + extra, 100_000)),
-        queries,
-        K,
+    # ground truth of the modified shard: base minus 1% deleted plus 1% new in delta
+    live_blocks = (
+        block(i)[live[i * block_rows : i * block_rows + len(block(i))]] for i in range(n_blocks)
     )
+    _, gt_rows = exact_knn(itertools.chain(live_blocks, [fresh]), queries, K)
     truth = live_ids[gt_rows]
     print(f"# n={n:,}: data + exact ground truth in {time.perf_counter() - t:.1f}s", flush=True)
+
+    def batches():
+        for i in range(n_blocks):
+            x = block(i)
+            for j in range(0, len(x), 50_000):
+                b_ids = ids[i * block_rows + j : i * block_rows + j + len(x[j : j + 50_000])]
+                yield b_ids, x[j : j + 50_000], attrs_for(b_ids)
 
     for spec in specs_for(n, dim, args.kinds, args.quick):
         gc.collect()
         with tempfile.TemporaryDirectory(dir=args.work) as work:
-            batches = (
-                (
-                    ids[i : min(n, i + 50_000)],
-                    data[i : min(n, i + 50_000)],
-                    attrs_for(ids[i : min(n, i + 50_000)]),
-                )
-                for i in range(0, n, 50_000)
-            )
             t = time.perf_counter()
             built = build_bulk(
-                batches,
+                batches(),
                 dim,
                 "bench",
                 spec,
@@ -148,7 +158,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
             shard = built.shard
             raw_index = shard._bulk  # the same trained FAISS index, searched without the shard
             shard.delete(deleted)
-            shard.upsert(ids[n:], data[n:], attrs_for(ids[n:]))
+            shard.upsert(ids[n:], fresh, attrs_for(ids[n:]))
             mem = shard.memory_bytes() / shard.stats()["vectors"]
             disk = shard.stats()["rerank_disk_bytes"] / max(1, shard.stats()["vectors"])
             faiss.omp_set_num_threads(1)
@@ -203,7 +213,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 {"summary": True, "n": n, "spec": spec.factory, "mem": mem, "build": build_s}
             )
             del shard, built, raw_index
-    del data
+    cache.clear()
 
 
 def _fmt(p: SearchParams) -> str:
