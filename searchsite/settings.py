@@ -156,6 +156,13 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.encoding.*": {"queue": Queue.ENCODE.value},
     "workers.tasks.maintenance.*": {"queue": Queue.INDEX.value},
 }
+CELERY_BEAT_SCHEDULE = {
+    "maybe-rebuild": {
+        "task": "workers.tasks.maintenance.maybe_rebuild",
+        "schedule": env.float("REBUILD_CHECK_S", default=600.0),
+        "options": {"queue": Queue.INDEX.value, "expires": 300},
+    },
+}
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 

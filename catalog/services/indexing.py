@@ -20,6 +20,7 @@ from catalog.models import Embedding, IndexState, Product, ProductImage
 from catalog.redis_clients import redis_client
 from workers.encoding.errors import ImageRejected
 from workers.encoding.images import LoadedImage, fetch_image_url, load_image_bytes
+from workers.encoding.registry import published_model
 from workers.encoding.urls import UrlPolicy
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.types import VectorAttrs
@@ -280,6 +281,9 @@ def remove_images(product_id: int, image_ids: Iterable[int]) -> dict[str, int]:
 
 
 def _append_deletes(shard: int, image_ids: list[int]) -> None:
-    UpdateLog(redis_client(), shard, model="", dim=0).append_deletes(
+    """Deletes carry the running encoder's model, like the upserts they cancel."""
+    client = redis_client()
+    model, dim = published_model(client) or (settings.CLIP_MODEL, 0)
+    UpdateLog(client, shard, model=model, dim=dim).append_deletes(
         np.asarray(image_ids, dtype=np.int64)
     )

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import redis
 
 from workers.encoding.registry import published_model
+from workers.index.builds import current_build
 from workers.index.replica import ShardReplica
+from workers.index.shard import Shard
 from workers.index.types import SearchFilter, SearchResult
 from workers.rpc.connection import connect
 from workers.rpc.search import make_search_handler, shard_queue_key
@@ -33,6 +36,7 @@ class ShardServiceConfig:
     spec: str = "auto"
     batch_cap: int = 64
     model_wait_s: float = 600.0
+    build_check_s: float = 2.0
 
 
 class ShardService:
@@ -99,17 +103,55 @@ class ShardService:
             batch_cap=self.config.batch_cap,
             name=f"shard-{shard}",
         )
-        follower = threading.Thread(
-            target=replica.follow,
-            args=(self._stop,),
-            kwargs={"block_ms": 200},
-            name=f"shard-{shard}-log",
-            daemon=True,
-        )
+        follower = threading.Thread(target=self._follow, name=f"shard-{shard}-log", daemon=True)
         follower.start()
         self._threads.append(follower)
         self.ready.set()
         self.server.serve_forever(self._stop)
+
+    def _follow(self) -> None:
+        """Apply the log as it grows; now and then, swap to a newly published build."""
+        assert self.replica is not None
+        next_check = 0.0
+        while not self._stop.is_set():
+            self.replica.poll_once(block_ms=200)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.config.build_check_s
+                try:
+                    self.swap_to_new_build()
+                except Exception:  # a broken build must not stop the log: log it, keep serving
+                    logger.exception("shard %d: swapping to a new build failed", self.config.shard)
+
+    @property
+    def _build_marker(self) -> Path:
+        return self.config.index_dir / f"shard-{self.config.shard}" / "applied-build"
+
+    def swap_to_new_build(self) -> bool:
+        """Load the newest published build (if this replica has not) and swap to it."""
+        replica = self.replica
+        assert replica is not None
+        try:
+            pointer = current_build(self.client, self.config.shard)
+        except redis.RedisError:
+            return False
+        applied = self._build_marker.read_text().strip() if self._build_marker.exists() else ""
+        if pointer is None or pointer.build_id == applied:
+            return False
+        started = time.monotonic()
+        rebuilt, position = Shard.load(
+            Path(pointer.path), work_dir=replica.work_dir / pointer.build_id
+        )
+        replica.swap_to(rebuilt, position)
+        replica.snapshot()
+        self._build_marker.write_text(pointer.build_id)
+        logger.info(
+            "shard %d: swapped to build %s (%s) in %.2fs",
+            self.config.shard,
+            pointer.build_id,
+            pointer.spec,
+            time.monotonic() - started,
+        )
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight requests, stop following the log, write a snapshot."""

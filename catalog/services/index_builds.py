@@ -1,0 +1,125 @@
+"""Rebuilding shard indexes from the embedding table (the source of truth).
+
+The log position is read before the table, so every update the build may have
+missed is in the log after that position and is replayed by the replicas when
+they swap to the build: nothing is lost across a rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from catalog.models import Embedding
+from catalog.redis_clients import redis_client
+from workers.encoding.registry import published_model
+from workers.index.build import build_bulk
+from workers.index.builds import BuildPointer, publish_build
+from workers.index.log import UpdateLog, shard_for_product
+from workers.index.spec import choose_spec
+from workers.index.types import VectorAttrs
+
+logger = logging.getLogger(__name__)
+Batch = tuple[np.ndarray, np.ndarray, VectorAttrs]
+
+
+def embedding_batches(
+    shard: int,
+    model: str,
+    dim: int,
+    *,
+    batch_size: int = 4096,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Batch]:
+    """The shard's stored vectors of active products, in batches (never all in memory)."""
+    rows = (
+        Embedding.objects.filter(model=model, dim=dim, image__product__is_active=True)
+        .order_by("image_id")
+        .values_list(
+            "image_id",
+            "image__product_id",
+            "image__product__category_id",
+            "image__product__price",
+            "image__product__in_stock",
+            "vector",
+        )
+        .iterator(chunk_size=batch_size)
+    )
+    n_shards = settings.SEARCH_SHARDS
+    buffer: list[tuple] = []
+    for row in rows:
+        if progress:
+            progress(1)
+        if shard_for_product(row[1], n_shards) == shard:
+            buffer.append(row)
+            if len(buffer) >= batch_size:
+                yield _batch(buffer, dim)
+                buffer = []
+    if buffer:
+        yield _batch(buffer, dim)
+
+
+def _batch(rows: list[tuple], dim: int) -> Batch:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.frombuffer(b"".join(bytes(r[5]) for r in rows), dtype="<f4").reshape(-1, dim)
+    attrs = VectorAttrs.build(
+        product_ids=[r[1] for r in rows],
+        category_ids=[r[2] if r[2] is not None else -1 for r in rows],
+        prices=[float(r[3]) for r in rows],
+        in_stock=[r[4] for r in rows],
+    )
+    return ids, np.ascontiguousarray(vectors, dtype=np.float32), attrs
+
+
+def shard_vector_count(shard: int, model: str, dim: int) -> int:
+    return sum(len(b[0]) for b in embedding_batches(shard, model, dim))
+
+
+def build_shard(
+    shard: int, *, spec: str | None = None, progress: Callable[[int], None] | None = None
+) -> dict[str, object]:
+    """Build, tune and publish one shard's index; its replicas swap to it by themselves."""
+    client = redis_client()
+    published = published_model(client)
+    if published is None:
+        raise RuntimeError("no encode worker has published its model yet")
+    model, dim = published
+    log = UpdateLog(client, shard, model, dim)
+    position = log.last_id()
+    # Replicas (also ones started later) replay from this position when they swap to the
+    # build, so the log must keep it: registered under a stable name, moved by the next build.
+    log.register_position(f"build:{shard}", position)
+    count = shard_vector_count(shard, model, dim)
+    if count == 0:
+        return {"shard": shard, "vectors": 0, "skipped": "no vectors"}
+    chosen = choose_spec(count, dim, spec or settings.INDEX_SPEC)
+    build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{chosen.factory.replace(',', '_')}"
+    directory = Path(settings.INDEX_DIR) / f"shard-{shard}" / "builds" / build_id
+    built = build_bulk(
+        embedding_batches(shard, model, dim, progress=progress),
+        dim,
+        model,
+        chosen,
+        expected_count=count,
+        log_position=position,
+        work_dir=directory / "work",
+    )
+    path = built.shard.snapshot(directory, position)
+    publish_build(client, shard, BuildPointer(build_id, str(directory), position, chosen.factory))
+    logger.info("shard %d: published build %s (%d vectors)", shard, build_id, built.n_vectors)
+    return {
+        "shard": shard,
+        "build_id": build_id,
+        "vectors": built.n_vectors,
+        "spec": chosen.factory,
+        "log_position": position,
+        "path": str(path),
+        "train_s": round(built.train_seconds, 2),
+        "add_s": round(built.add_seconds, 2),
+        "tune": {k: v for k, v in built.tune.items() if isinstance(v, int | float | str | dict)},
+    }
