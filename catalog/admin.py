@@ -131,3 +131,8 @@ class ProductAdmin(admin.ModelAdmin):
             product_ids=list(queryset.values_list("pk", flat=True))
         )
         self.message_user(request, f"{count} product(s) removed from the index.", messages.SUCCESS)
+
+
+# The admin index links to the Search health page (catalog/admin_views.py).
+admin.site.index_template = "admin/index_with_search.html"
+admin.site.site_header = "Visual product search"

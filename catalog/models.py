@@ -101,3 +101,22 @@ class Embedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of image {self.image_id} ({self.model}, {self.dim}d)"
+
+
+class RecallMeasurement(models.Model):
+    """One run of the recall probe: the service's top-10 against exact neighbours."""
+
+    measured_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    shard = models.IntegerField(null=True, blank=True, help_text="empty: all shards together")
+    recall_at_10 = models.FloatField()
+    queries = models.PositiveIntegerField()
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    partial_answers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-measured_at", "shard"]
+
+    def __str__(self) -> str:
+        where = "all shards" if self.shard is None else f"shard {self.shard}"
+        return f"recall@10 {self.recall_at_10:.3f} on {where} at {self.measured_at:%Y-%m-%d %H:%M}"

@@ -156,13 +156,26 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.encoding.*": {"queue": Queue.ENCODE.value},
     "workers.tasks.maintenance.*": {"queue": Queue.INDEX.value},
 }
+# Periodic maintenance (shard compaction and snapshots run inside each replica:
+# workers/serving/upkeep.py).
 CELERY_BEAT_SCHEDULE = {
     "maybe-rebuild": {
         "task": "workers.tasks.maintenance.maybe_rebuild",
         "schedule": env.float("REBUILD_CHECK_S", default=600.0),
         "options": {"queue": Queue.INDEX.value, "expires": 300},
     },
+    "recall-probe": {
+        "task": "workers.tasks.maintenance.recall_probe",
+        "schedule": env.float("RECALL_PROBE_EVERY_S", default=3600.0),
+        "options": {"queue": Queue.INDEX.value, "expires": 1800},
+    },
+    "reconcile": {
+        "task": "workers.tasks.maintenance.reconcile_shards",
+        "schedule": env.float("RECONCILE_EVERY_S", default=6 * 3600.0),
+        "options": {"queue": Queue.INDEX.value, "expires": 3600},
+    },
 }
+RECALL_PROBE_QUERIES = env.int("RECALL_PROBE_QUERIES", default=50)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 

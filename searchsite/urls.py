@@ -2,10 +2,16 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
+from catalog.admin_views import search_health
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 urlpatterns = [
+    path(
+        "admin/search-health/",
+        admin.site.admin_view(search_health),
+        name="admin-search-health",
+    ),
     path("admin/", admin.site.urls),
     path("api/", include("catalog.api.urls")),
     path("api/token/", obtain_auth_token, name="api-token"),

@@ -127,11 +127,15 @@ def encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
 
 
 @pytest.fixture
-def shard_workers(encode_worker, redis_url, worker_logs):
-    """One real search worker per shard (two shards), beside the encode worker."""
+def shard_workers(encode_worker, redis_url, worker_logs, settings, tmp_path):
+    """One real search worker per shard (two shards), beside the encode worker.
+
+    Each test gets its own index directory: snapshots must not leak between tests.
+    """
     from tests.support.processes import CeleryWorker
     from workers.queues import shard_queue
 
+    settings.INDEX_DIR = tmp_path / "index"
     workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
     yield workers
     for worker in workers:

@@ -264,7 +264,7 @@ def remove_products(product_ids: Iterable[int]) -> dict[str, int]:
     ):
         by_shard[shard_for_product(product_id, settings.SEARCH_SHARDS)].append(image_id)
     for shard, image_ids in by_shard.items():
-        _append_deletes(shard, image_ids)
+        append_deletes(shard, image_ids)
         removed += len(image_ids)
     products.update(index_state=IndexState.REMOVED)
     return {"removed": removed}
@@ -276,11 +276,11 @@ def remove_images(product_id: int, image_ids: Iterable[int]) -> dict[str, int]:
         ProductImage.objects.filter(pk__in=list(image_ids)).values_list("pk", flat=True)
     )
     if gone:
-        _append_deletes(shard_for_product(product_id, settings.SEARCH_SHARDS), sorted(gone))
+        append_deletes(shard_for_product(product_id, settings.SEARCH_SHARDS), sorted(gone))
     return {"removed": len(gone)}
 
 
-def _append_deletes(shard: int, image_ids: list[int]) -> None:
+def append_deletes(shard: int, image_ids: list[int]) -> None:
     """Deletes carry the running encoder's model, like the upserts they cancel."""
     client = redis_client()
     model, dim = published_model(client) or (settings.CLIP_MODEL, 0)

@@ -24,6 +24,7 @@ from workers.index.types import SearchFilter, SearchResult
 from workers.rpc.connection import connect
 from workers.rpc.search import make_search_handler, shard_queue_key
 from workers.rpc.server import RpcServer
+from workers.serving.upkeep import Upkeep
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ShardService:
         self.server: RpcServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.upkeep = Upkeep()
         self.ready = threading.Event()
 
     def _model(self) -> tuple[str, int]:
@@ -119,8 +121,9 @@ class ShardService:
                 next_check = time.monotonic() + self.config.build_check_s
                 try:
                     self.swap_to_new_build()
-                except Exception:  # a broken build must not stop the log: log it, keep serving
-                    logger.exception("shard %d: swapping to a new build failed", self.config.shard)
+                    self.upkeep.run(self.replica)
+                except Exception:  # upkeep must never stop the log: log it, keep serving
+                    logger.exception("shard %d: upkeep failed", self.config.shard)
 
     @property
     def _build_marker(self) -> Path:

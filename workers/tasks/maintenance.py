@@ -71,3 +71,29 @@ def rebuild_target(current: str, n_vectors: int, dim: int) -> IndexSpec | None:
     if wanted.nlist and have.nlist and wanted.nlist >= 4 * have.nlist:
         return wanted
     return None
+
+
+@shared_task(name="workers.tasks.maintenance.recall_probe", soft_time_limit=1800)
+def recall_probe(n_queries: int | None = None) -> dict[str, object]:
+    """Measure recall@10 of the live service against exact neighbours, and store it."""
+    from catalog.services.recall import run_probe
+
+    result = run_probe(n_queries)
+    if result is None:
+        return {"skipped": "nothing indexed yet"}
+    return {
+        "recall_at_10": result.recall,
+        "per_shard": result.per_shard,
+        "queries": result.queries,
+        "partial": result.partial,
+    }
+
+
+@shared_task(name="workers.tasks.maintenance.reconcile_shards", soft_time_limit=1800)
+def reconcile_shards() -> list[dict[str, int]]:
+    """Repair shards that miss or hold extra ids compared with the database. Idempotent."""
+    from dataclasses import asdict
+
+    from catalog.services.reconcile import reconcile
+
+    return [asdict(diff) for diff in reconcile()]

@@ -44,3 +44,18 @@ def shard_compact(shard: int) -> dict[str, object]:
     replica = _replica(shard)
     replica.shard.compact()
     return dict(replica.shard.stats())
+
+
+@shared_task(name="workers.tasks.shards.shard_ids", soft_time_limit=120)
+def shard_ids(shard: int, key: str, ttl_s: int = 600) -> int:
+    """Write the replica's live image ids (raw int64) to Redis `key` for reconciliation.
+
+    Ids can be many millions: they travel as one binary value, not as a JSON result.
+    """
+    import numpy as np
+
+    from catalog.redis_clients import redis_client
+
+    ids = np.ascontiguousarray(_replica(shard).shard.ids(), dtype="<i8")
+    redis_client().set(key, ids.tobytes(), ex=ttl_s)
+    return int(ids.size)

@@ -1,0 +1,69 @@
+"""Self-maintenance of a live shard replica: compaction, snapshots, log trimming.
+
+Every replica keeps itself in shape (a Celery task would reach only one replica of
+a shard). Thresholds come from the environment with working defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from workers.index.replica import ShardReplica
+
+logger = logging.getLogger(__name__)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class UpkeepPolicy:
+    # Compact when this share of the slots holds removed or superseded vectors...
+    max_removed_fraction: float = field(
+        default_factory=lambda: _env_float("SHARD_COMPACT_REMOVED_FRACTION", 0.2)
+    )
+    # ... or when the exact delta index holds this many fresh vectors.
+    max_delta: int = field(default_factory=lambda: int(_env_float("SHARD_COMPACT_DELTA", 20_000)))
+    # Snapshot when this many seconds passed since the last one and something changed.
+    snapshot_every_s: float = field(
+        default_factory=lambda: _env_float("SHARD_SNAPSHOT_EVERY_S", 300.0)
+    )
+    # Ignore the removed fraction of tiny shards (compaction is pointless there).
+    min_slots: int = 1000
+
+
+@dataclass
+class Upkeep:
+    policy: UpkeepPolicy = field(default_factory=UpkeepPolicy)
+    last_snapshot_at: float = field(default_factory=time.monotonic)
+    last_snapshot_position: str | None = None
+
+    def run(self, replica: ShardReplica, now: float | None = None) -> list[str]:
+        """Do what is due; returns what was done (for logs and tests)."""
+        now = time.monotonic() if now is None else now
+        shard = replica.shard
+        if shard is None:
+            return []
+        done: list[str] = []
+        stats = shard.stats()
+        slots = int(stats.get("slots", 0))
+        if int(stats.get("delta_size", 0)) >= self.policy.max_delta or (
+            slots >= self.policy.min_slots
+            and float(stats.get("removed_fraction", 0.0)) >= self.policy.max_removed_fraction
+        ):
+            shard.compact()
+            done.append("compact")
+        due = now - self.last_snapshot_at >= self.policy.snapshot_every_s
+        if due and replica.last_applied != self.last_snapshot_position:
+            replica.snapshot()
+            replica.trim_log()
+            self.last_snapshot_at, self.last_snapshot_position = now, replica.last_applied
+            done.append("snapshot")
+        if done:
+            logger.info("shard %s upkeep: %s", replica.shard_no, ", ".join(done))
+        return done
