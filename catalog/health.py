@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -35,8 +36,28 @@ def _check_redis() -> dict[str, Any]:
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def _workers_by_queue(timeout: float) -> dict[str, Any]:
-    """Ask the Celery workers which queues they consume (a broadcast, answered within timeout)."""
+WORKERS_CACHE_KEY = "health:celery-workers"
+
+
+def workers_by_queue(timeout: float) -> dict[str, Any]:
+    """Which queues the Celery workers consume; cached 15 s, since asking takes `timeout`."""
+    from django.core.cache import cache
+
+    try:
+        cached = cache.get(WORKERS_CACHE_KEY)
+    except Exception:  # the cache is Redis: when it is down, ask directly and say so below
+        cached = None
+    if cached is not None:
+        return cached
+    seen = _ask_workers(timeout)
+    if seen["ok"]:
+        with contextlib.suppress(Exception):  # not caching is fine
+            cache.set(WORKERS_CACHE_KEY, seen, 15)
+    return seen
+
+
+def _ask_workers(timeout: float) -> dict[str, Any]:
+    """Broadcast an inspect to the Celery workers, collecting replies for `timeout` seconds."""
     from searchsite.celery import app
 
     try:
@@ -58,7 +79,7 @@ def health_report(*, worker_timeout: float = 1.0) -> tuple[bool, dict[str, Any]]
     database = _check_database()
     redis_state = _check_redis()
     workers = (
-        _workers_by_queue(worker_timeout)
+        workers_by_queue(worker_timeout)
         if redis_state["ok"]
         else {"ok": False, "error": "redis is down", "queues": {}}
     )

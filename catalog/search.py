@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ from catalog.errors import ServiceError, ServiceUnavailable
 from catalog.models import Category, Embedding, Product
 from workers.encoding.registry import published_model
 from workers.index.types import SearchFilter
+from workers.observability.context import current_request_id, new_request_id
 from workers.rpc.cache import QueryEmbeddingCache
 from workers.rpc.client import EncodeClient, SearchClient
 from workers.rpc.connection import connect
@@ -58,13 +58,27 @@ def search_client() -> SearchClient:
     return SearchClient(_redis(), settings.SEARCH_SHARDS, timeout_s=settings.SEARCH_TIMEOUT_S)
 
 
+_MODEL_TTL_S = 30.0
+_model_seen: tuple[float, str] = (0.0, "")
+
+
 def _model_name() -> str:
-    """The model the encode workers actually run (it may be the offline fallback)."""
+    """The model the encode workers actually run (it may be the offline fallback).
+
+    Looked up at most every 30 s per process: it changes only when encoders restart.
+    """
+    global _model_seen
+    checked_at, name = _model_seen
+    if name and time.monotonic() - checked_at < _MODEL_TTL_S:
+        return name
     try:
         published = published_model(_redis())
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
-    return published[0] if published else settings.CLIP_MODEL
+    name = published[0] if published else settings.CLIP_MODEL
+    if published:
+        _model_seen = (time.monotonic(), name)
+    return name
 
 
 def query_encoder() -> EncodeClient:
@@ -110,9 +124,14 @@ def _with_descendants(root: int) -> frozenset[int]:
     return frozenset(found)
 
 
+def _trace_id() -> str:
+    """The request id (RequestIdMiddleware), so the shards' and encoders' logs carry it."""
+    return current_request_id() or new_request_id()
+
+
 def _encode(call, *args: object) -> np.ndarray:
     try:
-        return call(*args, trace_id=uuid.uuid4().hex[:12])
+        return call(*args, trace_id=_trace_id())
     except BadRequest as exc:
         raise ServiceError(
             str(exc), code="unreadable_image", details={"image": [str(exc)]}
@@ -158,9 +177,7 @@ def search(
     started = time.perf_counter()
     ask = k + (1 if exclude_product is not None else 0)
     try:
-        gathered = search_client().search(
-            vector.reshape(1, -1), ask, filters, trace_id=uuid.uuid4().hex[:12]
-        )
+        gathered = search_client().search(vector.reshape(1, -1), ask, filters, trace_id=_trace_id())
     except BadRequest as exc:
         raise ServiceError(str(exc)) from exc
     except ValueError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from catalog.health import _workers_by_queue
+from catalog.health import workers_by_queue
 from catalog.models import RecallMeasurement
 from catalog.redis_clients import redis_client
 from workers.index.log import UpdateLog, parse_id
@@ -37,7 +37,7 @@ def _snapshot_age(shard: int) -> float | None:
 def shard_rows(timeout: float = 3.0) -> list[dict[str, Any]]:
     from workers.tasks.shards import shard_stats
 
-    queues = _workers_by_queue(timeout=1.0).get("queues", {})
+    queues = workers_by_queue(timeout=1.0).get("queues", {})
     pending = {
         n: shard_stats.apply_async(args=[n], queue=shard_queue(n), expires=timeout)
         for n in range(settings.SEARCH_SHARDS)

@@ -24,6 +24,7 @@ from workers.encoding.registry import published_model
 from workers.encoding.urls import UrlPolicy
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.types import VectorAttrs
+from workers.observability.metrics import ENCODE_FAILURES, ENCODE_IMAGES
 
 if TYPE_CHECKING:
     from workers.encoding.encoder import ClipEncoder
@@ -156,7 +157,9 @@ def encode_products(
                 height=item.height,
             )
             report.encoded += 1
+            ENCODE_IMAGES.inc()
             continue
+        ENCODE_FAILURES.labels(item.reason_code).inc()
         reason = f"image {image.pk}: {item.message}"
         failures[image.product_id].append(reason)
         if item.transient:

@@ -1,0 +1,61 @@
+"""Request ids and API latency metrics for every HTTP request.
+
+Both go first in MIDDLEWARE, so the id is bound (and the clock runs) around
+everything else, including the other middleware.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from workers.observability.context import bound_request_id, is_valid, new_request_id
+from workers.observability.metrics import API_REQUEST_SECONDS
+
+HEADER = "X-Request-ID"
+
+
+class RequestIdMiddleware:
+    """Take a valid X-Request-ID from the client (or make one), bind it for the logs and
+    the RPC trace id, and return it in the response header."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get(HEADER, "")
+        request_id = given if is_valid(given) else new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]
+        with bound_request_id(request_id):
+            response = self.get_response(request)
+        response[HEADER] = request_id
+        return response
+
+
+def _view_label(request: HttpRequest) -> str:
+    """A low-cardinality label: the URL name (or route pattern), never the raw path."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unmatched>"
+    return match.view_name or match.route or "<unnamed>"
+
+
+class MetricsMiddleware:
+    """Observe each request's latency by view, method and status code."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        method = request.method if request.method in _METHODS else "other"
+        API_REQUEST_SECONDS.labels(_view_label(request), method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
