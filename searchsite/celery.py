@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+import workers.observability.celery_worker  # noqa: F401  (metrics port, request ids in logs)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
 
 app = Celery("searchsite")

@@ -12,6 +12,8 @@ import logging
 import numpy as np
 import redis
 
+from workers.observability.metrics import QUERY_CACHE
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "search:qemb:"
@@ -25,8 +27,8 @@ return value
 
 
 class QueryEmbeddingCache:
-    """get/put float32 query vectors; `hits` and `misses` count this process's lookups,
-    the Redis counters `stats_keys` count every process's."""
+    """get/put float32 query vectors; `hits` and `misses` count this process's lookups
+    (also exported to Prometheus), the Redis counters `stats_keys` count every process's."""
 
     def __init__(
         self, client: redis.Redis, model: str, ttl_s: int = 86400, *, max_dim: int = 4096
@@ -54,20 +56,25 @@ class QueryEmbeddingCache:
         key = self.key(kind, content)
         raw = self._get_and_count(keys=[key, *self.stats_keys])
         if raw is None:
-            self.misses += 1
+            self._miss()
             return None
         if not isinstance(raw, bytes) or not 0 < len(raw) <= 4 * self.max_dim or len(raw) % 4:
-            self.misses += 1
+            self._miss()
             log.warning("query cache: dropping a corrupt entry %s", key)
             self.client.delete(key)
             return None
         vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
         if not np.isfinite(vector).all():
-            self.misses += 1
+            self._miss()
             self.client.delete(key)
             return None
         self.hits += 1
+        QUERY_CACHE.labels("hit").inc()
         return vector
+
+    def _miss(self) -> None:
+        self.misses += 1
+        QUERY_CACHE.labels("miss").inc()
 
     def put(self, kind: str, content: str | bytes, vector: np.ndarray) -> None:
         vec = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)

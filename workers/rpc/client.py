@@ -19,6 +19,12 @@ import numpy as np
 import redis
 
 from workers.index.types import SearchFilter, SearchResult
+from workers.observability.metrics import (
+    SEARCH_PARTIAL,
+    SEARCH_QUERIES,
+    SHARD_MISSED,
+    SHARD_REPLY_SECONDS,
+)
 from workers.rpc.cache import QueryEmbeddingCache
 from workers.rpc.connection import max_block_s
 from workers.rpc.encode import ENCODE_QUEUE_KEY
@@ -77,6 +83,12 @@ class _Transport:
     def call(
         self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
     ) -> list[Reply]:
+        return [reply for reply, _ in self.call_timed(queue_keys, payload, timeout_s, trace_id)]
+
+    def call_timed(
+        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
+    ) -> list[tuple[Reply, float]]:
+        """The replies that arrived in time, each with its seconds since the send."""
         if not 0 < timeout_s < self.queue_ttl_s:
             raise ValueError(f"timeout_s must be in (0, {self.queue_ttl_s})")
         started = time.monotonic()
@@ -106,10 +118,10 @@ class _Transport:
             results = pipe.execute()
         except redis.RedisError as exc:
             raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
-        replies: list[Reply] = []
+        replies: list[tuple[Reply, float]] = []
         if wait is not None:
-            self._accept(results[-1], request_id, reply_key, replies)
-        return self._gather(reply_key, request_id, len(queue_keys), until, replies)
+            self._accept(results[-1], request_id, reply_key, replies, started)
+        return self._gather(reply_key, request_id, len(queue_keys), until, replies, started)
 
     def _wait_s(self, until: float) -> float | None:
         """How long the next BLPOP may block, or None when the deadline is (almost) here."""
@@ -119,7 +131,12 @@ class _Transport:
         return remaining if self.max_block_s is None else min(remaining, self.max_block_s)
 
     def _accept(
-        self, popped: object, request_id: str, reply_key: str, replies: list[Reply]
+        self,
+        popped: object,
+        request_id: str,
+        reply_key: str,
+        replies: list[tuple[Reply, float]],
+        started: float,
     ) -> None:
         if popped is None:
             return
@@ -129,11 +146,17 @@ class _Transport:
             log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
             return
         if reply.id == request_id:
-            replies.append(reply)
+            replies.append((reply, time.monotonic() - started))
 
     def _gather(
-        self, reply_key: str, request_id: str, expected: int, until: float, replies: list[Reply]
-    ) -> list[Reply]:
+        self,
+        reply_key: str,
+        request_id: str,
+        expected: int,
+        until: float,
+        replies: list[tuple[Reply, float]],
+        started: float,
+    ) -> list[tuple[Reply, float]]:
         while len(replies) < expected:
             wait = self._wait_s(until)
             if wait is None:
@@ -145,7 +168,7 @@ class _Transport:
                     log.warning("rpc: redis failed while gathering replies: %s", exc)
                     break
                 raise RpcUnavailable(f"lost Redis while waiting for replies: {exc}") from exc
-            self._accept(popped, request_id, reply_key, replies)
+            self._accept(popped, request_id, reply_key, replies, started)
         return replies
 
 
@@ -202,14 +225,19 @@ class SearchClient:
         q = self._check_queries(queries, k)
         timeout = timeout_s if timeout_s is not None else self.timeout_s
         payload = SearchQuery(queries=q, k=int(k), filters=filters or SearchFilter())
-        replies = self._transport.call(self.queue_keys, payload, timeout, trace_id)
+        try:
+            replies = self._transport.call_timed(self.queue_keys, payload, timeout, trace_id)
+        except RpcUnavailable:
+            SEARCH_QUERIES.labels("failed").inc()
+            raise
         hits: dict[int, SearchHits] = {}
         errors: dict[int, str] = {}
         bad_requests = 0
-        for reply in replies:
+        for reply, seconds in replies:
             shard = reply.shard
             if shard is None or not 0 <= shard < self.n_shards or shard in hits:
                 continue
+            SHARD_REPLY_SECONDS.labels(str(shard)).observe(seconds)
             if not reply.ok:
                 errors[shard] = reply.error or ""
                 bad_requests += reply.error_kind == ERROR_BAD_REQUEST
@@ -220,6 +248,7 @@ class SearchClient:
                 hits[shard] = reply.payload
             else:
                 errors[shard] = "reply of the wrong shape or type"
+        self._count(hits, errors)
         if not hits:
             if errors and bad_requests == len(errors):
                 raise BadRequest("; ".join(sorted(set(errors.values()))))
@@ -235,6 +264,18 @@ class SearchClient:
             errors=errors,
             took_ms=(time.monotonic() - started) * 1e3,
         )
+
+    def _count(self, hits: dict[int, SearchHits], errors: dict[int, str]) -> None:
+        for shard in range(self.n_shards):
+            if shard not in hits:
+                SHARD_MISSED.labels(str(shard), "error" if shard in errors else "timeout").inc()
+        if not hits:
+            SEARCH_QUERIES.labels("failed").inc()
+        elif len(hits) < self.n_shards:
+            SEARCH_QUERIES.labels("partial").inc()
+            SEARCH_PARTIAL.inc()
+        else:
+            SEARCH_QUERIES.labels("full").inc()
 
     def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 
 import redis
 
+from workers.observability.context import bound_request_id
+from workers.observability.metrics import RPC_BATCH_SIZE, RPC_DROPPED, RPC_HANDLER_SECONDS
 from workers.rpc.connection import max_block_s
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
@@ -32,6 +35,16 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[Request]], list[Reply]]
 
 
+def _slow_log_s() -> float:
+    value = os.environ.get("RPC_SLOW_LOG_MS")
+    return (float(value) if value else 250.0) / 1e3
+
+
+def _trace_ids(requests: list[Request]) -> str:
+    """The batch's trace ids, bound while the handler runs, so its log lines carry them."""
+    return ",".join(dict.fromkeys(r.trace_id for r in requests if r.trace_id))[:256]
+
+
 class RpcServer:
     """Serves one request list; run one per thread (a worker may run several replicas).
 
@@ -39,7 +52,9 @@ class RpcServer:
     `served` requests answered, `dropped_expired`, `dropped_malformed`, `handler_errors`
     (batches whose handler raised; their requests get error replies), `reply_errors`
     (batches whose replies could not be pushed), `redis_errors`, `loop_errors`, `batches`,
-    `max_batch_size` and `batch_sizes` (batch size -> number of batches).
+    `max_batch_size` and `batch_sizes` (batch size -> number of batches). Batch sizes,
+    handler time and drops also go to Prometheus; a batch slower than `slow_log_s`
+    (RPC_SLOW_LOG_MS, default 250) logs one line per request under its trace id.
     """
 
     def __init__(
@@ -54,6 +69,7 @@ class RpcServer:
         limits: ProtocolLimits = DEFAULT_LIMITS,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         name: str | None = None,
+        slow_log_s: float | None = None,
     ) -> None:
         if batch_cap < 1:
             raise ValueError("batch_cap must be at least 1")
@@ -70,6 +86,7 @@ class RpcServer:
         self.limits = limits
         self.backoff_s = backoff_s
         self.name = name or queue_key
+        self.slow_log_s = _slow_log_s() if slow_log_s is None else slow_log_s
         self.served = 0
         self.dropped_expired = 0
         self.dropped_malformed = 0
@@ -127,9 +144,27 @@ class RpcServer:
         requests = self._decode(raws)
         if not requests:
             return 0
-        replies = self._call_handler(requests)
+        started = time.perf_counter()
+        with bound_request_id(_trace_ids(requests)):
+            replies = self._call_handler(requests)
+        took = time.perf_counter() - started
+        RPC_HANDLER_SECONDS.labels(self.name).observe(took)
         self._push_replies(requests, replies)
+        if took >= self.slow_log_s:
+            self._log_slow(requests, took)
         return len(replies)
+
+    def _log_slow(self, requests: list[Request], took: float) -> None:
+        for request in requests:
+            with bound_request_id(request.trace_id):
+                log.info(
+                    "rpc server %s: %s request %s took %.1f ms (batch of %d)",
+                    self.name,
+                    request.kind,
+                    request.id,
+                    took * 1e3,
+                    len(requests),
+                )
 
     # ------------------------------------------------------------ steps
 
@@ -155,6 +190,7 @@ class RpcServer:
                 request = decode_request(raw, self.limits)
             except ProtocolError as exc:
                 self.dropped_malformed += 1
+                RPC_DROPPED.labels(self.name, "malformed").inc()
                 log.warning(
                     "rpc server %s: dropped a malformed message (%d bytes): %s",
                     self.name,
@@ -164,6 +200,7 @@ class RpcServer:
                 continue
             if request.deadline <= now:
                 self.dropped_expired += 1
+                RPC_DROPPED.labels(self.name, "expired").inc()
                 log.debug(
                     "rpc server %s: dropped request %s (trace %s), %.1f ms late",
                     self.name,
@@ -177,6 +214,7 @@ class RpcServer:
             self.batches += 1
             self.batch_sizes[len(requests)] += 1
             self.max_batch_size = max(self.max_batch_size, len(requests))
+            RPC_BATCH_SIZE.labels(self.name).observe(len(requests))
         return requests
 
     def _call_handler(self, requests: list[Request]) -> list[Reply]:

@@ -21,6 +21,7 @@ from workers.index.builds import current_build
 from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
 from workers.index.types import SearchFilter, SearchResult
+from workers.observability.shard_gauges import run_reporter
 from workers.rpc.connection import connect
 from workers.rpc.search import make_search_handler, shard_queue_key
 from workers.rpc.server import RpcServer
@@ -108,6 +109,14 @@ class ShardService:
         follower = threading.Thread(target=self._follow, name=f"shard-{shard}-log", daemon=True)
         follower.start()
         self._threads.append(follower)
+        reporter = threading.Thread(
+            target=run_reporter,
+            args=(self._stop, lambda: self.replica),
+            name=f"shard-{shard}-metrics",
+            daemon=True,
+        )
+        reporter.start()
+        self._threads.append(reporter)
         self.ready.set()
         self.server.serve_forever(self._stop)
 

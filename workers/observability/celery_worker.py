@@ -1,0 +1,92 @@
+"""Observability of Celery workers, wired through Celery signals.
+
+- `worker_ready` (the main worker process, once): serve Prometheus metrics on
+  WORKER_METRICS_PORT (0 or unset: off) at WORKER_METRICS_ADDR (default 127.0.0.1).
+  In multiprocess mode the port serves the aggregate of the metrics directory, which
+  includes prefork pool children.
+- `worker_process_shutdown` / `worker_shutdown`: drop the exiting process's live gauges.
+- `after_setup_logger` / `after_setup_task_logger`: the request id on every record,
+  JSON lines when LOG_FORMAT=json.
+
+Importing this module connects the handlers; prometheus_client is imported only in them,
+after Django settings have set PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from celery import signals
+
+logger = logging.getLogger(__name__)
+
+_server: Any = None
+_lock = threading.Lock()
+
+
+def metrics_port() -> int:
+    value = os.environ.get("WORKER_METRICS_PORT", "").strip()
+    port = int(value) if value else 0
+    if not 0 <= port <= 65535:
+        raise ValueError(f"WORKER_METRICS_PORT must be a TCP port or 0, not {port}")
+    return port
+
+
+def start_metrics_server(port: int, addr: str | None = None) -> Any:
+    """Serve /metrics (any path, in fact) on `addr:port` from a daemon thread."""
+    from prometheus_client import start_http_server
+
+    from workers.observability import metrics as _metrics  # noqa: F401  (define them all)
+    from workers.observability.multiproc import collecting_registry
+
+    addr = addr or os.environ.get("WORKER_METRICS_ADDR", "127.0.0.1")
+    server, _thread = start_http_server(port, addr=addr, registry=collecting_registry())
+    return server
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: object = None, **kwargs: object) -> None:
+    global _server
+    port = metrics_port()
+    if not port:
+        return
+    with _lock:
+        if _server is not None:
+            return
+        try:
+            _server = start_metrics_server(port)
+        except OSError as exc:  # a busy port must not stop the worker from working
+            logger.error("worker metrics: cannot listen on port %d: %s", port, exc)
+            return
+    logger.info("worker metrics: serving Prometheus metrics on port %d", port)
+
+
+@signals.worker_process_shutdown.connect
+def _on_process_shutdown(pid: int | None = None, **kwargs: object) -> None:
+    from workers.observability.multiproc import mark_dead
+
+    mark_dead(pid or os.getpid())
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(sender: object = None, **kwargs: object) -> None:
+    global _server
+    from workers.observability.multiproc import mark_dead
+
+    with _lock:
+        if _server is not None:
+            _server.shutdown()
+            _server = None
+    mark_dead(os.getpid())
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _on_setup_logger(logger: logging.Logger | None = None, **kwargs: object) -> None:
+    from workers.observability.logs import install_on
+
+    if logger is not None:
+        install_on(logger)

@@ -1,0 +1,89 @@
+"""Log records with the request id, as plain text or one JSON object a line.
+
+`RequestIdFilter` goes on handlers, so every record reaching them, from any logger,
+carries `record.request_id` ("-" outside a request). `LOG_FORMAT=json` picks
+`JsonFormatter` in `logging_config()` (Django's LOGGING) and in Celery workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+
+from workers.observability.context import current_request_id
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = current_request_id() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request id, process,
+    thread, and the exception text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or current_request_id() or None,
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def log_format() -> str:
+    """ "json" or "plain" (the default), from LOG_FORMAT."""
+    value = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+    if value not in ("json", "plain"):
+        raise ValueError(f"LOG_FORMAT must be 'json' or 'plain', not {value!r}")
+    return value
+
+
+def make_formatter(fmt: str | None = None) -> logging.Formatter:
+    return JsonFormatter() if (fmt or log_format()) == "json" else logging.Formatter(PLAIN_FORMAT)
+
+
+def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, object]:
+    """A dictConfig for Django's LOGGING: one console handler with the request id filter."""
+    if fmt not in ("plain", "json"):
+        raise ValueError(f"LOG_FORMAT must be 'plain' or 'json', not {fmt!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "workers.observability.logs.RequestIdFilter"}},
+        "formatters": {
+            "plain": {"format": PLAIN_FORMAT},
+            "json": {"()": "workers.observability.logs.JsonFormatter"},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": fmt,
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+    }
+
+
+def install_on(logger: logging.Logger, fmt: str | None = None) -> None:
+    """Give every handler of `logger` the request id filter and our formatter (Celery)."""
+    formatter = make_formatter(fmt)
+    for handler in logger.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
+        handler.setFormatter(formatter)

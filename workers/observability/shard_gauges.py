@@ -1,0 +1,137 @@
+"""The per-shard gauges, refreshed by each replica every few seconds.
+
+Update lag is the age of the oldest log entry the replica has not applied yet, 0 when
+it is caught up; `last_applied_age` is the age of the newest entry it has applied
+(which also grows when nobody writes). An entry's time is its `ts` field (set by the
+writer), or the time part of its stream id when the entry is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
+
+from workers.index import snapshot as snap
+from workers.index.log import START, parse_id
+from workers.observability import metrics
+
+if TYPE_CHECKING:
+    from workers.index.replica import ShardReplica
+
+logger = logging.getLogger(__name__)
+
+
+def report_every_s() -> float:
+    return float(os.environ.get("SHARD_METRICS_EVERY_S") or 5.0)
+
+
+def _entry_time(entry_id: str, fields: dict[bytes, bytes] | None) -> float:
+    if fields and b"ts" in fields:
+        try:
+            return float(fields[b"ts"])
+        except ValueError:
+            pass
+    return parse_id(entry_id)[0] / 1000.0
+
+
+def _first(reply: list) -> tuple[str, dict[bytes, bytes]] | None:
+    if not reply:
+        return None
+    raw_id, fields = reply[0]
+    return (raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)), fields
+
+
+def log_times(
+    client: redis.Redis, key: str, last_applied: str
+) -> tuple[float | None, float | None]:
+    """(time of the last applied entry or None, time of the oldest unapplied entry or None)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xrange(key, min=last_applied, max=last_applied, count=1)
+    pipe.xrange(key, min=f"({last_applied}", count=1)
+    applied, pending = (_first(r) for r in pipe.execute())
+    applied_at = None
+    if last_applied != START:
+        applied_at = _entry_time(last_applied, applied[1] if applied else None)
+    pending_at = _entry_time(*pending) if pending else None
+    return applied_at, pending_at
+
+
+def snapshot_time(directory: Path) -> float | None:
+    """When the newest snapshot of a replica directory was written (None if there is none)."""
+    for path in snap.snapshot_dirs(directory):
+        meta = path / snap.META
+        try:
+            return meta.stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]:
+    """Set the gauges of one replica; returns the values set (for logs and tests)."""
+    shard = replica.shard
+    if shard is None:
+        return {}
+    now = time.time() if now is None else now
+    stats = shard.stats()
+    params = stats.get("params") or {}
+    values: dict[str, float] = {
+        "vectors": float(stats.get("vectors", 0)),
+        "delta_size": float(stats.get("delta_size", 0)),
+        "removed_fraction": float(stats.get("removed_fraction", 0.0)),
+        "nprobe": float(params["nprobe"]) if params.get("nprobe") is not None else math.nan,
+        "ef_search": float(params["ef_search"])
+        if params.get("ef_search") is not None
+        else math.nan,
+    }
+    try:
+        log = replica.log
+        applied_at, pending_at = log_times(log.client, log.key, replica.last_applied)
+    except redis.RedisError as exc:
+        logger.debug("shard %s metrics: log unreachable: %s", replica.shard_no, exc)
+    else:
+        values["update_lag_s"] = max(0.0, now - pending_at) if pending_at is not None else 0.0
+        if applied_at is not None:
+            values["last_applied_age_s"] = max(0.0, now - applied_at)
+    snapshot_at = snapshot_time(replica.directory)
+    if snapshot_at is not None:
+        values["snapshot_age_s"] = max(0.0, now - snapshot_at)
+    label = str(replica.shard_no)
+    for key, gauge in (
+        ("vectors", metrics.SHARD_VECTORS),
+        ("delta_size", metrics.SHARD_DELTA),
+        ("removed_fraction", metrics.SHARD_REMOVED_FRACTION),
+        ("nprobe", metrics.SHARD_NPROBE),
+        ("ef_search", metrics.SHARD_EF_SEARCH),
+        ("update_lag_s", metrics.SHARD_UPDATE_LAG),
+        ("last_applied_age_s", metrics.SHARD_LAST_APPLIED_AGE),
+        ("snapshot_age_s", metrics.SHARD_SNAPSHOT_AGE),
+    ):
+        if key in values:
+            gauge.labels(label).set(values[key])
+    return values
+
+
+def run_reporter(
+    stop: threading.Event,
+    replica: Callable[[], ShardReplica | None],
+    every_s: float | None = None,
+) -> None:
+    """Refresh the gauges until `stop` is set (a thread's target); errors are logged."""
+    every_s = report_every_s() if every_s is None else every_s
+    while not stop.is_set():
+        current = replica()
+        if current is not None:
+            try:
+                refresh(current)
+            except Exception:  # metrics must never take the shard down
+                logger.exception("shard metrics refresh failed")
+        stop.wait(every_s)
