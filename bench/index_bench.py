@@ -159,8 +159,9 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
             raw_index = shard._bulk  # the same trained FAISS index, searched without the shard
             shard.delete(deleted)
             shard.upsert(ids[n:], fresh, attrs_for(ids[n:]))
-            mem = shard.memory_bytes() / shard.stats()["vectors"]
-            disk = shard.stats()["rerank_disk_bytes"] / max(1, shard.stats()["vectors"])
+            stats = shard.stats()
+            mem = stats["memory_bytes"] / stats["vectors"]
+            disk = stats["rerank_disk_bytes"] / max(1, stats["vectors"])
             faiss.omp_set_num_threads(1)
             single_q = queries[: args.single]
 

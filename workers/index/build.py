@@ -109,6 +109,10 @@ def build_bulk(
     pick = np.sort(rng.choice(len(sample), size=min(tune_queries, len(sample)), replace=False))
     queries = np.ascontiguousarray(sample[pick])
     query_ids = np.concatenate([b[0] for b in held])[pick]
+    all_attrs = [b[2] for b in held]
+    query_attrs = VectorAttrs.build(
+        *(np.concatenate([getattr(a, name) for a in all_attrs])[pick] for name in _ATTR_NAMES)
+    )
 
     start = time.perf_counter()
     device = "cpu"
@@ -123,9 +127,18 @@ def build_bulk(
     ivf = faiss.try_extract_index_ivf(index)
     rerank = RerankStore(shard.work_dir, dim) if spec.rerank else None
     writer = rerank.writer() if rerank is not None else None
-    heap = faiss.ResultHeap(len(queries), k + 1, keep_max=True)
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    held_out = np.zeros(n_held, dtype=bool)
+    held_out[pick] = True
+    offset = 0
     with threads(add_threads):
         for ids, vectors, attrs in _chain(held, stream):
+            if offset < n_held:  # tuning queries stay out of the index until tuned
+                keep = ~held_out[offset : offset + len(ids)]
+                offset += len(ids)
+                ids, vectors, attrs = ids[keep], vectors[keep], _rows(attrs, keep)
+                if len(ids) == 0:
+                    continue
             slots = cols.append(ids, attrs)
             if ivf is not None:
                 index.add_with_ids(vectors, slots)
@@ -133,14 +146,12 @@ def build_bulk(
                 index.add(vectors)
             if writer is not None:
                 writer.write(vectors)
-            scores, rows = faiss.knn(
-                queries, vectors, min(k + 1, len(vectors)), faiss.METRIC_INNER_PRODUCT
-            )
+            kk = min(k, len(vectors))
+            scores, rows = faiss.knn(queries, vectors, kk, faiss.METRIC_INNER_PRODUCT)
             found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-            pad = k + 1 - found.shape[1]
-            if pad:
-                scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-                found = np.pad(found, ((0, 0), (0, pad)), constant_values=-1)
+            if kk < k:
+                scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+                found = np.pad(found, ((0, 0), (0, k - kk)), constant_values=-1)
             heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(found))
     if writer is not None:
         writer.close()
@@ -151,8 +162,10 @@ def build_bulk(
 
     # 3. tune on the held-out queries against their exact neighbours
     start = time.perf_counter()
-    report = autotune(shard, queries, heap.I, k=k, target=recall_target, own=query_ids)
+    report = autotune(shard, queries, heap.I, k=k, target=recall_target)
     tune_seconds = time.perf_counter() - start
+    shard.upsert(query_ids, queries, query_attrs)  # now the held-out vectors join the index
+    shard.compact()
     shard.last_applied = log_position
     logger.info(
         "built %s: %d vectors, train %.1fs, add %.1fs, tuned %s recall@%d=%.3f",
@@ -168,7 +181,7 @@ def build_bulk(
         shard=shard,
         spec=spec,
         log_position=log_position,
-        n_vectors=int(cols["alive"].sum()),
+        n_vectors=shard.n_vectors,
         train_seconds=train_seconds,
         add_seconds=add_seconds,
         tune_seconds=tune_seconds,
@@ -185,6 +198,13 @@ def _limit_opq(index: faiss.Index, iterations: int) -> None:
             if isinstance(transform, faiss.OPQMatrix):
                 transform.niter = iterations
                 transform.max_train_points = min(transform.max_train_points, 131_072)
+
+
+_ATTR_NAMES = ("product_ids", "category_ids", "prices", "in_stock")
+
+
+def _rows(attrs: VectorAttrs, keep: np.ndarray) -> VectorAttrs:
+    return VectorAttrs.build(*(getattr(attrs, name)[keep] for name in _ATTR_NAMES))
 
 
 def _checked(batch: Batch, dim: int) -> Batch:

@@ -461,6 +461,11 @@ class Shard:
     def delta_size(self) -> int:
         return self._n_delta
 
+    @property
+    def n_vectors(self) -> int:
+        """Live vectors (cheap; ``stats()`` also measures memory)."""
+        return self._allowed(None)[1]
+
     def stats(self) -> dict[str, object]:
         with self._lock.read():
             alive = int(self._cols["alive"].sum())
