@@ -24,6 +24,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _request_id(record: logging.LogRecord) -> str | None:
+    value = getattr(record, "request_id", None) or current_request_id()
+    return value if value and value != "-" else None
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, request id, process,
     thread, and the exception text when there is one."""
@@ -34,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or current_request_id() or None,
+            "request_id": _request_id(record),
             "process": record.process,
             "thread": record.threadName,
         }

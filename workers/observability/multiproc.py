@@ -62,6 +62,16 @@ def forget_dead(directory: Path) -> list[int]:
     return dead
 
 
+def remove_dead_files(directory: Path) -> list[int]:
+    """Delete every file of processes that are gone, counters included: for a fresh start
+    of a whole host (`make run`), never while its processes run (totals would drop)."""
+    dead = sorted(pid for pid in pids_in(directory) if pid != os.getpid() and not _alive(pid))
+    for pid in dead:
+        for path in directory.glob(f"*_{pid}.db"):
+            path.unlink(missing_ok=True)
+    return dead
+
+
 def mark_dead(pid: int) -> None:
     """Process `pid` exited: drop its live gauges (no-op outside multiprocess mode)."""
     directory = multiproc_dir()

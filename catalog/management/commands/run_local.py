@@ -17,17 +17,30 @@ from django.core.management.base import BaseCommand
 from honcho.manager import Manager
 
 from catalog.models import Product
+from workers.observability.multiproc import remove_dead_files
 from workers.queues import Queue, shard_queue
 from workers.redis_process import RedisProcess
 
 
-def local_processes(python: str, shards: int, web_port: int, flower_port: int) -> dict[str, str]:
+def worker_metrics_ports(shards: int, base_port: int) -> dict[str, int]:
+    """A Prometheus port per Celery worker (WORKER_METRICS_PORT); 0 turns them off."""
+    if not base_port:
+        return {}
+    ports = {"encode": base_port + 1, "index": base_port + 2}
+    ports.update({f"shard{shard}": base_port + 10 + shard for shard in range(shards)})
+    return ports
+
+
+def local_processes(
+    python: str, shards: int, web_port: int, flower_port: int, metrics_base_port: int = 0
+) -> dict[str, str]:
     """The process table of a local deployment (one search worker per shard)."""
     celery = f"{python} -m celery -A searchsite"
     worker = f"{celery} worker --pool solo --without-gossip --without-mingle --loglevel INFO"
     schedule = settings.DATA_DIR / "celerybeat-schedule"
     processes = {
         "web": f"{python} -m gunicorn searchsite.wsgi --bind 127.0.0.1:{web_port} "
+        "-c python:workers.observability.gunicorn_hooks "
         f"--workers 2 --threads 4 --timeout 60 --access-logfile -",
         "encode": f"{worker} -Q {Queue.ENCODE},{Queue.DEFAULT} -n encode@%h",
         "index": f"{worker} -Q {Queue.INDEX} -n index@%h",
@@ -36,6 +49,8 @@ def local_processes(python: str, shards: int, web_port: int, flower_port: int) -
     }
     for shard in range(shards):
         processes[f"shard{shard}"] = f"{worker} -Q {shard_queue(shard)} -n shard{shard}@%h"
+    for name, port in worker_metrics_ports(shards, metrics_base_port).items():
+        processes[name] = f"WORKER_METRICS_PORT={port} {processes[name]}"
     return processes
 
 
@@ -49,6 +64,12 @@ class Command(BaseCommand):
             "--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", 6390))
         )
         parser.add_argument("--demo-products", type=int, default=400)
+        parser.add_argument(
+            "--metrics-base-port",
+            type=int,
+            default=int(os.environ.get("WORKER_METRICS_BASE_PORT", 9100)),
+            help="workers serve Prometheus metrics on ports from here (+1, +2, +10+shard); 0: off",
+        )
 
     def handle(
         self,
@@ -57,6 +78,7 @@ class Command(BaseCommand):
         flower_port: int,
         redis_port: int,
         demo_products: int,
+        metrics_base_port: int,
         **options: object,
     ) -> None:
         data_dir = Path(settings.DATA_DIR)
@@ -67,12 +89,17 @@ class Command(BaseCommand):
         os.environ.update(env)
         try:
             self._prepare(redis_server.url, demo_products)
+            metrics_dir = Path(settings.PROMETHEUS_MULTIPROC_DIR)
+            metrics_dir.mkdir(parents=True, exist_ok=True)
+            remove_dead_files(metrics_dir)  # a fresh run starts its counters from zero
             manager = Manager()
             for name, command in local_processes(
-                sys.executable, settings.SEARCH_SHARDS, port, flower_port
+                sys.executable, settings.SEARCH_SHARDS, port, flower_port, metrics_base_port
             ).items():
                 manager.add_process(name, command, env={**os.environ, **env})
-            self._banner(port, flower_port)
+            self._banner(
+                port, flower_port, worker_metrics_ports(settings.SEARCH_SHARDS, metrics_base_port)
+            )
             manager.loop()
         finally:
             redis_server.stop()
@@ -102,7 +129,7 @@ class Command(BaseCommand):
         if demo_products and not Product.objects.exists():
             call_command("make_demo_catalog", n=demo_products)
 
-    def _banner(self, port: int, flower_port: int) -> None:
+    def _banner(self, port: int, flower_port: int, metrics_ports: dict[str, int]) -> None:
         site = f"http://127.0.0.1:{port}"
         self.stdout.write(self.style.SUCCESS("\nVisual product search is starting:"))
         for label, url in (
@@ -111,6 +138,9 @@ class Command(BaseCommand):
             ("API docs", f"{site}/api/docs/"),
             ("health", f"{site}/api/health/"),
             ("Flower", f"http://127.0.0.1:{flower_port}/"),
+            ("metrics", f"{site}/metrics (all processes of this host)"),
         ):
             self.stdout.write(f"  {label:<12} {url}")
+        for name, metrics_port in metrics_ports.items():
+            self.stdout.write(f"  {name + ' metrics':<20} http://127.0.0.1:{metrics_port}/metrics")
         self.stdout.write("Ctrl-C stops everything.\n")

@@ -69,8 +69,9 @@ def test_json_keeps_exceptions_on_one_line() -> None:
     assert "RuntimeError: boom" in json.loads(line)["exception"]
 
 
-def test_plain_records_outside_a_request_say_dash() -> None:
+def test_records_outside_a_request() -> None:
     assert record("x").request_id == "-"
+    assert json.loads(JsonFormatter().format(record("x")))["request_id"] is None
 
 
 def test_logging_config_refuses_an_unknown_format() -> None:

@@ -1,0 +1,183 @@
+"""Metrics and request ids across real processes: the web's /metrics (the host's aggregate),
+a worker's own metrics port, shard gauges, and one request id from the API to a shard's log."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from workers.observability.context import is_valid
+
+
+def parse(text: str) -> list:
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def sample(samples: list, name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def web_metrics(client) -> list:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return parse(response.content.decode())
+
+
+@pytest.mark.django_db
+def test_metrics_show_api_latency_after_a_request(client) -> None:
+    before = web_metrics(client)
+    response = client.get("/api/categories/")
+    assert response.status_code == 200
+    view = response.resolver_match.view_name
+    after = web_metrics(client)
+    name = "vps_api_request_duration_seconds_count"
+    labels = {"view": view, "method": "GET", "status": "200"}
+    assert sample(after, name, **labels) == sample(before, name, **labels) + 1
+    assert sample(after, "vps_api_request_duration_seconds_bucket", le="+Inf", **labels) >= 1
+
+
+@pytest.mark.django_db
+def test_request_id_round_trip(client) -> None:
+    given = client.get("/api/health/", headers={"X-Request-ID": "abc-123"})
+    assert given["X-Request-ID"] == "abc-123"
+    for hostile in ("x" * 65, "a b", "<script>", "id\r\nSet-Cookie: x=1"):
+        replaced = client.get("/api/categories/", headers={"X-Request-ID": hostile})
+        assert replaced["X-Request-ID"] != hostile
+        assert is_valid(replaced["X-Request-ID"])
+    made = client.get("/api/categories/")["X-Request-ID"]
+    assert is_valid(made)
+    assert made != client.get("/api/categories/")["X-Request-ID"]
+
+
+@pytest.mark.django_db
+def test_metrics_can_be_restricted(client, settings, django_user_model) -> None:
+    settings.METRICS_ALLOW_ANONYMOUS = False
+    settings.METRICS_TOKEN = "scrape-secret-1"
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert (
+        client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-1"}).status_code
+        == 200
+    )
+    staff = django_user_model.objects.create_user("ops", password="pw-ops-123456", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/metrics").status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(fn, timeout: float = 30.0):
+    """fn() until it returns something truthy (workers load and report asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fn()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+MODEL, DIM = "obs-model", 8
+
+
+def stored_product() -> int:
+    """A product with a stored embedding: "more like this" searches the shards with it,
+    so no encode worker is needed."""
+    import numpy as np
+
+    from catalog.models import Embedding, Product, ProductImage
+
+    product = Product.objects.create(sku="OBS-1", title="Observed", price="1.00")
+    image = ProductImage.objects.create(product=product, source_url="https://example.com/a.png")
+    vector = np.full(DIM, 1 / np.sqrt(DIM), dtype="<f4")
+    Embedding.objects.create(
+        image=image, model=MODEL, dim=DIM, vector=vector.tobytes(), source_sha256="0" * 64
+    )
+    return product.pk
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_workers_metrics_and_a_request_id_to_the_shard(
+    redis_url, redis_client, worker_logs, api_client, client
+) -> None:
+    from tests.support.processes import CeleryWorker
+    from workers.encoding.registry import publish_model
+    from workers.queues import shard_queue
+
+    publish_model(redis_client, MODEL, DIM)  # what an encode worker would announce
+    product = stored_product()
+    port = free_port()
+    workers = [
+        CeleryWorker(
+            [shard_queue(n)],
+            redis_url,
+            worker_logs,
+            LOG_FORMAT="json",
+            RPC_SLOW_LOG_MS="0",  # log every request, under its request id
+            SHARD_METRICS_EVERY_S="0.5",
+            WORKER_METRICS_PORT=str(port) if n == 0 else "0",
+        )
+        for n in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        pids = {str(w.proc.pid) for w in workers if w.proc is not None}
+
+        # The worker's own port answers with Prometheus text, its shard's gauges included.
+        def worker_port() -> list:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                samples = parse(reply.read().decode())
+            return samples if any(s.name == "vps_shard_vectors" for s in samples) else []
+
+        assert poll(worker_port), "no shard gauges on the worker's metrics port"
+
+        # The web's /metrics sums the host's processes: both replicas' gauges are there.
+        def both_shards() -> list:
+            found = [
+                s
+                for s in web_metrics(client)
+                if s.name == "vps_shard_update_lag_seconds" and s.labels.get("pid") in pids
+            ]
+            return found if {s.labels["shard"] for s in found} == {"0", "1"} else []
+
+        lag = poll(both_shards)
+        assert lag, "shard gauges of both workers missing from /metrics"
+        assert all(s.value >= 0 for s in lag)
+
+        # One request id from the API, through the RPC, into a shard worker's log.
+        request_id = "obs-test-0042"
+        response = api_client.get(
+            f"/api/products/{product}/similar/", {"k": 3}, HTTP_X_REQUEST_ID=request_id
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["shards"] == {"answered": 2, "total": 2}
+        assert response["X-Request-ID"] == request_id
+
+        def logged() -> list:
+            lines = [json.loads(line) for line in workers[0].log().splitlines() if line[:1] == "{"]
+            return [e for e in lines if e.get("request_id") == request_id]
+
+        entries = poll(logged, timeout=10)
+        assert entries, workers[0].log()[-2000:]
+        assert any("shard-0" in e["message"] for e in entries)
+        after = web_metrics(client)
+        assert sample(after, "vps_rpc_batch_size_count", server="shard-0") >= 1
+        assert sample(after, "vps_search_shard_reply_seconds_count", shard="1") >= 1
+    finally:
+        for worker in workers:
+            worker.stop()
