@@ -93,15 +93,18 @@ def _image_url(request: Request, product: Product, image_id: int) -> str | None:
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
-    context = {"request": request}
+    # One serializer for all hits: a ModelSerializer builds its fields per instance (~2 ms).
+    products = ProductSerializer(
+        [hit.product for hit in page.hits], many=True, context={"request": request}
+    ).data
     body = {
         "results": [
             {
-                "product": ProductSerializer(hit.product, context=context).data,
+                "product": product,
                 "score": round(hit.score, 6),
                 "image": _image_url(request, hit.product, hit.image_id),
             }
-            for hit in page.hits
+            for hit, product in zip(page.hits, products, strict=True)
         ],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,
