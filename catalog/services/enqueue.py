@@ -1,8 +1,8 @@
 """Hand work to the Celery workers once the surrounding transaction has committed.
 
-If the broker is unreachable the rows keep their `pending` state, so
-`manage.py encode --stale` (and the periodic sweep) picks them up later: a
-broker outage delays indexing but never loses a write.
+If the broker is unreachable the rows keep their `pending` state, so the periodic
+sweep (`enqueue_stale`, run by beat) or `manage.py encode --stale` picks them up
+later: a broker outage delays indexing but never loses a write.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from django.db import transaction
 from kombu.exceptions import OperationalError
+
+from catalog.models import Product
 
 logger = logging.getLogger(__name__)
 _batch = threading.local()
@@ -50,16 +52,19 @@ def batched_encoding(chunk_size: int = 64) -> Iterator[None]:
     batches on its own, but fewer, fuller tasks waste less work.
     """
     outer = getattr(_batch, "ids", None)
-    _batch.ids = set() if outer is None else outer
+    if outer is not None:  # nested: the outermost block sends
+        yield
+        return
+    _batch.ids = set()
     try:
         yield
+        # Rows whose savepoint rolled back (a rejected import row) are not sent.
+        ids = sorted(Product.objects.filter(pk__in=_batch.ids).values_list("pk", flat=True))
     finally:
-        if outer is None:
-            ids = sorted(_batch.ids)
-            del _batch.ids
-            for start in range(0, len(ids), chunk_size):
-                chunk = ids[start : start + chunk_size]
-                transaction.on_commit(lambda chunk=chunk: _send("encode_products", chunk))
+        del _batch.ids
+    for start in range(0, len(ids), chunk_size):
+        chunk = ids[start : start + chunk_size]
+        transaction.on_commit(lambda chunk=chunk: _send("encode_products", chunk))
 
 
 def enqueue_removal(product_ids: Iterable[int]) -> None:
