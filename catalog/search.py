@@ -82,13 +82,16 @@ def _model_name() -> str:
 
 
 def query_encoder() -> EncodeClient:
-    cache = QueryEmbeddingCache(_redis(), _model_name(), ttl_s=settings.QUERY_CACHE_TTL_S)
+    """The RPC client of the encode workers, or (SEARCH_ENCODE_IN_PROCESS) a local encoder."""
+    ttl = settings.QUERY_CACHE_TTL_S
     if settings.SEARCH_ENCODE_IN_PROCESS:
         from workers.encoding.process import process_encoder
         from workers.rpc.encode import LocalEncoder
 
         encoder = process_encoder(settings.CLIP_MODEL, str(settings.CLIP_FALLBACK_DIR))
+        cache = QueryEmbeddingCache(_redis(), encoder.model_name, ttl_s=ttl)
         return LocalEncoder(encoder, cache=cache)  # type: ignore[return-value]
+    cache = QueryEmbeddingCache(_redis(), _model_name(), ttl_s=ttl)
     return EncodeClient(_redis(), cache=cache, timeout_s=settings.ENCODE_TIMEOUT_S)
 
 
