@@ -173,6 +173,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("RECALL_PROBE_EVERY_S", default=3600.0),
         "options": {"queue": Queue.INDEX.value, "expires": 1800},
     },
+    "encode-stale": {
+        "task": "workers.tasks.encoding.encode_stale",
+        "schedule": env.float("ENCODE_STALE_EVERY_S", default=300.0),
+        "options": {"queue": Queue.ENCODE.value, "expires": 240},
+    },
     "reconcile": {
         "task": "workers.tasks.maintenance.reconcile_shards",
         "schedule": env.float("RECONCILE_EVERY_S", default=6 * 3600.0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -11,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from catalog.errors import ServiceError
+from catalog.errors import ServiceError, ServiceUnavailable
 
 
 def _field_errors(detail: Any) -> dict[str, Any]:
@@ -21,6 +22,9 @@ def _field_errors(detail: Any) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, redis.RedisError):
+        # Redis (cache, throttle counters, broker, RPC) is away: a 503 that says so, not a 500.
+        exc = ServiceUnavailable(f"Redis is unreachable: {exc}")
     if isinstance(exc, ServiceError):
         body = {"error": exc.code, "detail": exc.message}
         if exc.details:

@@ -11,8 +11,10 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from catalog.models import Product
@@ -65,6 +67,31 @@ def batched_encoding(chunk_size: int = 64) -> Iterator[None]:
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start : start + chunk_size]
         transaction.on_commit(lambda chunk=chunk: _send("encode_products", chunk))
+
+
+def enqueue_stale(*, older_than_s: float = 300.0, chunk_size: int = 64) -> int:
+    """Send encode tasks again for active products still pending or encoding after a while.
+
+    Their task was never sent (broker outage) or died with its worker; encoding is
+    idempotent, so a merely slow task costs a repeat, not a wrong index.
+    """
+    from catalog.models import IndexState
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    ids = list(
+        Product.objects.filter(
+            is_active=True,
+            index_state__in=[IndexState.PENDING, IndexState.ENCODING],
+            updated_at__lte=cutoff,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), chunk_size):
+        _send("encode_products", ids[start : start + chunk_size])
+    if ids:
+        logger.info("re-enqueued %d stale product(s) for encoding", len(ids))
+    return len(ids)
 
 
 def enqueue_removal(product_ids: Iterable[int]) -> None:

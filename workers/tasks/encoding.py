@@ -18,6 +18,9 @@ from workers.queues import Queue
 
 logger = logging.getLogger(__name__)
 RETRY = {"max_retries": 5, "retry_backoff": 5, "retry_backoff_max": 300, "retry_jitter": True}
+# Nobody waits for these results: not storing them also keeps the sender from subscribing
+# to a result channel, which during a Redis outage would block a save for ~20 s and fail it.
+FIRE_AND_FORGET = {"ignore_result": True}
 
 
 def encoder():
@@ -41,6 +44,7 @@ def _load_model_at_start(sender, **kwargs) -> None:
 
 @shared_task(
     name="workers.tasks.encoding.encode_products",
+    **FIRE_AND_FORGET,
     autoretry_for=(indexing.TransientEncodeError, redis.ConnectionError, redis.TimeoutError),
     **RETRY,
 )
@@ -51,6 +55,7 @@ def encode_products(product_ids: list[int]) -> dict[str, int]:
 
 @shared_task(
     name="workers.tasks.encoding.remove_products",
+    **FIRE_AND_FORGET,
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
     **RETRY,
 )
@@ -61,9 +66,22 @@ def remove_products(product_ids: list[int]) -> dict[str, int]:
 
 @shared_task(
     name="workers.tasks.encoding.remove_images",
+    **FIRE_AND_FORGET,
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
     **RETRY,
 )
 def remove_images(product_id: int, image_ids: list[int]) -> dict[str, int]:
     """Take deleted images out of their product's shard. Idempotent."""
     return indexing.remove_images(int(product_id), [int(i) for i in image_ids])
+
+
+@shared_task(name="workers.tasks.encoding.encode_stale", soft_time_limit=300, **FIRE_AND_FORGET)
+def encode_stale(older_than_s: float = 300.0) -> int:
+    """Re-enqueue active products left pending or encoding (a broker outage, a killed worker).
+
+    Periodic (beat). Idempotent: encoding reuses stored vectors, so a product whose
+    task is merely slow costs one repeated publish, never a wrong index.
+    """
+    from catalog.services.enqueue import enqueue_stale
+
+    return enqueue_stale(older_than_s=older_than_s)

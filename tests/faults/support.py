@@ -1,0 +1,73 @@
+"""Helpers of the fault tests: products through the services, and what each shard holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+
+import numpy as np
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from catalog.models import Embedding, IndexState, Product
+from catalog.redis_clients import redis_client
+from catalog.services.images import image_add_upload
+from catalog.services.products import product_create
+from tests.support.images import image_bytes
+from workers.index.log import shard_for_product
+from workers.queues import shard_queue
+
+
+def add_product(tag: str, n: int) -> Product:
+    """A product with one small real image, saved through the services (so it gets indexed)."""
+    product = product_create(sku=f"{tag}-{n}", title=f"{tag} item {n}", price=Decimal(5 + n % 50))
+    colour = ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256)
+    upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
+    image_add_upload(product=product, upload=upload)
+    return product
+
+
+def wait(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def all_indexed() -> bool:
+    states = set(Product.objects.filter(is_active=True).values_list("index_state", flat=True))
+    return states <= {IndexState.INDEXED}
+
+
+def expected_ids(shard: int) -> set[int]:
+    """Image ids of the active products' stored embeddings that belong to `shard`."""
+    rows = Embedding.objects.filter(image__product__is_active=True).values_list(
+        "image_id", "image__product_id"
+    )
+    return {
+        int(image_id)
+        for image_id, product_id in rows
+        if shard_for_product(product_id, settings.SEARCH_SHARDS) == shard
+    }
+
+
+def live_ids(shard: int, timeout: float = 30.0) -> set[int]:
+    """The live image ids of the shard's running replica (asked with the shard_ids task)."""
+    from workers.tasks.shards import shard_ids
+
+    key = f"test:faults:ids:{shard}:{uuid.uuid4().hex}"
+    shard_ids.apply_async(args=[shard, key], queue=shard_queue(shard)).get(timeout=timeout)
+    client = redis_client()
+    raw = client.get(key) or b""
+    client.delete(key)
+    return set(np.frombuffer(raw, dtype="<i8").tolist())
+
+
+def shards_match_database() -> bool:
+    return all(live_ids(n) == expected_ids(n) for n in range(settings.SEARCH_SHARDS))
+
+
+def on_shard(shard: int, product_ids: list[int]) -> list[int]:
+    return [i for i in product_ids if shard_for_product(i, settings.SEARCH_SHARDS) == shard]
