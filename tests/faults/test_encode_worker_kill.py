@@ -1,4 +1,4 @@
-"""kill -9 an encode worker mid-batch: the broker hands its task back and the products end indexed."""
+"""kill -9 an encode worker mid-batch: its task comes back, and the products end indexed."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class SlowImages(BaseHTTPRequestHandler):
     delay_s = 1.0
     requests: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         type(self).requests.append(self.path)
         time.sleep(self.delay_s)
         n = int(self.path.rsplit("/", 1)[-1].split(".")[0])
@@ -80,8 +80,10 @@ def test_killed_encode_worker_task_is_redelivered(
         time.sleep(max(0.0, VISIBILITY_TIMEOUT_S + 0.5 - (time.monotonic() - killed_at)))
         worker.start()  # a fresh worker (same queue) takes the handed-back task
         wait(
-            lambda: set(Product.objects.filter(pk__in=ids).values_list("index_state", flat=True))
-            == {IndexState.INDEXED},
+            lambda: (
+                set(Product.objects.filter(pk__in=ids).values_list("index_state", flat=True))
+                == {IndexState.INDEXED}
+            ),
             timeout=90,
             what="the redelivered batch to index every product",
         )
