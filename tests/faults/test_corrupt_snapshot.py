@@ -1,0 +1,69 @@
+"""A corrupt newest snapshot: the replica starts from the previous one and replays the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog.models import Product
+from catalog.services.products import product_delete
+from tests.faults.support import (
+    add_product,
+    all_indexed,
+    expected_ids,
+    live_ids,
+    on_shard,
+    shards_match_database,
+    wait,
+)
+from workers.index import snapshot as snap
+from workers.queues import shard_queue
+from workers.tasks.shards import shard_snapshot
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def add_until_on_shard0(tag: str, start: int, count: int = 2) -> list[int]:
+    """Add products until `count` of them landed on shard 0 (the shard under test)."""
+    ids: list[int] = []
+    n = start
+    while len(on_shard(0, ids)) < count:
+        ids.append(add_product(tag, n).pk)
+        n += 1
+    return ids
+
+
+def snapshot_shard0() -> Path:
+    return Path(shard_snapshot.apply_async(args=[0], queue=shard_queue(0)).get(timeout=30))
+
+
+def test_corrupt_snapshot_falls_back_to_the_previous_one(shard_workers):
+    first = add_until_on_shard0("CS", 0)
+    wait(all_indexed, what="the first products to be indexed")
+    wait(shards_match_database, what="the shards to hold the first products")
+    older = snapshot_shard0()
+
+    second = add_until_on_shard0("CS", 100)
+    product_delete(product=Product.objects.get(pk=on_shard(0, first)[0]))
+    wait(all_indexed, what="the second products to be indexed")
+    wait(shards_match_database, what="the shards to hold the second products")
+    newest = snapshot_shard0()
+    assert snap.snapshot_dirs(newest.parent)[:2] == [newest, older]
+
+    third = add_until_on_shard0("CS", 200)  # only in the log
+    wait(all_indexed, what="the third products to be indexed")
+    wait(shards_match_database, what="the shards to hold the third products")
+
+    shard_workers[0].kill()  # no snapshot on the way down
+    index_file = newest / "bulk.faiss"
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2 :] = b"\x00" * (len(data) - len(data) // 2)
+    index_file.write_bytes(bytes(data))
+
+    shard_workers[0].start()
+    wait(shards_match_database, what="the restarted shard to catch up from the older snapshot")
+    assert live_ids(0) == expected_ids(0)
+    assert set(on_shard(0, second + third)) <= live_ids(0)
+    assert "skipping corrupt snapshot" in shard_workers[0].log()
+    assert snap.snapshot_dirs(newest.parent)[1] == older, "the fallback snapshot is still there"
