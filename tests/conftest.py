@@ -42,12 +42,18 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give SQLite test runs a file database, so worker processes can share it."""
+    """Per-session scratch state: a file SQLite database that worker processes can share,
+    and a private Prometheus multiprocess directory (never the data/ one `make run` uses)."""
     if not config.pluginmanager.hasplugin("django"):
         return
+    import os
     import tempfile
 
     from django.conf import settings
+
+    metrics_dir = Path(tempfile.mkdtemp(prefix="vps-test-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client loads
+    settings.PROMETHEUS_MULTIPROC_DIR = metrics_dir
 
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
