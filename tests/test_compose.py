@@ -33,6 +33,9 @@ def test_service_commands_name_real_modules_and_queues(name):
     if command[0] == "gunicorn":
         module, attr = command[1].split(":") if ":" in command[1] else (command[1], "application")
         assert hasattr(importlib.import_module(module), attr)
+        config = _option(command, "-c")
+        if config:
+            assert importlib.import_module(config.removeprefix("python:"))
     elif command[0] == "celery":
         assert _option(command, "-A") == "searchsite"
         assert importlib.import_module("searchsite.celery").app
