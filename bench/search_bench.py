@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50k vectors, short cells")
     parser.add_argument("--n", type=int, default=1_000_000, help="vectors in all shards")
     parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--spec", default="ivf", help="index spec of each shard (see spec.py)")
+    parser.add_argument("--spec", help="index spec of each shard (default ivf; quick IVF128,Flat)")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--queries", type=int, default=1000, help="distinct API queries")
     parser.add_argument("--latency-queries", type=int, default=2000, help="part 1 samples")
@@ -217,6 +217,7 @@ def main() -> None:
     if args.quick:
         args.n, args.queries, args.latency_queries = 50_000, 300, 300
         args.seconds, args.warmup, args.trials = 3.0, 0.5, 40
+    args.spec = args.spec or ("IVF128,Flat" if args.quick else "ivf")
     concurrency = [int(c) for c in args.concurrency.split(",")]
     top = max(concurrency)
     load_before = os.getloadavg()
