@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--single", type=int, default=300, help="queries timed one at a time")
-    parser.add_argument("--tune-queries", type=int, default=200)
+    parser.add_argument("--tune-queries", type=int, default=500)
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--work", default=None, help="directory for re-rank files")
     args = parser.parse_args()

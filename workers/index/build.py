@@ -72,7 +72,7 @@ def build_bulk(
     train_size: int | None = None,
     recall_target: float = 0.95,
     k: int = 10,
-    tune_queries: int = 200,
+    tune_queries: int = 500,
     seed: int = 0,
     train_threads: int = TRAIN_THREADS,
     add_threads: int = TRAIN_THREADS,
