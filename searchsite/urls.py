@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from catalog.admin_views import search_health
+from catalog.api.errors import api_not_found
 from catalog.observability import metrics_view
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^api/", api_not_found),  # after every API route: JSON 404s, never HTML
     path("metrics", metrics_view, name="metrics"),
     path("", include("catalog.urls")),
 ]

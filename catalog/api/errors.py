@@ -7,7 +7,8 @@ from typing import Any
 import redis
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -53,3 +54,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, exceptions.APIException):
         response.data = {"error": exc.default_code, "detail": str(exc.detail)}
     return response
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    """Unmatched /api/ URLs answer the JSON error shape, not Django's HTML page."""
+    return JsonResponse({"error": "not_found", "detail": "Not found."}, status=404)
