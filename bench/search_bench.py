@@ -264,7 +264,12 @@ def main() -> None:
         rpc_queries = work / "rpc-queries.npy"
         np.save(rpc_queries, fresh_vectors(args.queries, seed=4242))
 
-        # 1. RPC overhead on shard 0
+        # 1. RPC overhead on shard 0 (a bare PING round trip says how slow loopback is now)
+        ping = np.empty(1000)
+        for i in range(len(ping)):
+            t0 = time.perf_counter()
+            client.ping()
+            ping[i] = (time.perf_counter() - t0) * 1e3
         local, _ = Shard.load(work / "index" / "shard-0", work_dir=work / "inproc-work")
         one = SearchClient(client, 1)
         probe = fresh_vectors(args.latency_queries, seed=31)
@@ -333,6 +338,7 @@ def main() -> None:
 
     row("1. shard 0 in-process", base50, base99, base_qps)
     row("1. shard 0 through RPC", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean())
+    row("   (reference: Redis PING round trip)", pct(ping, 50), pct(ping, 99), 1e3 / ping.mean())
     for (name, conc), r in api.items():
         err = r["errors"] + r["partial"]
         row(f"2. API {name} c={conc}", r["p50"], r["p99"], r["qps"], err)
