@@ -7,7 +7,9 @@
   answers whose JSON says `"partial": true` are counted.
 - rpc: `SearchClient.search` of the rows of `--queries` (.npy float32) over all shards.
 
-Prints one JSON object: latencies in ms, statuses, partial answers, achieved QPS.
+Prints one JSON object: latencies in ms, the server's own `took_ms` of each answer (http:
+the search and product join inside the view; rpc: the client's fan-out and merge),
+statuses, partial answers, achieved QPS.
 
     python bench/closed_loop.py http --base http://127.0.0.1:8000 --paths p.txt -c 8 -s 10
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import sys
 import threading
 import time
@@ -28,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+TOOK = re.compile(rb'"took_ms":\s*([0-9.]+)')
+
 
 def http_caller(base: str, paths: list[str]):
     parts = urlsplit(base)
@@ -35,17 +40,19 @@ def http_caller(base: str, paths: list[str]):
     def make():
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
 
-        def call(i: int) -> tuple[int, bool]:
+        def call(i: int) -> tuple[int, bool, float]:
             nonlocal conn
             try:
                 conn.request("GET", paths[i % len(paths)])
                 response = conn.getresponse()
                 body = response.read()
-                return response.status, b'"partial":true' in body
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-                return 599, False
+                return 599, False, float("nan")
+            took = TOOK.search(body)
+            took_ms = float(took.group(1)) if took else float("nan")
+            return response.status, b'"partial":true' in body, took_ms
 
         return call
 
@@ -60,12 +67,12 @@ def rpc_caller(redis_url: str, n_shards: int, queries: np.ndarray, k: int, timeo
     client = SearchClient(connect(redis_url), n_shards)
 
     def make():
-        def call(i: int) -> tuple[int, bool]:
+        def call(i: int) -> tuple[int, bool, float]:
             try:
                 got = client.search(queries[i % len(queries)], k, timeout_s=timeout_s)
             except NoShardAvailable:
-                return 503, False
-            return 200, got.partial
+                return 503, False, float("nan")
+            return 200, got.partial, got.took_ms
 
         return call
 
@@ -76,6 +83,7 @@ def run(make, concurrency: int, seconds: float, warmup: float) -> dict:
     start = time.perf_counter()
     record_from, stop_at = start + warmup, start + warmup + seconds
     lat: list[list[float]] = [[] for _ in range(concurrency)]
+    took: list[list[float]] = [[] for _ in range(concurrency)]
     statuses: list[Counter] = [Counter() for _ in range(concurrency)]
     partial = [0] * concurrency
 
@@ -85,10 +93,11 @@ def run(make, concurrency: int, seconds: float, warmup: float) -> dict:
             t0 = time.perf_counter()
             if t0 >= stop_at:
                 return
-            status, was_partial = call(i)
+            status, was_partial, took_ms = call(i)
             i += 1
             if t0 >= record_from:
                 lat[t].append((time.perf_counter() - t0) * 1e3)
+                took[t].append(took_ms)
                 statuses[t][status] += 1
                 partial[t] += was_partial
 
@@ -102,6 +111,7 @@ def run(make, concurrency: int, seconds: float, warmup: float) -> dict:
     total = sum(statuses, Counter())
     return {
         "ms": ms,
+        "took_ms": [x for per in took for x in per],
         "qps": len(ms) / elapsed,
         "status": {str(k): v for k, v in total.items()},
         "partial": sum(partial),

@@ -123,6 +123,9 @@ def closed_loop(target: str, concurrency: int, args: argparse.Namespace, **opts:
     result["ms"] = ms
     result["p50"] = pct(ms, 50) if len(ms) else float("nan")
     result["p99"] = pct(ms, 99) if len(ms) else float("nan")
+    took = np.asarray(result["took_ms"], dtype=np.float64)
+    took = took[np.isfinite(took)]
+    result["took50"] = pct(took, 50) if len(took) else float("nan")
     errors = sum(v for k, v in result["status"].items() if k != "200")
     result["errors"] = errors
     return result
@@ -328,27 +331,33 @@ def main() -> None:
     )
     print(f"baseline: shard 0 searched in-process, one query at a time: p50 {base50:.3f} ms, "
           f"p99 {base99:.3f} ms, {base_qps:.0f} q/s")  # fmt: skip
-    head = f"{'what':<40}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'x p50':>8}{'x q/s':>7}{'err':>6}"
+    head = (
+        f"{'what':<40}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'x p50':>8}{'x q/s':>7}{'err':>6}"
+        f"{'took50':>8}"
+    )
     print(head)
     print("-" * len(head))
 
-    def row(name: str, p50: float, p99: float, qps: float, err: object = "") -> None:
+    def row(
+        name: str, p50: float, p99: float, qps: float, err: object = "", took: float | None = None
+    ) -> None:
         print(f"{name:<40}{p50:9.3f}{p99:9.3f}{qps:8.0f}{p50 / base50:8.1f}"
-              f"{qps / base_qps:7.2f}{err!s:>6}")  # fmt: skip
+              f"{qps / base_qps:7.2f}{err!s:>6}"
+              + (f"{took:8.2f}" if took is not None else ""))  # fmt: skip
 
     row("1. shard 0 in-process", base50, base99, base_qps)
     row("1. shard 0 through RPC", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean())
     row("   (reference: Redis PING round trip)", pct(ping, 50), pct(ping, 99), 1e3 / ping.mean())
     for (name, conc), r in api.items():
         err = r["errors"] + r["partial"]
-        row(f"2. API {name} c={conc}", r["p50"], r["p99"], r["qps"], err)
+        row(f"2. API {name} c={conc}", r["p50"], r["p99"], r["qps"], err, r["took50"])
     for label, r in (
         (f"3. API similar c={top} cap {args.batch_cap}", api["similar", top]),
         (f"3. API similar c={top} cap 1", cap1_api),
         (f"3. RPC 2 shards c={top} cap {args.batch_cap}", rpc_default),
         (f"3. RPC 2 shards c={top} cap 1", cap1_rpc),
     ):
-        row(label, r["p50"], r["p99"], r["qps"], r["errors"] + r["partial"])
+        row(label, r["p50"], r["p99"], r["qps"], r["errors"] + r["partial"], r["took50"])
     print(f"{'4. freshness append -> search hit':<40}{pct(fresh, 50):9.3f}{pct(fresh, 99):9.3f}"
           f"   ({args.trials} trials, max {fresh.max():.1f} ms, "
           f"{polls.mean():.1f} searches per trial)")  # fmt: skip
@@ -361,8 +370,10 @@ def main() -> None:
         largest = max((c.get("max_batch", 0) for c in counters), default=0)
         print(f"shard servers with cap {cap}: {served} requests in {batches} batches "
               f"(mean {served / batches:.2f}, largest {largest})")  # fmt: skip
-    print("err = non-200 answers + partial answers; text search used the warm query cache "
-          "(vectors put in Redis up front, no encoder running)")  # fmt: skip
+    print("err = non-200 answers + partial answers; took50 = median of the server's took_ms "
+          "(API: search RPC + product join inside the view; RPC: fan-out + merge in the "
+          "client); text search used the warm query cache (vectors put in Redis up front, "
+          "no encoder running)")  # fmt: skip
     tag = "_quick" if args.quick else ""
     path = OUT / f"search_bench{tag}.png"
     qps32 = {
