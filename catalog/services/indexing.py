@@ -226,10 +226,16 @@ def _publish(
             and image.embedding.model == model
             and not image.error
         ]
+        # Images added after this run's encoding pass: the task queued for them will come.
+        unencoded = [
+            image
+            for image in images
+            if not image.error and getattr(image, "embedding", None) is None
+        ]
         shard = shard_for_product(product.pk, settings.SEARCH_SHARDS)
         by_shard[shard].extend((image_id, product, vector) for image_id, vector in vectors)
         errors = "\n".join(failures.get(product.pk, []))
-        if product.pk in transient:
+        if product.pk in transient or unencoded:
             states[product.pk] = (IndexState.PENDING, errors)
         elif not images:
             states[product.pk] = (IndexState.NO_IMAGE, "the product has no image to encode")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.models import Product
+from catalog.models import Product, ProductImage
 from catalog.services.products import product_delete
 from tests.faults.support import (
     add_product,
@@ -64,6 +64,11 @@ def test_corrupt_snapshot_falls_back_to_the_previous_one(shard_workers):
     shard_workers[0].start()
     wait(shards_match_database, what="the restarted shard to catch up from the older snapshot")
     assert live_ids(0) == expected_ids(0)
-    assert set(on_shard(0, second + third)) <= live_ids(0)
+    survivors = on_shard(0, second + third)
+    survivor_images = set(
+        ProductImage.objects.filter(product_id__in=survivors).values_list("pk", flat=True)
+    )
+    assert len(survivor_images) == len(survivors)
+    assert survivor_images <= live_ids(0)
     assert "skipping corrupt snapshot" in shard_workers[0].log()
     assert snap.snapshot_dirs(newest.parent)[1] == older, "the fallback snapshot is still there"
