@@ -88,6 +88,8 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The default database lives in DATA_DIR: make sure it can be created.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Web, encode and shard processes share the file: WAL lets readers run beside the
     # writer, IMMEDIATE transactions queue writers instead of failing on lock upgrades.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
