@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalog.models import Category, Product, ProductImage
+from catalog.services.products import EDITABLE_FIELDS
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -59,16 +60,7 @@ class ProductSerializer(serializers.ModelSerializer):
         model = Product
         fields = [
             "id",
-            "sku",
-            "title",
-            "description",
-            "brand",
-            "category",
-            "price",
-            "currency",
-            "in_stock",
-            "is_active",
-            "attributes",
+            *EDITABLE_FIELDS,
             "images",
             "index_state",
             "index_error",

@@ -10,19 +10,18 @@ from django.db import transaction
 from catalog.models import Category, IndexState, Product
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal, enqueue_removal
 
-EDITABLE_FIELDS = frozenset(
-    {
-        "sku",
-        "title",
-        "description",
-        "brand",
-        "category",
-        "price",
-        "currency",
-        "in_stock",
-        "is_active",
-        "attributes",
-    }
+# What a client may set on a product (the API and the admin write through these).
+EDITABLE_FIELDS = (
+    "sku",
+    "title",
+    "description",
+    "brand",
+    "category",
+    "price",
+    "currency",
+    "in_stock",
+    "is_active",
+    "attributes",
 )
 
 
@@ -62,7 +61,7 @@ def product_create(
 @transaction.atomic
 def product_update(*, product: Product, **changes: Any) -> Product:
     """Change some fields; the index learns about it (new attributes, or removal)."""
-    unknown = set(changes) - EDITABLE_FIELDS
+    unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"product_update() got unknown fields: {sorted(unknown)}")
     for field, value in changes.items():
