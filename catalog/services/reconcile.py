@@ -7,6 +7,7 @@ Updates in flight while this runs can only cause harmless repeats.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -42,16 +43,26 @@ def expected_ids(model: str, dim: int) -> dict[int, dict[int, int]]:
     return found
 
 
+class ShardDidNotAnswer(TimeoutError):
+    """No search worker of the shard wrote its ids in time."""
+
+
 def live_ids(shard: int, timeout: float = 60.0) -> np.ndarray:
-    """Ask the shard's search worker for its live ids (they come back through Redis)."""
+    """Ask the shard's search worker for its live ids.
+
+    The ids come back as one binary Redis value, which is polled for: waiting on the
+    Celery result backend instead can miss the answer after a Redis restart.
+    """
     from workers.tasks.shards import shard_ids
 
     key = f"search:reconcile:{shard}:{uuid.uuid4().hex}"
-    shard_ids.apply_async(args=[shard, key], queue=shard_queue(shard), expires=timeout).get(
-        timeout=timeout, disable_sync_subtasks=False
-    )
+    shard_ids.apply_async(args=[shard, key], queue=shard_queue(shard), expires=timeout)
     client = redis_client()
-    raw = client.get(key) or b""
+    deadline = time.monotonic() + timeout
+    while (raw := client.get(key)) is None:
+        if time.monotonic() > deadline:
+            raise ShardDidNotAnswer(f"shard {shard} did not report its ids in {timeout:.0f}s")
+        time.sleep(0.05)
     client.delete(key)
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
-import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import Embedding, IndexState, Product
-from catalog.redis_clients import redis_client
 from catalog.services.images import image_add_upload
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
 from workers.index.log import shard_for_product
-from workers.queues import shard_queue
 
 
 def add_product(tag: str, n: int) -> Product:
@@ -55,18 +51,19 @@ def expected_ids(shard: int) -> set[int]:
 
 def live_ids(shard: int, timeout: float = 30.0) -> set[int]:
     """The live image ids of the shard's running replica (asked with the shard_ids task)."""
-    from workers.tasks.shards import shard_ids
+    from catalog.services.reconcile import live_ids as ask_shard
 
-    key = f"test:faults:ids:{shard}:{uuid.uuid4().hex}"
-    shard_ids.apply_async(args=[shard, key], queue=shard_queue(shard)).get(timeout=timeout)
-    client = redis_client()
-    raw = client.get(key) or b""
-    client.delete(key)
-    return set(np.frombuffer(raw, dtype="<i8").tolist())
+    return set(ask_shard(shard, timeout).tolist())
 
 
 def shards_match_database() -> bool:
-    return all(live_ids(n) == expected_ids(n) for n in range(settings.SEARCH_SHARDS))
+    """Each shard holds exactly the database's active embeddings (False while one is silent)."""
+    from catalog.services.reconcile import ShardDidNotAnswer
+
+    try:
+        return all(live_ids(n) == expected_ids(n) for n in range(settings.SEARCH_SHARDS))
+    except ShardDidNotAnswer:
+        return False
 
 
 def on_shard(shard: int, product_ids: list[int]) -> list[int]:
