@@ -20,6 +20,7 @@ from workers.encoding.registry import published_model
 from workers.index.builds import current_build
 from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
+from workers.index.threads import use_search_threads
 from workers.index.types import SearchFilter, SearchResult
 from workers.observability.shard_gauges import run_reporter
 from workers.rpc.connection import connect
@@ -81,6 +82,9 @@ class ShardService:
         self._threads.append(thread)
 
     def _run(self) -> None:
+        # OpenMP thread counts are per calling thread: this one answers the searches.
+        # One FAISS thread per query: two spin on a barrier and are several times slower.
+        use_search_threads()
         shard = self.config.shard
         try:
             model, dim = self._model()
@@ -123,6 +127,7 @@ class ShardService:
     def _follow(self) -> None:
         """Apply the log as it grows; now and then, swap to a newly published build."""
         assert self.replica is not None
+        use_search_threads()
         next_check = 0.0
         while not self._stop.is_set():
             self.replica.poll_once(block_ms=200)
