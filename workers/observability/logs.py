@@ -82,6 +82,8 @@ def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, object]
             }
         },
         "root": {"handlers": ["console"], "level": level},
+        # faiss logs at INFO every CPU-specific build it could not load before the one it did.
+        "loggers": {"faiss.loader": {"level": "WARNING"}},
     }
 
 
