@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -13,25 +11,7 @@ from django.utils import timezone
 
 from catalog.health import workers_by_queue
 from catalog.models import RecallMeasurement
-from catalog.redis_clients import redis_client
-from workers.index.log import UpdateLog, parse_id
 from workers.queues import shard_queue
-
-
-def _lag_seconds(shard: int, last_applied: str) -> float | None:
-    """Age of the oldest log entry the replica has not applied yet (0 when caught up)."""
-    log = UpdateLog(redis_client(), shard, model="", dim=0)
-    pending = log.client.xrange(log.key, min=f"({last_applied}", count=1)
-    if not pending:
-        return 0.0
-    raw = pending[0][0]
-    millis, _ = parse_id(raw)
-    return max(0.0, time.time() - millis / 1000)
-
-
-def _snapshot_age(shard: int) -> float | None:
-    snaps = sorted((Path(settings.INDEX_DIR) / f"shard-{shard}").glob("snap-*"))
-    return time.time() - snaps[-1].stat().st_mtime if snaps else None
 
 
 def shard_rows(timeout: float = 3.0) -> list[dict[str, Any]]:
@@ -50,9 +30,7 @@ def shard_rows(timeout: float = 3.0) -> list[dict[str, Any]]:
         except Exception as exc:  # a shard that does not answer is shown as such
             row["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
-            row.update(stats)
-            row["lag_s"] = _lag_seconds(n, str(stats.get("last_applied", "0-0")))
-        row["snapshot_age_s"] = _snapshot_age(n)
+            row.update(stats)  # incl. the replica's own update lag and snapshot age
         rows.append(row)
     return rows
 

@@ -75,8 +75,11 @@ def snapshot_time(directory: Path) -> float | None:
     return None
 
 
-def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]:
-    """Set the gauges of one replica; returns the values set (for logs and tests)."""
+def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]:
+    """A replica's counts, tuned parameters, update lag and snapshot age (no side effects).
+
+    The gauges, the `shard_stats` task and the admin's Search health page all read this.
+    """
     shard = replica.shard
     if shard is None:
         return {}
@@ -104,6 +107,12 @@ def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]
     snapshot_at = snapshot_time(replica.directory)
     if snapshot_at is not None:
         values["snapshot_age_s"] = max(0.0, now - snapshot_at)
+    return values
+
+
+def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]:
+    """Set the gauges of one replica; returns the values set (for logs and tests)."""
+    values = measure(replica, now)
     label = str(replica.shard_no)
     for key, gauge in (
         ("vectors", metrics.SHARD_VECTORS),

@@ -25,9 +25,15 @@ def _replica(shard: int):
 
 @shared_task(name="workers.tasks.shards.shard_stats", soft_time_limit=30)
 def shard_stats(shard: int) -> dict[str, object]:
-    """Counts, index spec and log position of the live replica. Read-only."""
+    """Counts, index spec, log position, update lag and snapshot age of the live replica.
+
+    Read-only.
+    """
+    from workers.observability.shard_gauges import measure
+
     replica = _replica(shard)
     stats = dict(replica.shard.stats())
+    stats.update(measure(replica))
     stats.update(shard=int(shard), replica=replica.name, last_applied=replica.last_applied)
     return stats
 
