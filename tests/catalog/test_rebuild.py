@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from decimal import Decimal
-
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import search
 from catalog.models import IndexState, Product
-from catalog.services.images import image_add_upload
 from catalog.services.index_builds import build_shard
-from catalog.services.products import product_create, product_delete
-from tests.support.images import image_bytes
+from catalog.services.products import product_delete
+from tests.support.indexing import add_product, wait
 from workers.index.types import SearchFilter
 from workers.queues import shard_queue
 from workers.tasks.maintenance import rebuild_target
 from workers.tasks.shards import shard_stats
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def add_product(n: int) -> Product:
-    product = product_create(sku=f"RB-{n}", title=f"Item {n}", price=Decimal(5 + n))
-    colour = ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256)
-    upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
-    image_add_upload(product=product, upload=upload)
-    return product
-
-
-def wait(predicate, timeout: float = 60.0, message: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {message}"
-        time.sleep(0.2)
 
 
 def indexed_ids() -> set[int]:
@@ -48,19 +28,19 @@ def indexed_ids() -> set[int]:
 
 
 def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
-    products = [add_product(n) for n in range(16)]
+    products = [add_product("RB", n) for n in range(16)]
     wait(
         lambda: set(Product.objects.values_list("index_state", flat=True)) == {IndexState.INDEXED},
-        message="indexing",
+        what="indexing",
     )
-    wait(lambda: indexed_ids() == {p.pk for p in products}, message="shards to catch up")
+    wait(lambda: indexed_ids() == {p.pk for p in products}, what="shards to catch up")
 
     reports = [build_shard(n, spec="IVF2,Flat") for n in range(2)]
     assert all(r["spec"] == "IVF2,Flat" for r in reports)
     assert sum(r["vectors"] for r in reports) == len(products)
 
     # Written after the builds read the table: must survive the swap through the log.
-    late = add_product(99)
+    late = add_product("RB", 99)
     doomed = products[0]
     product_delete(product=doomed)
 
@@ -71,9 +51,9 @@ def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
         ]
         return specs == ["IVF2,Flat", "IVF2,Flat"]
 
-    wait(swapped, message="replicas to swap to the builds")
-    wait(lambda: late.pk in indexed_ids(), message="the late product")
-    wait(lambda: doomed.pk not in indexed_ids(), message="the deleted product to leave")
+    wait(swapped, what="replicas to swap to the builds")
+    wait(lambda: late.pk in indexed_ids(), what="the late product")
+    wait(lambda: doomed.pk not in indexed_ids(), what="the deleted product to leave")
     assert indexed_ids() == {p.pk for p in products[1:]} | {late.pk}
 
 

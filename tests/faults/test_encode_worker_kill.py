@@ -14,8 +14,8 @@ from catalog.models import IndexState, Product
 from catalog.services.enqueue import batched_encoding
 from catalog.services.images import image_add_url
 from catalog.services.products import product_create
-from tests.faults.support import wait
 from tests.support.images import image_bytes
+from tests.support.indexing import wait
 from tests.support.processes import CeleryWorker
 from workers.queues import Queue
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from catalog.models import IndexState, Product
-from tests.faults.support import add_product, all_indexed, shards_match_database, wait
+from tests.support.indexing import add_product, all_indexed, shards_match_database, wait
 from workers.tasks.encoding import encode_stale
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -6,7 +6,7 @@ import pytest
 
 from catalog.models import Product
 from catalog.services.products import product_delete
-from tests.faults.support import (
+from tests.support.indexing import (
     add_product,
     all_indexed,
     expected_ids,

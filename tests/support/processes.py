@@ -61,28 +61,11 @@ class CeleryWorker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> CeleryWorker:
-        from searchsite.celery import app
+        from searchsite.celery import app, worker_argv
 
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "searchsite",
-                "worker",
-                "-Q",
-                ",".join(self.queues),
-                "-n",
-                self.name,
-                "--pool",
-                "solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(sys.executable, self.queues, self.name),
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -1,4 +1,4 @@
-"""Helpers of the fault tests: products through the services, and what each shard holds."""
+"""Helpers of the integration tests: products through the services, and what each shard holds."""
 
 from __future__ import annotations
 
