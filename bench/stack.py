@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from searchsite.celery import worker_argv  # noqa: E402
 from workers.redis_process import RedisProcess, free_port  # noqa: E402
 
 
@@ -73,23 +74,12 @@ class Stack:
         self.manage("migrate", "--noinput")
         self.manage("make_tiny_clip", str(self.directory / "tiny-clip"))
         self.token = self.manage("ensure_admin").split("API token:")[1].split()[0]
-        celery = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "searchsite",
-            "worker",
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ]
-        self._spawn("encode", [*celery, "-Q", "encode,celery", "-n", "encode@bench"])
+        python = sys.executable
+        self._spawn("encode", worker_argv(python, ["encode", "celery"], "encode@bench", "WARNING"))
         for n in range(self.shards):
-            self._spawn(f"shard{n}", [*celery, "-Q", f"shard.{n}", "-n", f"shard{n}@bench"])
+            self._spawn(
+                f"shard{n}", worker_argv(python, [f"shard.{n}"], f"shard{n}@bench", "WARNING")
+            )
         self._spawn(
             "web",
             [

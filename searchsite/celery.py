@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from celery import Celery
 
@@ -11,6 +12,33 @@ import workers.observability.celery_worker  # noqa: F401  (metrics port, request
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
 
 app = Celery("searchsite")
+
+
+def worker_argv(python: str, queues: Iterable[str], name: str, loglevel: str = "INFO") -> list[str]:
+    """How `make run`, the tests and the benchmarks start a worker of this app.
+
+    Solo pool: one process holds the CLIP model or the shard; no gossip or mingle chatter.
+    """
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "searchsite",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        name,
+        "--pool",
+        "solo",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 

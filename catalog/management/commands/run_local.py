@@ -8,6 +8,7 @@ under honcho until Ctrl-C, which stops everything it started.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from django.core.management.base import BaseCommand
 from honcho.manager import Manager
 
 from catalog.models import Product
+from searchsite.celery import worker_argv
 from workers.observability.multiproc import remove_dead_files
 from workers.queues import Queue, shard_queue
 from workers.redis_process import RedisProcess
@@ -36,19 +38,20 @@ def local_processes(
 ) -> dict[str, str]:
     """The process table of a local deployment (one search worker per shard)."""
     celery = f"{python} -m celery -A searchsite"
-    worker = f"{celery} worker --pool solo --without-gossip --without-mingle --loglevel INFO"
     schedule = settings.DATA_DIR / "celerybeat-schedule"
     processes = {
         "web": f"{python} -m gunicorn searchsite.wsgi --bind 127.0.0.1:{web_port} "
         "-c python:workers.observability.gunicorn_hooks "
         f"--workers 2 --threads 4 --timeout 60 --access-logfile -",
-        "encode": f"{worker} -Q {Queue.ENCODE},{Queue.DEFAULT} -n encode@%h",
-        "index": f"{worker} -Q {Queue.INDEX} -n index@%h",
+        "encode": shlex.join(worker_argv(python, [Queue.ENCODE, Queue.DEFAULT], "encode@%h")),
+        "index": shlex.join(worker_argv(python, [Queue.INDEX], "index@%h")),
         "beat": f"{celery} beat --schedule {schedule} --loglevel INFO",
         "flower": f"{celery} flower --address=127.0.0.1 --port={flower_port}",
     }
     for shard in range(shards):
-        processes[f"shard{shard}"] = f"{worker} -Q {shard_queue(shard)} -n shard{shard}@%h"
+        processes[f"shard{shard}"] = shlex.join(
+            worker_argv(python, [shard_queue(shard)], f"shard{shard}@%h")
+        )
     for name, port in worker_metrics_ports(shards, metrics_base_port).items():
         processes[name] = f"WORKER_METRICS_PORT={port} {processes[name]}"
     return processes
