@@ -34,6 +34,7 @@ from workers.index.synthetic import ClusterModel, exact_knn
 from workers.index.types import VectorAttrs
 
 K = 10
+REFINE_MAX = 2_000_000  # float32 rows for FAISS's IndexRefine baseline: 4 GB at 2M x 512
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -65,14 +66,47 @@ def sweep_params(shard: Shard) -> list[SearchParams]:
     return [tuned]
 
 
-def raw_params(shard: Shard, params: SearchParams) -> tuple[faiss.SearchParameters | None, int]:
-    """The same knobs for a plain FAISS search of the bulk index (candidates = rerank_k)."""
-    kb = max(K, params.rerank_k or 0) if shard.spec.rerank else K
+def raw_params(
+    shard: Shard, params: SearchParams, index: faiss.Index
+) -> tuple[faiss.SearchParameters | None, int]:
+    """The same knobs for a plain FAISS search of `index` (see ``raw_index_of``)."""
     if shard.spec.kind == "hnsw":
-        return faiss.SearchParametersHNSW(efSearch=int(params.ef_search)), kb
-    if shard.spec.nlist:
-        return faiss.SearchParametersIVF(nprobe=int(params.nprobe)), kb
-    return None, kb
+        base = faiss.SearchParametersHNSW(efSearch=int(params.ef_search))
+    elif shard.spec.nlist:
+        base = faiss.SearchParametersIVF(nprobe=int(params.nprobe))
+    else:
+        base = None
+    if not shard.spec.rerank:
+        return base, K
+    if not isinstance(index, faiss.IndexRefine):  # too big to refine in RAM: bare candidates
+        return base, max(K, params.rerank_k or 0)
+    refine = faiss.IndexRefineSearchParameters(k_factor=max(K, params.rerank_k or 0) / K)
+    if base is not None:
+        refine.base_index_params = base
+    return refine, K
+
+
+def raw_index_of(shard: Shard, keep_alive: list) -> faiss.Index:
+    """Plain FAISS with the same trained index; compressed specs get FAISS's own exact
+    re-ranking (IndexRefine over float32 rows in RAM), the baseline of the shard's float16
+    re-rank file. Labels of the bulk are its slots, so the refine index is positional.
+    Past REFINE_MAX vectors the float32 copy would not fit: the bare index is timed."""
+    bulk = shard._bulk
+    if not shard.spec.rerank or bulk.ntotal > REFINE_MAX:
+        return bulk
+    flat = faiss.IndexFlatIP(shard.dim)
+    n = bulk.ntotal
+    for start in range(0, n, 100_000):
+        flat.add(shard._rerank.gather(np.arange(start, min(n, start + 100_000))))
+    refine = faiss.IndexRefine(bulk, flat)
+    keep_alive.extend([bulk, flat])  # IndexRefine does not own them
+    return refine
+
+
+def current_rss() -> int:
+    """Resident bytes of this process now (not the peak)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
 
 
 def time_single(fn, queries: np.ndarray) -> tuple[float, float, float]:
@@ -142,6 +176,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
     for spec in specs_for(n, dim, args.kinds, args.quick):
         gc.collect()
         with tempfile.TemporaryDirectory(dir=args.work) as work:
+            rss_before = current_rss()
             t = time.perf_counter()
             built = build_bulk(
                 batches(),
@@ -152,11 +187,13 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 tune_queries=args.tune_queries,
                 recall_target=0.95,
                 train_threads=args.train_threads,
-                add_threads=args.train_threads,
+                add_threads=args.add_threads,
             )
             build_s = time.perf_counter() - t
+            rss_growth = (current_rss() - rss_before) / n
             shard = built.shard
-            raw_index = shard._bulk  # the same trained FAISS index, searched without the shard
+            owned: list = []
+            raw_index = raw_index_of(shard, owned)  # the same trained index, without the shard
             shard.delete(deleted)
             shard.upsert(ids[n:], fresh, attrs_for(ids[n:]))
             stats = shard.stats()
@@ -169,7 +206,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 return lambda q: shard.search(q, K, params=p)
 
             def raw_fn(p: SearchParams, shard: Shard = shard, index: faiss.Index = raw_index):
-                fp, kb = raw_params(shard, p)
+                fp, kb = raw_params(shard, p, index)
                 return lambda q: index.search(q, kb, params=fp)
 
             curve = []
@@ -207,13 +244,14 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 f"(train {built.train_seconds:.0f}s, "
                 f"add {built.add_seconds:.0f}s, tune {built.tune_seconds:.0f}s), tuned "
                 f"{_fmt(shard.params)} recall@10 tune-set {built.tune['recall_at_k']:.3f}, "
-                f"{mem:.1f} B/vector in RAM, {disk:.0f} B/vector re-rank file on disk{extra_info}",
+                f"{mem:.1f} B/vector in RAM by account ({rss_growth:.0f} B/vector of process RSS "
+                f"growth), {disk:.0f} B/vector re-rank file on disk{extra_info}",
                 flush=True,
             )
             rows.append(
                 {"summary": True, "n": n, "spec": spec.factory, "mem": mem, "build": build_s}
             )
-            del shard, built, raw_index
+            del shard, built, raw_index, owned
     cache.clear()
 
 
@@ -244,7 +282,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--single", type=int, default=300, help="queries timed one at a time")
     parser.add_argument("--tune-queries", type=int, default=500)
-    parser.add_argument("--train-threads", type=int, default=1)
+    parser.add_argument("--train-threads", type=int, default=1, help="1: OPQ stalls with 2 here")
+    parser.add_argument("--add-threads", type=int, default=1)
     parser.add_argument("--work", default=None, help="directory for re-rank files")
     args = parser.parse_args()
     args.kinds = args.kinds.split(",")

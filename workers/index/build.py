@@ -1,7 +1,7 @@
 """Bulk builds: stream stored vectors into a trained index without holding them all.
 
 Only the training sample (a few hundred thousand vectors at most) is held as float32;
-the rest is added batch by batch, written to the float16 re-rank file for compressed
+the rest is added batch by batch, written to the 16-bit re-rank file for compressed
 specs, and folded into a running exact top-k of the held-out tuning queries. The build
 records the update-log position it covers, so a replica can swap to it and replay the
 log from there without losing an update that arrived meanwhile.
@@ -23,7 +23,7 @@ from workers.index.columns import Columns
 from workers.index.gpu import train_index
 from workers.index.log import START
 from workers.index.rerank import RerankStore
-from workers.index.shard import Shard, new_index
+from workers.index.shard import Shard, new_index, repack_ivf
 from workers.index.spec import IndexSpec, choose_spec
 from workers.index.synthetic import normalise
 from workers.index.threads import TRAIN_THREADS, threads
@@ -155,6 +155,8 @@ def build_bulk(
             heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(found))
     if writer is not None:
         writer.close()
+    if ivf is not None:
+        repack_ivf(ivf)
     heap.finalize()
     _drop_duplicates(cols)
     shard._install(index, cols, cols.size, rerank)

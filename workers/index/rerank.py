@@ -1,7 +1,11 @@
-"""Exact re-ranking vectors for compressed shards: float16 rows on disk, memory-mapped.
+"""Exact re-ranking vectors for compressed shards: 16-bit rows on disk, memory-mapped.
 
 A compressed code (OPQ+PQ) only ranks candidates roughly; the exact score of the top
-candidates is recomputed from these rows. The store is a list of immutable segment files,
+candidates is recomputed from these rows. Rows are bfloat16 (kept as uint16): widening
+them to float32 is a shift, about 15x faster here than numpy's float16 conversion (0.7 ms
+for 800 candidate rows, more than the whole search), and the score error it leaves (~1e-4)
+is far below the gaps between neighbours. Segments written as float16 by earlier versions
+still load. The store is a list of immutable segment files,
 each holding the rows of a contiguous slot range, so appending a batch is writing a new
 file and a snapshot can hard-link segments instead of copying gigabytes.
 """
@@ -18,8 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-ROW_DTYPE = np.float16
+BFLOAT16 = "bfloat16"
+FLOAT16 = "float16"
+ROW_BYTES = 2
 _BLOCK = 65536
+
+
+def to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), rounding to nearest even."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def from_rows(rows: np.ndarray, encoding: str) -> np.ndarray:
+    """16-bit rows (uint16 bits) -> float32."""
+    if encoding == BFLOAT16:
+        return (rows.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return rows.view(np.float16).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -28,11 +48,13 @@ class Segment:
     start: int  # first slot
     rows: int
     sha256: str
+    encoding: str = BFLOAT16
 
-    def open(self, dim: int) -> np.memmap | np.ndarray:
+    def open(self, dim: int) -> np.ndarray:
+        """The rows, memory-mapped (as a plain ndarray view: np.memmap's indexing is slower)."""
         if self.rows == 0:
-            return np.zeros((0, dim), dtype=ROW_DTYPE)
-        return np.memmap(self.path, dtype=ROW_DTYPE, mode="r", shape=(self.rows, dim))
+            return np.zeros((0, dim), dtype=np.uint16)
+        return np.asarray(np.memmap(self.path, dtype=np.uint16, mode="r", shape=(self.rows, dim)))
 
 
 class RerankStore:
@@ -52,7 +74,7 @@ class RerankStore:
 
     @property
     def disk_bytes(self) -> int:
-        return sum(seg.rows for seg in self.segments) * self.dim * np.dtype(ROW_DTYPE).itemsize
+        return sum(seg.rows for seg in self.segments) * self.dim * ROW_BYTES
 
     def append(self, vectors: np.ndarray | Iterable[np.ndarray]) -> None:
         """Write rows for the next slots as one new segment (blocks may be streamed in)."""
@@ -74,17 +96,21 @@ class RerankStore:
     def gather(self, slots: np.ndarray) -> np.ndarray:
         """float32 rows for the given slots (any shape); slots out of range give zeros."""
         flat = np.asarray(slots, dtype=np.int64).reshape(-1)
-        out = np.zeros((len(flat), self.dim), dtype=np.float32)
+        shape = (*np.shape(slots), self.dim)
         valid = (flat >= 0) & (flat < self.size)
-        if not valid.any():
-            return out.reshape(*np.shape(slots), self.dim)
-        seg = np.searchsorted(self._starts, flat, side="right") - 1
-        for s in np.unique(seg[valid]):
-            rows = np.flatnonzero(valid & (seg == s))
+        order = np.argsort(flat)  # sorted reads are kinder to the page cache
+        if len(self.segments) == 1 and valid.all():
+            seg = self.segments[0]
+            out = np.empty((len(flat), self.dim), dtype=np.float32)
+            out[order] = from_rows(self._maps[0][flat[order] - seg.start], seg.encoding)
+            return out.reshape(shape)
+        out = np.zeros((len(flat), self.dim), dtype=np.float32)
+        seg_of = np.searchsorted(self._starts, flat, side="right") - 1
+        for s in np.unique(seg_of[valid]):
+            rows = order[(valid & (seg_of == s))[order]]
             local = flat[rows] - self.segments[s].start
-            order = np.argsort(local)  # sorted reads are kinder to the page cache
-            out[rows[order]] = self._maps[s][local[order]]
-        return out.reshape(*np.shape(slots), self.dim)
+            out[rows] = from_rows(self._maps[s][local], self.segments[s].encoding)
+        return out.reshape(shape)
 
     def rewritten(self, keep: np.ndarray) -> RerankStore:
         """A new store holding only rows `keep` (ascending), renumbered from 0."""
@@ -102,7 +128,13 @@ class RerankStore:
             except OSError:
                 shutil.copyfile(seg.path, dest)
             described.append(
-                {"file": seg.path.name, "start": seg.start, "rows": seg.rows, "sha256": seg.sha256}
+                {
+                    "file": seg.path.name,
+                    "start": seg.start,
+                    "rows": seg.rows,
+                    "sha256": seg.sha256,
+                    "encoding": seg.encoding,
+                }
             )
         return described
 
@@ -121,7 +153,12 @@ class RerankStore:
                     os.link(Path(source) / name, dest)
                 except OSError:
                     shutil.copyfile(Path(source) / name, dest)
-            segments.append(Segment(dest, _int(d["start"]), _int(d["rows"]), str(d["sha256"])))
+            encoding = str(d.get("encoding", FLOAT16))
+            if encoding not in (BFLOAT16, FLOAT16):
+                raise ValueError(f"unknown re-rank row encoding {encoding!r}")
+            segments.append(
+                Segment(dest, _int(d["start"]), _int(d["rows"]), str(d["sha256"]), encoding)
+            )
         return cls(work_dir, dim, segments)
 
     def close(self) -> None:
@@ -132,7 +169,7 @@ class RerankStore:
 
 
 class SegmentWriter:
-    """Appends float16 rows to one new segment file, hashing as it goes."""
+    """Appends bfloat16 rows to one new segment file, hashing as it goes."""
 
     def __init__(self, store: RerankStore) -> None:
         self.store = store
@@ -143,7 +180,7 @@ class SegmentWriter:
         self._fh = open(self.path, "wb")  # noqa: SIM115 (closed in close())
 
     def write(self, block: np.ndarray) -> None:
-        data = np.ascontiguousarray(block, dtype=np.float32).astype(ROW_DTYPE).tobytes()
+        data = to_bfloat16(block).tobytes()
         self._digest.update(data)
         self._fh.write(data)
         self.rows += len(block)

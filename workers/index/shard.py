@@ -6,7 +6,7 @@
 - Fresh upserts go to ``delta`` (exact flat, or for IVF shards an IVF-Flat sharing the
   bulk's coarse quantizer, searched with the same coarse assignment); ``compact()`` folds
   them into ``bulk`` and drops removed vectors.
-- Compressed shards (PQ) re-rank their top candidates exactly from a float16 memory-mapped
+- Compressed shards (PQ) re-rank their top candidates exactly from a 16-bit memory-mapped
   file (see ``rerank.py``).
 - A readers-writer lock lets searches run concurrently (FAISS releases the GIL) and never
   see half an update. Per-request parameters are arguments, never set on the shared index.
@@ -26,6 +26,7 @@ import numpy as np
 
 from workers.index import snapshot as snap
 from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
+from workers.index.grouping import first_hits
 from workers.index.rerank import RerankStore
 from workers.index.rwlock import RWLock
 from workers.index.spec import DEFAULT_RERANK_K, IndexSpec, SearchParams, choose_spec
@@ -281,29 +282,27 @@ class Shard:
             while len(todo):
                 p = self._exhaustive(base) if exhaustive else base
                 scores, slots = self._search_slots(queries[todo], fetch, bits, p)
-                grow, deepen = [], []
-                for row, q in enumerate(todo):
-                    valid = slots[row] >= 0
-                    s_row, sl_row = scores[row][valid], slots[row][valid]
-                    pids = products[sl_row]
-                    _, first = np.unique(pids, return_index=True)
-                    first = np.sort(first)[:k]
-                    n = len(first)
-                    out_p[q, :n] = pids[first]
-                    out_i[q, :n] = image_ids[sl_row[first]]
-                    out_s[q, :n] = s_row[first]
-                    if n >= k:
-                        continue
-                    if len(sl_row) >= fetch and fetch < n_match:
-                        grow.append(q)  # several images per product: fetch more images
-                    elif not exhaustive:
-                        deepen.append(q)  # the approximate search missed matches
-                if not grow and not deepen:
+                valid = slots >= 0
+                pids = products[np.maximum(slots, 0)]
+                columns, counts = first_hits(pids, valid, k)
+                out_p[todo], out_i[todo], out_s[todo] = -1, -1, -np.inf  # a retry replaces
+                rows, cols = np.nonzero(columns >= 0)
+                hit_slots = slots[rows, columns[rows, cols]]
+                out_p[todo[rows], cols] = products[hit_slots]
+                out_i[todo[rows], cols] = image_ids[hit_slots]
+                out_s[todo[rows], cols] = scores[rows, columns[rows, cols]]
+                short = counts < k
+                if not short.any():
                     break
-                todo = np.array(sorted(grow + deepen))
-                if grow:
+                # several images per product: fetch more images; else the search missed matches
+                grow = short & (valid.sum(axis=1) >= fetch) & (fetch < n_match)
+                deepen = short & ~grow & (not exhaustive)
+                if not (grow.any() or deepen.any()):
+                    break
+                todo = todo[grow | deepen]
+                if grow.any():
                     fetch = min(n_match, fetch * 4)
-                if deepen:
+                if deepen.any():
                     exhaustive = True
             return SearchResult(out_p, out_i, out_s, {"matches": n_match})
 
@@ -351,7 +350,7 @@ class Shard:
             xq = self._to_ivf_space(queries)
             nprobe = int(params.nprobe or 1)
             ivf_params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-            coarse_d, coarse_i = self._ivf.quantizer.search(xq, nprobe)
+            coarse_d, coarse_i = self._coarse(xq, nprobe)
             if bulk_ready:
                 kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
                 d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
@@ -376,6 +375,14 @@ class Shard:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
 
+    def _coarse(self, xq: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The nprobe nearest lists; a graph quantizer explores at least 2*nprobe nodes."""
+        quantizer = self._ivf.quantizer
+        if isinstance(faiss.downcast_index(quantizer), faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * nprobe))
+            return quantizer.search(xq, nprobe, params=params)
+        return quantizer.search(xq, nprobe)
+
     def _bulk_params(self, params: SearchParams, sel: faiss.IDSelector) -> faiss.SearchParameters:
         if self.spec.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=sel, efSearch=int(params.ef_search or 64))
@@ -384,17 +391,17 @@ class Shard:
     def _reranked(
         self, queries: np.ndarray, slots: np.ndarray, fetch: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of compressed candidates from the float16 rows; keep the best `fetch`."""
+        """Exact scores of compressed candidates from the 16-bit rows; keep the best `fetch`."""
         assert self._rerank is not None
         rows = self._rerank.gather(slots)
-        scores = np.einsum("qd,qkd->qk", queries, rows, dtype=np.float32)
+        scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
         scores = np.where(slots >= 0, scores, -np.inf).astype(np.float32)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
 
     def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self._delta_vectors[np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1))]
-        scores = np.einsum("qd,qkd->qk", queries, rows, dtype=np.float32)
+        scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
         return np.where(slots >= 0, scores, -np.inf).astype(np.float32), slots
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
@@ -438,7 +445,7 @@ class Shard:
             return self._cols.attrs(slots)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
-        """Stored vectors of live ids where recoverable (exact for delta/flat/HNSW, float16 for
+        """Stored vectors of live ids where recoverable (exact for delta/flat/HNSW, bfloat16 for
         compressed shards)."""
         with self._lock.read():
             slots = self._lookup.find(np.asarray(ids, dtype=np.int64), self._cols)
@@ -489,12 +496,17 @@ class Shard:
             }
 
     def memory_bytes(self) -> int:
-        """Resident bytes: FAISS index + delta + columns + id lookup (not the float16 file)."""
+        """Resident bytes: FAISS index + delta + columns + id lookup + cached filter bitmaps
+        (not the re-rank file, which stays on disk)."""
         total = self._cols.nbytes + self._lookup.order.nbytes + self._delta_vectors.nbytes
+        total += sum(bits.nbytes for bits, _ in self._masks.values())
         if self._ivf is not None:
-            inv = self._ivf.invlists
-            total += self._ivf.ntotal * (inv.code_size + 8)
-            total += self._ivf.nlist * self._ivf.d * 4  # coarse centroids
+            total += self._ivf.ntotal * (self._ivf.invlists.code_size + 8)  # codes + int64 ids
+            quantizer = faiss.downcast_index(self._ivf.quantizer)
+            total += quantizer.ntotal * quantizer.d * 4  # coarse centroids
+            if isinstance(quantizer, faiss.IndexHNSW):
+                graph = quantizer.hnsw
+                total += 4 * graph.neighbors.size() + 8 * graph.offsets.size()
             if isinstance(self._bulk, faiss.IndexPreTransform):
                 total += self.dim * self.dim * 4
         elif self._bulk.ntotal:
@@ -593,6 +605,18 @@ def preassigned(
         params,
     )
     return scores, labels
+
+
+def repack_ivf(ivf: faiss.IndexIVF) -> None:
+    """Copy every inverted list once into storage of exactly its size: lists grown batch by
+    batch keep up to 2x spare capacity, which at 10M vectors is gigabytes."""
+    n_labels = 0
+    for list_no in range(ivf.nlist):
+        size = ivf.invlists.list_size(list_no)
+        if size:
+            ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(list_no), size)
+            n_labels = max(n_labels, int(ids.max()) + 1)
+    relabel_ivf(ivf, np.arange(n_labels, dtype=np.int64))
 
 
 def relabel_ivf(ivf: faiss.IndexIVF, new_of_old: np.ndarray) -> None:

@@ -9,11 +9,14 @@ n < FLAT_MAX           ``Flat``                      exact; a scan of 50k x 512 
 FLAT_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
                                                      ``remove_ids`` is cheap; float32 in RAM
 n >= IVFPQ_MIN         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
-                                                     of the top candidates from a float16
+                                                     of the top candidates from a 16-bit
                                                      memory-mapped file on disk
 =====================  ============================  ==========================================
 
-``nlist`` is the power of two nearest to ``4 * sqrt(n)``. Overrides: ``flat``, ``ivf``,
+``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
+(about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
+(``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force is ~1e14
+flops, hours on two cores; the graph does it in minutes. Overrides: ``flat``, ``ivf``,
 ``hnsw`` (``HNSW32``, a graph: fast, but deletions need a rebuild), ``ivfpq``, or any FAISS
 factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-ranked.
 """
@@ -29,6 +32,7 @@ FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
 IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
 HNSW_M = 32
 PQ_BYTES = 32
+HNSW_QUANTIZER_NLIST = 8192
 DEFAULT_RERANK_K = 200
 
 _COMPRESSED = re.compile(r"(PQ|SQ|LSH|RaBitQ)", re.IGNORECASE)
@@ -40,7 +44,7 @@ class IndexSpec:
     """A FAISS factory string plus what the shard needs to know about it."""
 
     factory: str
-    rerank: bool = False  # compressed codes: re-rank candidates exactly from the float16 file
+    rerank: bool = False  # compressed codes: re-rank candidates exactly from the 16-bit file
 
     @property
     def kind(self) -> str:
@@ -76,6 +80,11 @@ def nlist_for(n_vectors: int) -> int:
     return max(1, 2 ** round(math.log2(target)))
 
 
+def ivf_part(nlist: int) -> str:
+    """The IVF term of a factory string: a graph coarse quantizer for many lists."""
+    return f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_NLIST else f"IVF{nlist}"
+
+
 def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
     """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table)."""
     name = (override or "auto").strip()
@@ -90,12 +99,12 @@ def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
     if key == "flat":
         return IndexSpec("Flat")
     if key == "ivf":
-        return IndexSpec(f"IVF{nlist_for(n_vectors)},Flat")
+        return IndexSpec(f"{ivf_part(nlist_for(n_vectors))},Flat")
     if key == "hnsw":
         return IndexSpec(f"HNSW{HNSW_M}")
     if key == "ivfpq":
         m = PQ_BYTES if dim % PQ_BYTES == 0 else _largest_divisor(dim, PQ_BYTES)
-        return IndexSpec(f"OPQ{m},IVF{nlist_for(n_vectors)},PQ{m}", rerank=True)
+        return IndexSpec(f"OPQ{m},{ivf_part(nlist_for(n_vectors))},PQ{m}", rerank=True)
     return IndexSpec.from_factory(name)
 
 

@@ -1,9 +1,12 @@
 """Synthetic embeddings that look like real ones: many anisotropic clusters on the unit sphere.
 
-Isotropic noise makes product quantisation look hopeless (recall@10 0.18 measured here);
-real embeddings concentrate in low-dimensional, elongated clusters. Each cluster here is a
-centre plus a random low-rank component with decaying variances plus a little isotropic
-noise, then normalised. Generation is deterministic in (seed, cluster layout), batch-wise,
+Isotropic noise alone makes product quantisation look hopeless (recall@10 0.18 measured
+here); real embeddings concentrate in elongated clusters of modest intrinsic dimension, yet
+their neighbours are far from obvious. Each cluster here is a centre plus a random rank-64
+component with slowly decaying variances plus isotropic noise, then normalised. The defaults
+were chosen so the data is as hard as real embeddings measured on this machine: bare
+OPQ32+IVF+PQ32 reaches recall@10 of about 0.6 (0.64 on real sentence embeddings) and an
+IVF-Flat index needs tens of probes for 0.95, not one. Generation is deterministic in (seed, cluster layout), batch-wise,
 so 10M vectors can be streamed without holding them.
 """
 
@@ -27,14 +30,15 @@ class ClusterModel:
         cls,
         dim: int,
         n_clusters: int,
-        rank: int = 16,
-        spread: float = 0.6,
-        noise: float = 0.05,
+        rank: int = 64,
+        spread: float = 0.5,
+        noise: float = 0.5,
+        decay: float = 0.95,
         seed: int = 0,
     ) -> ClusterModel:
         rng = np.random.default_rng(seed)
         centres = normalise(rng.standard_normal((n_clusters, dim), dtype=np.float32))
-        scales = spread * (0.75 ** np.arange(rank, dtype=np.float32))  # decaying variances
+        scales = spread * (decay ** np.arange(rank, dtype=np.float32))
         directions = rng.standard_normal((n_clusters, rank, dim), dtype=np.float32)
         directions /= np.linalg.norm(directions, axis=2, keepdims=True)
         return cls(centres, (directions * scales[None, :, None]).astype(np.float32), noise)
