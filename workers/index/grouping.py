@@ -40,7 +40,9 @@ def first_hits(products: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndar
     return columns, counts
 
 
-def _first_hits_row(products: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _first_hits_row(
+    products: np.ndarray, valid: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(valid)
     _, first = np.unique(products[candidates], return_index=True)
     first.sort()

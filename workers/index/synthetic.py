@@ -6,8 +6,8 @@ their neighbours are far from obvious. Each cluster here is a centre plus a rand
 component with slowly decaying variances plus isotropic noise, then normalised. The defaults
 were chosen so the data is as hard as real embeddings measured on this machine: bare
 OPQ32+IVF+PQ32 reaches recall@10 of about 0.6 (0.64 on real sentence embeddings) and an
-IVF-Flat index needs tens of probes for 0.95, not one. Generation is deterministic in (seed, cluster layout), batch-wise,
-so 10M vectors can be streamed without holding them.
+IVF-Flat index needs tens of probes for 0.95, not one. Generation is deterministic in
+(seed, cluster layout), batch-wise, so 10M vectors can be streamed without holding them.
 """
 
 from __future__ import annotations

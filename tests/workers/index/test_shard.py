@@ -194,7 +194,7 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_float16_segments_load(tmp_pa
     store.append(x)
     back = store.gather(np.arange(50))
     assert back.dtype == np.float32
-    np.testing.assert_allclose(back, x, atol=2 ** -8 * np.abs(x).max())
+    np.testing.assert_allclose(back, x, atol=2**-8 * np.abs(x).max())
     assert (to_bfloat16(np.array([1.0, -2.5], np.float32)) == [0x3F80, 0xC020]).all()
     # a segment written by an earlier version (float16 rows) is still read correctly
     old = tmp_path / "old.f16"
