@@ -14,6 +14,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import search
+from catalog.api.representation import image_url, product_representation
 from catalog.api.serializers import ProductSerializer
 from catalog.errors import ServiceError
 from catalog.models import Product
@@ -82,29 +83,22 @@ class SearchResponse(serializers.Serializer):
     shards = ShardsSerializer()
 
 
-def _image_url(request: Request, product: Product, image_id: int) -> str | None:
-    images = list(product.images.all())
-    chosen = next((i for i in images if i.pk == image_id), images[0] if images else None)
-    if chosen is None:
-        return None
-    if chosen.image:
-        return request.build_absolute_uri(chosen.image.url)
-    return chosen.source_url or None
+def _image_url(request: Request, hit: search.Hit) -> str | None:
+    """The matched image (the product's first image if it has gone since)."""
+    images = hit.images
+    chosen = next((i for i in images if i.pk == hit.image_id), images[0] if images else None)
+    return image_url(chosen, request) if chosen is not None else None
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
-    # One serializer for all hits: a ModelSerializer builds its fields per instance (~2 ms).
-    products = ProductSerializer(
-        [hit.product for hit in page.hits], many=True, context={"request": request}
-    ).data
     body = {
         "results": [
             {
-                "product": product,
+                "product": product_representation(hit.product, request, hit.images),
                 "score": round(hit.score, 6),
-                "image": _image_url(request, hit.product, hit.image_id),
+                "image": _image_url(request, hit),
             }
-            for hit, product in zip(page.hits, products, strict=True)
+            for hit in page.hits
         ],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from catalog.api.representation import (
+    IMAGE_FIELDS,
+    PRODUCT_FIELDS,
+    image_representation,
+    image_url,
+    product_representation,
+)
 from catalog.models import Category, Product, ProductImage
-from catalog.services.products import EDITABLE_FIELDS
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -23,15 +29,14 @@ class ProductImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ProductImage
-        fields = ["id", "url", "source_url", "position", "sha256", "width", "height", "error"]
+        fields = list(IMAGE_FIELDS)
         read_only_fields = fields
 
     def get_url(self, obj: ProductImage) -> str | None:
-        if obj.image:
-            request = self.context.get("request")
-            url = obj.image.url
-            return request.build_absolute_uri(url) if request else url
-        return obj.source_url or None
+        return image_url(obj, self.context.get("request"))
+
+    def to_representation(self, instance: ProductImage) -> dict:
+        return image_representation(instance, self.context.get("request"))
 
 
 class ImageCreateSerializer(serializers.Serializer):
@@ -58,16 +63,11 @@ class ProductSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = [
-            "id",
-            *EDITABLE_FIELDS,
-            "images",
-            "index_state",
-            "index_error",
-            "created_at",
-            "updated_at",
-        ]
+        fields = list(PRODUCT_FIELDS)
         read_only_fields = ["index_state", "index_error", "created_at", "updated_at"]
+
+    def to_representation(self, instance: Product) -> dict:
+        return product_representation(instance, self.context.get("request"))
 
     def validate_currency(self, value: str) -> str:
         if len(value) != 3 or not value.isalpha():

@@ -34,25 +34,32 @@ def merge_topk(
     k: int,
     metric: int = faiss.METRIC_INNER_PRODUCT,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-shard (nq, k_i) answers into one (nq, k) answer with a top-k heap.
+    """Merge per-shard (nq, k_i) answers into one (nq, k) answer, best first.
 
     Ids of -1 are padding and never win. The direction (max or min) comes from the metric.
+    Plain numpy on purpose: FAISS's heap functions open an OpenMP parallel region even for
+    one query, and in a web process (threads not pinned to 1) that cost ~4 ms of spinning
+    per request on two cores, for a merge of a few dozen numbers.
     """
     if not scores:
         raise ValueError("nothing to merge")
     nq = scores[0].shape[0]
     keep_max = keep_max_for(metric)
-    heap = faiss.ResultHeap(nq, k, keep_max=keep_max)
+    worst = np.float32(-np.inf if keep_max else np.inf)
     for d, i in zip(scores, ids, strict=True):
-        d = np.ascontiguousarray(d, dtype=np.float32)
-        i = np.ascontiguousarray(i, dtype=np.int64)
-        if d.shape != i.shape or d.shape[0] != nq:
+        if np.shape(d) != np.shape(i) or np.shape(d)[0] != nq:
             raise ValueError("scores and ids must be (nq, k_i) with the same nq")
-        if i.size:
-            d = np.where(i >= 0, d, -np.inf if keep_max else np.inf).astype(np.float32)
-            heap.add_result(d, i)
-    heap.finalize()
-    return heap.D, heap.I
+    all_ids = np.concatenate([np.asarray(i, dtype=np.int64) for i in ids], axis=1)
+    all_scores = np.concatenate([np.asarray(d, dtype=np.float32) for d in scores], axis=1)
+    all_scores = np.where(all_ids >= 0, all_scores, worst)
+    if all_ids.shape[1] < k:
+        pad = k - all_ids.shape[1]
+        all_ids = np.pad(all_ids, ((0, 0), (0, pad)), constant_values=-1)
+        all_scores = np.pad(all_scores, ((0, 0), (0, pad)), constant_values=worst)
+    order = np.argsort(-all_scores if keep_max else all_scores, axis=1, kind="stable")[:, :k]
+    top_ids = np.take_along_axis(all_ids, order, axis=1)
+    top_scores = np.take_along_axis(all_scores, order, axis=1)
+    return np.ascontiguousarray(top_scores), np.where(np.isfinite(top_scores), top_ids, -1)
 
 
 def merge_results(results: Sequence[SearchResult], k: int) -> SearchResult:
