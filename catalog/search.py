@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 from django.conf import settings
+from django.http import Http404
 
 from catalog.errors import ServiceError, ServiceUnavailable
 from catalog.models import Category, Embedding, Product, ProductImage
@@ -51,12 +52,13 @@ def _rpc_redis(url: str) -> redis.Redis:
     return connect(url)
 
 
-def _redis() -> redis.Redis:
+def rpc_redis() -> redis.Redis:
+    """This process's connection pool to the RPC Redis (also holds the rate-limit counters)."""
     return _rpc_redis(settings.REDIS_URL)
 
 
 def search_client() -> SearchClient:
-    return SearchClient(_redis(), settings.SEARCH_SHARDS, timeout_s=settings.SEARCH_TIMEOUT_S)
+    return SearchClient(rpc_redis(), settings.SEARCH_SHARDS, timeout_s=settings.SEARCH_TIMEOUT_S)
 
 
 _MODEL_TTL_S = 30.0
@@ -73,7 +75,7 @@ def _model_name() -> str:
     if name and time.monotonic() - checked_at < _MODEL_TTL_S:
         return name
     try:
-        published = published_model(_redis())
+        published = published_model(rpc_redis())
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
     name = published[0] if published else settings.CLIP_MODEL
@@ -90,10 +92,10 @@ def query_encoder() -> EncodeClient:
         from workers.rpc.encode import LocalEncoder
 
         encoder = process_encoder(settings.CLIP_MODEL, str(settings.CLIP_FALLBACK_DIR))
-        cache = QueryEmbeddingCache(_redis(), encoder.model_name, ttl_s=ttl)
+        cache = QueryEmbeddingCache(rpc_redis(), encoder.model_name, ttl_s=ttl)
         return LocalEncoder(encoder, cache=cache)  # type: ignore[return-value]
-    cache = QueryEmbeddingCache(_redis(), _model_name(), ttl_s=ttl)
-    return EncodeClient(_redis(), cache=cache, timeout_s=settings.ENCODE_TIMEOUT_S)
+    cache = QueryEmbeddingCache(rpc_redis(), _model_name(), ttl_s=ttl)
+    return EncodeClient(rpc_redis(), cache=cache, timeout_s=settings.ENCODE_TIMEOUT_S)
 
 
 def build_filter(
@@ -154,20 +156,26 @@ def image_vector(data: bytes) -> np.ndarray:
     return _encode(query_encoder().encode_image, data)
 
 
-def product_vector(product: Product) -> np.ndarray:
-    """'More like this': the product's first stored image embedding, no re-encoding."""
-    embedding = (
-        Embedding.objects.filter(image__product=product)
+def product_vector(product_id: int) -> np.ndarray:
+    """'More like this': the active product's first stored image embedding, no re-encoding.
+
+    One query on the common path; Http404 when there is no such active product.
+    """
+    stored = (
+        Embedding.objects.filter(image__product_id=product_id, image__product__is_active=True)
         .order_by("image__position", "image_id")
+        .values_list("vector", flat=True)
         .first()
     )
-    if embedding is None:
+    if stored is None:
+        if not Product.objects.filter(pk=product_id, is_active=True).exists():
+            raise Http404("No active product with this id.")
         raise ServiceError(
             "this product has no encoded image yet",
             code="not_indexed",
             details={"id": ["not indexed"]},
         )
-    return np.frombuffer(bytes(embedding.vector), dtype="<f4").copy()
+    return np.frombuffer(bytes(stored), dtype="<f4").copy()
 
 
 def search(

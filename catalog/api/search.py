@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import search
 from catalog.api.representation import image_url, product_representation
 from catalog.api.serializers import ProductSerializer
+from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
-from catalog.models import Product
 from catalog.services.images import image_limits, read_upload
 from workers.encoding.errors import ImageRejected
 from workers.encoding.urls import UrlPolicy, fetch_url_bytes
@@ -107,10 +105,6 @@ def _respond(request: Request, page: search.SearchPage) -> Response:
     return Response(body)
 
 
-class SearchThrottle(ScopedRateThrottle):
-    scope_attr = "throttle_scope"
-
-
 _ERRORS = {
     400: OpenApiResponse(description="invalid parameters or unreadable image"),
     503: OpenApiResponse(description="no search worker (or encoder) answered"),
@@ -119,7 +113,7 @@ _ERRORS = {
 
 class SearchView(APIView):
     permission_classes = [AllowAny]
-    throttle_classes = [SearchThrottle]
+    throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -162,7 +156,7 @@ def _fetch(url: str) -> bytes:
 
 class SimilarView(APIView):
     permission_classes = [AllowAny]
-    throttle_classes = [SearchThrottle]
+    throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
 
     @extend_schema(
@@ -170,15 +164,11 @@ class SimilarView(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         """More like this product, from its stored embedding (no re-encoding)."""
-        product = get_object_or_404(Product, pk=pk, is_active=True)
         query = SearchFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()
-        vector = search.product_vector(product)
+        vector = search.product_vector(pk)
         page = search.search(
-            vector,
-            k=query.validated_data["k"],
-            filters=filters,
-            exclude_product=product.pk,
+            vector, k=query.validated_data["k"], filters=filters, exclude_product=pk
         )
         return _respond(request, page)

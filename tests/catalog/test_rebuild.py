@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def indexed_ids() -> set[int]:
     """What the shards hold (asked directly, not filtered through the database)."""
     page = search.search_client().search(
-        search.product_vector(Product.objects.order_by("-pk").first()).reshape(1, -1),
+        search.product_vector(Product.objects.order_by("-pk").first().pk).reshape(1, -1),
         50,
         SearchFilter(),
     )
