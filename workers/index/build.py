@@ -51,13 +51,14 @@ class BuiltIndex:
 
 
 def default_train_size(spec: IndexSpec) -> int:
-    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped."""
+    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped at 1M
+    (2 GB of float32 held while training: 16k lists at 10M vectors need that many)."""
     need = 0
     if spec.nlist:
         need = 64 * spec.nlist
     if spec.rerank:
         need = max(need, 65_536)
-    return min(need, 262_144)
+    return min(need, 1_048_576)
 
 
 def build_bulk(
