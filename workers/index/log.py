@@ -177,6 +177,11 @@ class UpdateLog:
     def unregister(self, reader: str) -> None:
         self.client.hdel(positions_key(self.shard), reader)
 
+    def readers(self) -> dict[str, str]:
+        """Registered reader names and the positions they need."""
+        raw = self.client.hgetall(positions_key(self.shard))
+        return {_text(name): _text(position) for name, position in raw.items()}
+
     def needed_floor(self) -> str | None:
         raw = self.client.hgetall(positions_key(self.shard))
         if not raw:
@@ -196,6 +201,10 @@ class UpdateLog:
         # MINID keeps entries with id >= floor; the entry *at* a position is already applied,
         # keeping it is harmless.
         return int(self.client.xtrim(self.key, minid=floor, approximate=False))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> LogEntry:

@@ -27,6 +27,29 @@ logger = logging.getLogger(__name__)
 COMPACT_AT = int(os.environ.get("INDEX_COMPACT_AT", "20000"))
 
 
+def reader_name(host: str, pid: int, shard: int) -> str:
+    """How a replica process registers its needed log position."""
+    return f"{host}:{pid}:{shard}"
+
+
+def parse_reader_name(name: str) -> tuple[str, int, int] | None:
+    """(host, pid, shard) of a replica's registration; None for other readers (builds)."""
+    parts = name.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
 class ShardReplica:
     def __init__(
         self,
@@ -49,7 +72,7 @@ class ShardReplica:
         self.dim = dim
         self.directory = Path(index_dir) / f"shard-{shard}"
         self.spec = spec
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{shard}"
+        self.name = name or reader_name(socket.gethostname(), os.getpid(), shard)
         self.batch = batch
         self.compact_at = compact_at
         self.backoff_base = backoff_base
@@ -76,8 +99,30 @@ class ShardReplica:
         self.shard = shard
         self.last_applied = position
         self._call(lambda: self.log.register_position(self.name, self._oldest_needed()))
+        self._call(self.forget_dead_predecessors)
         self.catch_up()
         return shard
+
+    def forget_dead_predecessors(self) -> list[str]:
+        """Unregister replicas of this shard that ran on this host and whose process is gone.
+
+        Their needed positions would hold the log's trim floor forever. What they needed
+        survives them only as snapshots in the shared directory, and this replica, having
+        loaded from that directory, registered what it needs first.
+        """
+        host = socket.gethostname()
+        gone = []
+        for reader in self.log.readers():
+            parsed = parse_reader_name(reader)
+            if parsed is None or reader == self.name:
+                continue
+            reader_host, pid, shard = parsed
+            if reader_host == host and shard == self.shard_no and not _process_alive(pid):
+                self.log.unregister(reader)
+                gone.append(reader)
+        if gone:
+            logger.info("shard %d: unregistered dead replicas %s", self.shard_no, gone)
+        return gone
 
     def catch_up(self, max_rounds: int = 1_000_000) -> int:
         """Apply everything currently in the log; returns the number of entries applied."""

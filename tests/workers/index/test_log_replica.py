@@ -89,6 +89,37 @@ def test_replica_start_follow_snapshot_and_restart(
     assert again.last_applied == replica.last_applied
 
 
+def test_restarted_replica_unregisters_its_dead_predecessors(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from workers.index.replica import reader_name
+
+    log = UpdateLog(redis_client, 7, MODEL, DIM)
+    ids = np.arange(100, dtype=np.int64)
+    _fill_log(log, ids, seed=3)
+    host = socket.gethostname()
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = reader_name(host, int(finished.stdout), 7)
+    log.register_position(dead, "1-0")  # a killed replica's registration: holds the floor
+    elsewhere = reader_name("other-host", int(finished.stdout), 7)
+    log.register_position(elsewhere, "2-0")  # cannot be judged from here: kept
+    log.register_position("build:7", "3-0")  # not a replica: kept
+    replica = ShardReplica(redis_client, 7, MODEL, DIM, tmp_path, spec="Flat")
+    replica.start()
+    readers = log.readers()
+    assert dead not in readers
+    assert {elsewhere, "build:7", replica.name} <= set(readers)
+
+
 def test_corrupt_snapshot_falls_back_to_previous(redis_client: redis.Redis, tmp_path: Path) -> None:
     log = UpdateLog(redis_client, 3, MODEL, DIM)
     ids = np.arange(200, dtype=np.int64)
