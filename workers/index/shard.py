@@ -27,7 +27,7 @@ import numpy as np
 from workers.index import snapshot as snap
 from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
 from workers.index.grouping import first_hits
-from workers.index.rerank import RerankStore
+from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
 from workers.index.spec import DEFAULT_RERANK_K, IndexSpec, SearchParams, choose_spec
 from workers.index.types import SearchFilter, SearchResult, VectorAttrs
@@ -100,14 +100,24 @@ class Shard:
         self._version += 1
 
     def _reset_delta(self) -> None:
-        self._delta_vectors = np.zeros((0, self.dim), dtype=np.float32)
+        # Compressed shards keep their fresh vectors' exact rows as bfloat16 (like the
+        # re-rank file) and index them with the bulk's own PQ: ~1 KB a fresh vector, not 4.
+        row_dtype = np.uint16 if self.spec.rerank else np.float32
+        self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
         if self._ivf is not None and self._bulk.is_trained:
-            delta = faiss.IndexIVFFlat(self._ivf.quantizer, self._ivf.d, self._ivf.nlist, METRIC)
-            delta.is_trained = True
-            self._delta = delta
+            self._delta = empty_ivf_like(self._ivf) if self.spec.rerank else None
+            if self._delta is None:
+                ivf = self._ivf
+                self._delta = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, METRIC)
+                self._delta.is_trained = True
         else:
             self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+
+    def _delta_rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        """float32 vectors of delta rows (positions, not slots)."""
+        kept = self._delta_vectors[rows]
+        return from_rows(kept, BFLOAT16) if kept.dtype == np.uint16 else kept
 
     def _check(self, vectors: np.ndarray, model: str | None) -> np.ndarray:
         if model is not None and model != self.model:
@@ -157,11 +167,13 @@ class Shard:
 
     def _append_delta(self, vectors: np.ndarray, slots: np.ndarray) -> None:
         needed = self._n_delta + len(vectors)
-        if needed > len(self._delta_vectors):
-            grown = np.zeros((max(needed, 2 * len(self._delta_vectors), 256), self.dim), np.float32)
-            grown[: self._n_delta] = self._delta_vectors[: self._n_delta]
+        rows = self._delta_vectors
+        if needed > len(rows):
+            grown = np.zeros((max(needed, 2 * len(rows), 256), self.dim), rows.dtype)
+            grown[: self._n_delta] = rows[: self._n_delta]
             self._delta_vectors = grown
-        self._delta_vectors[self._n_delta : needed] = vectors
+        stored = to_bfloat16(vectors) if rows.dtype == np.uint16 else vectors
+        self._delta_vectors[self._n_delta : needed] = stored
         self._n_delta = needed
         self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
 
@@ -178,7 +190,7 @@ class Shard:
         with self._writer, self._lock.write():
             cols = self._cols
             alive = cols["alive"]
-            delta = self._delta_vectors[: self._n_delta]
+            delta = self._delta_rows(slice(0, self._n_delta))
             bulk = self._bulk
             if not bulk.is_trained:
                 train = np.ascontiguousarray(delta[alive[self._n_bulk :]])
@@ -351,12 +363,13 @@ class Shard:
             nprobe = int(params.nprobe or 1)
             ivf_params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
             coarse_d, coarse_i = self._coarse(xq, nprobe)
+            kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
             if bulk_ready:
-                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
                 d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
                 parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
             if self._n_delta:
-                d, i = preassigned(self._delta, xq, fetch, coarse_i, coarse_d, ivf_params)
+                kd = self._delta_candidates(kb, fetch) if self._rerank else fetch
+                d, i = preassigned(self._delta, xq, kd, coarse_i, coarse_d, ivf_params)
                 parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
         else:
             if bulk_ready:
@@ -374,6 +387,12 @@ class Shard:
         scores = np.where(slots >= 0, scores, -np.inf)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+
+    def _delta_candidates(self, kb: int, fetch: int) -> int:
+        """Re-rank candidates for a compressed delta: a true neighbour ranked r-th by its
+        code among the bulk ranks about r * n_delta / n_bulk among the delta (4x margin)."""
+        share = math.ceil(kb * self._n_delta / max(1, self._n_bulk))
+        return min(kb, max(fetch, 4 * share))
 
     def _coarse(self, xq: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         """The nprobe nearest lists; a graph quantizer explores at least 2*nprobe nodes."""
@@ -400,7 +419,7 @@ class Shard:
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
 
     def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._delta_vectors[np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1))]
+        rows = self._delta_rows(np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1)))
         scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
         return np.where(slots >= 0, scores, -np.inf).astype(np.float32), slots
 
@@ -453,7 +472,7 @@ class Shard:
                 raise KeyError("ids not in shard")
             out = np.zeros((len(slots), self.dim), dtype=np.float32)
             in_delta = slots >= self._n_bulk
-            out[in_delta] = self._delta_vectors[slots[in_delta] - self._n_bulk]
+            out[in_delta] = self._delta_rows(slots[in_delta] - self._n_bulk)
             bulk_slots = slots[~in_delta]
             if len(bulk_slots):
                 if self._rerank is not None:
@@ -500,6 +519,11 @@ class Shard:
         (not the re-rank file, which stays on disk)."""
         total = self._cols.nbytes + self._lookup.order.nbytes + self._delta_vectors.nbytes
         total += sum(bits.nbytes for bits, _ in self._masks.values())
+        delta = faiss.downcast_index(self._delta)
+        if isinstance(delta, faiss.IndexIVF):
+            total += delta.ntotal * (delta.invlists.code_size + 8)
+        else:
+            total += delta.ntotal * (self.dim * 4 + 8)
         if self._ivf is not None:
             total += self._ivf.ntotal * (self._ivf.invlists.code_size + 8)  # codes + int64 ids
             quantizer = faiss.downcast_index(self._ivf.quantizer)
@@ -522,7 +546,7 @@ class Shard:
         with self._writer, self._lock.read():
             faiss.write_index(self._bulk, str(temp / "bulk.faiss"))
             arrays = {f"col_{n}": a for n, a in self._cols.to_arrays().items()}
-            arrays["delta_vectors"] = self._delta_vectors[: self._n_delta]
+            arrays["delta_vectors"] = self._delta_rows(slice(0, self._n_delta))
             np.savez(temp / "columns.npz", allow_pickle=False, **arrays)
             segments = self._rerank.link_into(temp) if self._rerank else []
             known.update({str(s["file"]): str(s["sha256"]) for s in segments})
@@ -617,6 +641,22 @@ def repack_ivf(ivf: faiss.IndexIVF) -> None:
             ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(list_no), size)
             n_labels = max(n_labels, int(ids.max()) + 1)
     relabel_ivf(ivf, np.arange(n_labels, dtype=np.int64))
+
+
+def empty_ivf_like(ivf: faiss.IndexIVF) -> faiss.IndexIVF | None:
+    """An empty IVF-PQ sharing `ivf`'s coarse quantizer and trained PQ (None for other IVF
+    kinds): fresh vectors get the same 32-byte codes as the bulk, no retraining."""
+    pq_index = faiss.downcast_index(ivf)
+    if not isinstance(pq_index, faiss.IndexIVFPQ) or isinstance(pq_index, faiss.IndexIVFPQR):
+        return None
+    pq = pq_index.pq
+    delta = faiss.IndexIVFPQ(pq_index.quantizer, pq_index.d, pq_index.nlist, pq.M, pq.nbits, METRIC)
+    delta.pq = pq
+    delta.by_residual = pq_index.by_residual
+    delta.use_precomputed_table = pq_index.use_precomputed_table
+    delta.is_trained = True
+    delta.precompute_table()
+    return delta
 
 
 def relabel_ivf(ivf: faiss.IndexIVF, new_of_old: np.ndarray) -> None:
