@@ -32,6 +32,7 @@ from workers.index.shard import Shard
 from workers.index.spec import IndexSpec, SearchParams, choose_spec, nlist_for
 from workers.index.synthetic import ClusterModel, exact_knn
 from workers.index.types import VectorAttrs
+from workers.malloc import keep_freed_memory
 
 K = 10
 REFINE_MAX = 2_000_000  # float32 rows for FAISS's IndexRefine baseline: 4 GB at 2M x 512
@@ -306,6 +307,7 @@ def main() -> None:
     else:
         sizes = {"100k": [100_000], "1m": [1_000_000], "both": [100_000, 1_000_000]}[args.scale]
     faiss.omp_set_num_threads(1)
+    keep_freed_memory()  # as the shard workers do (helps the shard's temporaries most)
     print(
         f"{'n':>9} {'spec':<24} {'params':<23} {'rec@10':>6} {'QPS1':>8} {'p50ms':>7} "
         f"{'p99ms':>7} {'QPSbat':>8} {'x1raw':>6} {'xBraw':>6}"

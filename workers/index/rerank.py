@@ -97,19 +97,21 @@ class RerankStore:
         """float32 rows for the given slots (any shape); slots out of range give zeros."""
         flat = np.asarray(slots, dtype=np.int64).reshape(-1)
         shape = (*np.shape(slots), self.dim)
-        valid = (flat >= 0) & (flat < self.size)
         order = np.argsort(flat)  # sorted reads are kinder to the page cache
-        if len(self.segments) == 1 and valid.all():
-            seg = self.segments[0]
-            out = np.empty((len(flat), self.dim), dtype=np.float32)
-            out[order] = from_rows(self._maps[0][flat[order] - seg.start], seg.encoding)
-            return out.reshape(shape)
-        out = np.zeros((len(flat), self.dim), dtype=np.float32)
-        seg_of = np.searchsorted(self._starts, flat, side="right") - 1
-        for s in np.unique(seg_of[valid]):
-            rows = order[(valid & (seg_of == s))[order]]
-            local = flat[rows] - self.segments[s].start
-            out[rows] = from_rows(self._maps[s][local], self.segments[s].encoding)
+        ranked = flat[order]
+        # each segment's slots form one run of the sorted list; out-of-range ones none
+        bounds = np.searchsorted(ranked, [*self._starts.tolist(), self.size])
+        out = np.empty((len(flat), self.dim), dtype=np.float32)
+        filled = 0
+        for s, segment in enumerate(self.segments):
+            lo, hi = int(bounds[s]), int(bounds[s + 1])
+            if lo < hi:
+                rows = from_rows(self._maps[s][ranked[lo:hi] - segment.start], segment.encoding)
+                out[order[lo:hi]] = rows
+                filled += hi - lo
+        if filled < len(flat):
+            out[order[: bounds[0]]] = 0.0
+            out[order[bounds[-1] :]] = 0.0
         return out.reshape(shape)
 
     def rewritten(self, keep: np.ndarray) -> RerankStore:

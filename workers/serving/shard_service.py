@@ -22,6 +22,7 @@ from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
 from workers.index.threads import use_search_threads
 from workers.index.types import SearchFilter, SearchResult
+from workers.malloc import keep_freed_memory
 from workers.observability.shard_gauges import run_reporter
 from workers.rpc.connection import connect
 from workers.rpc.search import make_search_handler, shard_queue_key
@@ -77,6 +78,7 @@ class ShardService:
 
     def start(self) -> None:
         """Return at once; loading, replay and serving happen in background threads."""
+        keep_freed_memory()  # search temporaries reuse freed memory (see workers/malloc.py)
         thread = threading.Thread(target=self._run, name=f"shard-{self.config.shard}", daemon=True)
         thread.start()
         self._threads.append(thread)
