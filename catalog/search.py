@@ -161,6 +161,8 @@ def product_vector(product_id: int) -> np.ndarray:
 
     One query on the common path; Http404 when there is no such active product.
     """
+    if not 0 < product_id < 2**63:  # ids are positive 64-bit integers; the URL takes any
+        raise Http404("No active product with this id.")
     stored = (
         Embedding.objects.filter(image__product_id=product_id, image__product__is_active=True)
         .order_by("image__position", "image_id")

@@ -163,6 +163,7 @@ def test_similar_of_a_missing_or_unencoded_product(api_client):
     hidden = product_create(sku="HID-1", title="Hidden", price=Decimal("1.00"), is_active=False)
     fresh = product_create(sku="NEW-1", title="No image yet", price=Decimal("1.00"))
     assert api_client.get("/api/products/999999/similar/").status_code == 404
+    assert api_client.get(f"/api/products/{2**70}/similar/").status_code == 404
     assert api_client.get(f"/api/products/{hidden.pk}/similar/").status_code == 404
     pending = api_client.get(f"/api/products/{fresh.pk}/similar/")
     assert pending.status_code == 400
