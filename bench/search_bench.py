@@ -288,8 +288,11 @@ def main() -> None:
         api: dict[tuple[str, int], dict] = {}
         for name, paths in (("similar", work / "similar.txt"), ("text", work / "text.txt")):
             for conc in concurrency:
+                cpu_before = web.cpu_seconds()
                 api[name, conc] = closed_loop("http", conc, args, base=web.url, paths=paths)
                 r = api[name, conc]
+                served = r["qps"] * (args.seconds + args.warmup)  # warm-up requests use CPU too
+                r["web_cpu_ms"] = 1e3 * (web.cpu_seconds() - cpu_before) / max(1.0, served)
                 print(f"  {name} c={conc}: {r['qps']:.0f} q/s p50 {r['p50']:.1f} "
                       f"p99 {r['p99']:.1f} ms", flush=True)  # fmt: skip
         rpc_default = closed_loop(
@@ -333,24 +336,32 @@ def main() -> None:
           f"p99 {base99:.3f} ms, {base_qps:.0f} q/s")  # fmt: skip
     head = (
         f"{'what':<40}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'x p50':>8}{'x q/s':>7}{'err':>6}"
-        f"{'took50':>8}"
+        f"{'took50':>8}{'webCPU':>8}"
     )
     print(head)
     print("-" * len(head))
 
     def row(
-        name: str, p50: float, p99: float, qps: float, err: object = "", took: float | None = None
+        name: str,
+        p50: float,
+        p99: float,
+        qps: float,
+        err: object = "",
+        took: float | None = None,
+        cpu: float | None = None,
     ) -> None:
         print(f"{name:<40}{p50:9.3f}{p99:9.3f}{qps:8.0f}{p50 / base50:8.1f}"
               f"{qps / base_qps:7.2f}{err!s:>6}"
-              + (f"{took:8.2f}" if took is not None else ""))  # fmt: skip
+              + (f"{took:8.2f}" if took is not None else "")
+              + (f"{cpu:8.2f}" if cpu is not None else ""))  # fmt: skip
 
     row("1. shard 0 in-process", base50, base99, base_qps)
     row("1. shard 0 through RPC", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean())
     row("   (reference: Redis PING round trip)", pct(ping, 50), pct(ping, 99), 1e3 / ping.mean())
     for (name, conc), r in api.items():
         err = r["errors"] + r["partial"]
-        row(f"2. API {name} c={conc}", r["p50"], r["p99"], r["qps"], err, r["took50"])
+        row(f"2. API {name} c={conc}", r["p50"], r["p99"], r["qps"], err, r["took50"],
+            r["web_cpu_ms"])  # fmt: skip
     for label, r in (
         (f"3. API similar c={top} cap {args.batch_cap}", api["similar", top]),
         (f"3. API similar c={top} cap 1", cap1_api),
@@ -370,7 +381,8 @@ def main() -> None:
         largest = max((c.get("max_batch", 0) for c in counters), default=0)
         print(f"shard servers with cap {cap}: {served} requests in {batches} batches "
               f"(mean {served / batches:.2f}, largest {largest})")  # fmt: skip
-    print("err = non-200 answers + partial answers; took50 = median of the server's took_ms "
+    print("webCPU = CPU ms of the gunicorn workers per request (warm-up included); "
+          "err = non-200 answers + partial answers; took50 = median of the server's took_ms "
           "(API: search RPC + product join inside the view; RPC: fan-out + merge in the "
           "client); text search used the warm query cache (vectors put in Redis up front, "
           "no encoder running)")  # fmt: skip

@@ -148,6 +148,20 @@ class WebProcess:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the gunicorn worker processes."""
+        if self.proc is None:
+            return 0.0
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        total = 0
+        for pid in children.read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a worker that just exited
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def wait_ready(self, path: str, timeout: float = 120.0) -> None:
         """Until `path` answers 200 (every worker imported Django and reached Redis)."""
         deadline = time.monotonic() + timeout

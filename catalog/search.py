@@ -223,13 +223,16 @@ def search(
 def _load_products(
     ids: list[int],
 ) -> tuple[dict[int, Product], dict[int, list[ProductImage]]]:
-    """Active products by id and their images: two queries, joined here (Django's
-    prefetch machinery cost ~0.8 ms more per 20-product answer)."""
-    products = {
-        p.pk: p
-        for p in Product.objects.select_related("category").filter(pk__in=ids, is_active=True)
-    }
+    """Active products by id and their images, in one query over the images (a product
+    gets into the index only through an image; one that has none left is not shown).
+    Django's prefetch machinery, or a second query, cost ~1 ms more per answer."""
+    products: dict[int, Product] = {}
     images: dict[int, list[ProductImage]] = {}
-    for image in ProductImage.objects.filter(product_id__in=list(products)):
+    rows = ProductImage.objects.filter(product_id__in=ids, product__is_active=True).select_related(
+        "product__category"
+    )
+    for image in rows:
+        product = products.setdefault(image.product_id, image.product)
+        image.product = product  # one instance per product, whichever row came first
         images.setdefault(image.product_id, []).append(image)
     return products, images
