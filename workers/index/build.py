@@ -51,14 +51,15 @@ class BuiltIndex:
 
 
 def default_train_size(spec: IndexSpec) -> int:
-    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped at 1M
-    (2 GB of float32 held while training: 16k lists at 10M vectors need that many)."""
+    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped at 512k
+    (1 GB of float32 held; each k-means iteration assigns them all: at 16k lists, 32 a list
+    through the graph assignment of gpu.py takes about half a minute an iteration)."""
     need = 0
     if spec.nlist:
         need = 64 * spec.nlist
     if spec.rerank:
         need = max(need, 65_536)
-    return min(need, 1_048_576)
+    return min(need, 524_288)
 
 
 def build_bulk(
