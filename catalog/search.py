@@ -148,8 +148,14 @@ def _encode(call, *args: object) -> np.ndarray:
         raise ServiceUnavailable(f"query encoding is unavailable: {exc}") from exc
 
 
+def normal_text(text: str) -> str:
+    """The query as CLIP's tokenizer reads it (lower case, words split on whitespace), so
+    "Red  Shoes" and "red shoes" share one cached vector and one encoder run."""
+    return " ".join(text.lower().split())
+
+
 def text_vector(text: str) -> np.ndarray:
-    return _encode(query_encoder().encode_text, text)
+    return _encode(query_encoder().encode_text, normal_text(text))
 
 
 def image_vector(data: bytes) -> np.ndarray:

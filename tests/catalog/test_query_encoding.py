@@ -28,11 +28,18 @@ def test_text_and_image_queries_encode_in_the_web_process(in_process, redis_clie
     assert len(cached) == 1, "the query vector is cached under the model's name"
     again = search.text_vector("red leather boots")
     np.testing.assert_array_equal(first, again)
+    shouted = search.text_vector("  Red   LEATHER boots ")  # one cache entry for both...
+    np.testing.assert_array_equal(first, shouted)
+    from workers.encoding.process import process_encoder
+
+    encoder = process_encoder(in_process.CLIP_MODEL, str(in_process.CLIP_FALLBACK_DIR))
+    raw = encoder.encode_texts(["  Red   LEATHER boots "])[0]  # ...because CLIP reads them alike
+    np.testing.assert_allclose(raw, first, atol=1e-6)
     counters = {
         k.decode().rsplit(":", 1)[-1]: int(redis_client.get(k))
         for k in redis_client.keys("search:qemb:*:stats:*")
     }
-    assert counters == {"hits": 1, "misses": 1}
+    assert counters == {"hits": 2, "misses": 1}
     photo = search.image_vector(image_bytes("PNG"))
     assert photo.shape == (64,)
 
