@@ -464,26 +464,6 @@ class Shard:
                 raise KeyError(f"ids not in shard: {np.asarray(ids)[slots < 0][:5].tolist()}")
             return self._cols.attrs(slots)
 
-    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
-        """Stored vectors of live ids where recoverable (exact for delta/flat/HNSW, bfloat16 for
-        compressed shards)."""
-        with self._lock.read():
-            slots = self._lookup.find(np.asarray(ids, dtype=np.int64), self._cols)
-            if (slots < 0).any():
-                raise KeyError("ids not in shard")
-            out = np.zeros((len(slots), self.dim), dtype=np.float32)
-            in_delta = slots >= self._n_bulk
-            out[in_delta] = self._delta_rows(slots[in_delta] - self._n_bulk)
-            bulk_slots = slots[~in_delta]
-            if len(bulk_slots):
-                if self._rerank is not None:
-                    out[~in_delta] = self._rerank.gather(bulk_slots)
-                else:
-                    if self._ivf is not None and self._ivf.direct_map.no():
-                        raise NotImplementedError("IVF shard vectors need a rerank store")
-                    out[~in_delta] = self._bulk.reconstruct_batch(bulk_slots)
-            return out
-
     @property
     def delta_size(self) -> int:
         return self._n_delta
