@@ -105,9 +105,13 @@ def raw_index_of(shard: Shard, keep_alive: list) -> faiss.Index:
 
 
 def current_rss() -> int:
-    """Resident bytes of this process now (not the peak)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
+    """Anonymous resident bytes of this process now (not the peak, and not the pages of the
+    memory-mapped re-rank file, which the kernel may drop and read again)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def time_single(fn, queries: np.ndarray) -> tuple[float, float, float]:
@@ -248,7 +252,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 f"add {built.add_seconds:.0f}s, tune {built.tune_seconds:.0f}s), tuned "
                 f"{_fmt(shard.params)} recall@10 tune-set {built.tune['recall_at_k']:.3f}, "
                 f"{mem:.1f} B/vector in RAM by account with 1% in delta, {mem_compacted:.1f} "
-                f"compacted ({rss_growth:.0f} B/vector of process RSS growth), {disk:.0f} "
+                f"compacted ({rss_growth:.0f} B/vector of anonymous RSS growth), {disk:.0f} "
                 f"B/vector re-rank file on disk{extra_info}",
                 flush=True,
             )
