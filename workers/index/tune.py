@@ -17,6 +17,7 @@ from workers.index.spec import SearchParams
 logger = logging.getLogger(__name__)
 
 RERANK_STEPS = (25, 50, 100, 200, 400, 800, 1600)
+PLATEAU_GAIN = 0.001  # recall gained by doubling nprobe below which a group stops
 EF_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -88,8 +89,10 @@ def autotune(
                 if best is None or seconds < best[0]:
                     best = (seconds, params, recall)
                 break  # the rest of this group only costs more
-            if recall <= previous + 1e-4 and recall < target - 0.2:
-                break  # plateau far below target: more probes will not help this group
+            if best is not None and seconds > best[0]:
+                break  # already slower than a setting that reaches the target
+            if recall < previous + PLATEAU_GAIN:
+                break  # plateau: more probes will not help this candidate count
             previous = recall
     chosen = best or fallback
     assert chosen is not None
