@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
+import logging
 import resource
 import sys
 import tempfile
@@ -310,6 +311,7 @@ def main() -> None:
         sizes, args.kinds = [10_000_000], ["ivfpq"]
     else:
         sizes = {"100k": [100_000], "1m": [1_000_000], "both": [100_000, 1_000_000]}[args.scale]
+    logging.basicConfig(level=logging.INFO, format="# %(asctime)s %(message)s")  # build steps
     faiss.omp_set_num_threads(1)
     keep_freed_memory()  # as the shard workers do (helps the shard's temporaries most)
     print(

@@ -163,6 +163,13 @@ def build_bulk(
     _drop_duplicates(cols)
     shard._install(index, cols, cols.size, rerank)
     add_seconds = time.perf_counter() - start
+    logger.info(
+        "%s: added %d vectors in %.1fs, %.1f bytes each in memory",
+        spec.factory,
+        cols.size,
+        add_seconds,
+        shard.memory_bytes() / max(1, cols.size),
+    )
 
     # 3. tune on the held-out queries against their exact neighbours
     start = time.perf_counter()
