@@ -7,6 +7,7 @@ from typing import Any
 import redis
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -26,6 +27,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, redis.RedisError):
         # Redis (cache, throttle counters, broker, RPC) is away: a 503 that says so, not a 500.
         exc = ServiceUnavailable(f"Redis is unreachable: {exc}")
+    if isinstance(exc, DataError):
+        # The database refused a value the validation let through (a NUL byte, a number out
+        # of its column's range): the client's input, so a 400, never a 500.
+        exc = ServiceError(f"the database refused a value: {str(exc).splitlines()[0]}")
     if isinstance(exc, ServiceError):
         body = {"error": exc.code, "detail": exc.message}
         if exc.details:

@@ -14,8 +14,18 @@ from catalog.api.representation import (
 from catalog.models import Category, Product, ProductImage
 
 
+class SlugLookupField(serializers.SlugRelatedField):
+    """A related object by slug, the slug checked before the lookup: PostgreSQL refuses a
+    NUL byte in a query with an error (a 500), SQLite just finds nothing."""
+
+    def to_internal_value(self, data: object) -> object:
+        if not isinstance(data, str) or "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class CategorySerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(
+    parent = SlugLookupField(
         slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
     )
 
@@ -55,7 +65,7 @@ class ImageCreateSerializer(serializers.Serializer):
 
 
 class ProductSerializer(serializers.ModelSerializer):
-    category = serializers.SlugRelatedField(
+    category = SlugLookupField(
         slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
     )
     images = ProductImageSerializer(many=True, read_only=True)

@@ -137,6 +137,32 @@ def test_categories_api(staff_client):
     ]
 
 
+def test_nul_bytes_in_slug_lookups_are_400_on_every_database(staff_client):
+    """Found by schemathesis on PostgreSQL, which refuses NUL in a query with an error."""
+    bad_parent = staff_client.post(
+        "/api/categories/", {"name": "X", "slug": "x", "parent": "sh\x00oes"}, format="json"
+    )
+    assert bad_parent.status_code == 400
+    assert "parent" in bad_parent.json()["fields"]
+    bad_category = staff_client.post(
+        "/api/products/",
+        {"sku": "N-1", "title": "n", "price": "1.00", "category": "\x00"},
+        format="json",
+    )
+    assert bad_category.status_code == 400
+    assert "category" in bad_category.json()["fields"]
+
+
+def test_values_the_database_refuses_are_400_not_500() -> None:
+    from django.db import DataError
+
+    from catalog.api.errors import exception_handler
+
+    response = exception_handler(DataError("value out of range\nDETAIL: ..."), {})
+    assert response.status_code == 400
+    assert response.data["detail"] == "the database refused a value: value out of range"
+
+
 def test_token_is_obtained_with_password(db, api_client):
     from django.contrib.auth import get_user_model
 
