@@ -201,3 +201,24 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_float16_segments_load(tmp_pa
     x.astype(np.float16).tofile(old)
     legacy = RerankStore(tmp_path / "legacy", 512, [Segment(old, 0, 50, "-", FLOAT16)])
     np.testing.assert_allclose(legacy.gather(np.arange(50)), x, atol=1e-3)
+
+
+def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path) -> None:
+    shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
+    fresh_ids = np.arange(10_000, 10_050, dtype=np.int64)
+    fresh = random_vectors(50, seed=21)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    assert shard.delta_size == 50  # coded with the bulk's PQ, rows kept as bfloat16
+    found = shard.search(fresh, 1, params=EXACT)
+    np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact re-rank: itself
+    np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
+    shard.snapshot(tmp_path / "snap", "5-0")
+    loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    assert position == "5-0"
+    assert loaded.delta_size == 50
+    again = loaded.search(fresh, 5, params=EXACT)
+    np.testing.assert_array_equal(again.image_ids, shard.search(fresh, 5, params=EXACT).image_ids)
+    loaded.compact()  # the delta folds into the bulk and its rows into the re-rank file
+    assert loaded.delta_size == 0
+    folded = loaded.search(fresh, 1, params=EXACT)
+    np.testing.assert_array_equal(folded.image_ids[:, 0], fresh_ids)
