@@ -68,6 +68,10 @@ class RedisProcess:
             "everysec",
             "--save",
             "",
+            # Blocking pops time out on Redis's clock tick: at the default 10 Hz an RPC
+            # waiting for a missing shard returned up to 100 ms after its deadline.
+            "--hz",
+            "100",
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
