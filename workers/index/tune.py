@@ -16,7 +16,7 @@ from workers.index.spec import SearchParams
 
 logger = logging.getLogger(__name__)
 
-RERANK_STEPS = (25, 50, 100, 200, 400, 800, 1600)
+RERANK_STEPS = (25, 50, 100, 200, 400, 800, 1600, 3200)
 PLATEAU_GAIN = 0.001  # recall gained by doubling nprobe below which a group stops
 EF_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 
