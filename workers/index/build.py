@@ -158,7 +158,7 @@ def build_bulk(
     if writer is not None:
         writer.close()
     if ivf is not None:
-        repack_ivf(ivf)
+        repack_ivf(ivf, cols.size)  # labels are the slots handed out above
     heap.finalize()
     _drop_duplicates(cols)
     shard._install(index, cols, cols.size, rerank)

@@ -11,9 +11,11 @@ import logging
 import faiss
 import numpy as np
 
+from workers.index.spec import HNSW_QUANTIZER_NLIST
 from workers.index.threads import TRAIN_THREADS, threads
 
-GRAPH_ASSIGN_NLIST = 8192  # from here k-means assigns through an HNSW graph (CPU only)
+# k-means assigns through an HNSW graph (CPU only) where the quantizer is one too
+GRAPH_ASSIGN_NLIST = HNSW_QUANTIZER_NLIST
 
 logger = logging.getLogger(__name__)
 

@@ -183,12 +183,9 @@ class UpdateLog:
         return {_text(name): _text(position) for name, position in raw.items()}
 
     def needed_floor(self) -> str | None:
-        raw = self.client.hgetall(positions_key(self.shard))
-        if not raw:
-            return None
-        return min(
-            (v.decode() if isinstance(v, bytes) else str(v) for v in raw.values()), key=parse_id
-        )
+        """The oldest position any registered reader still needs (None: no reader)."""
+        positions = self.readers().values()
+        return min(positions, key=parse_id) if positions else None
 
     def trim_before(self, entry_id: str) -> int:
         """Drop entries older than `entry_id`, but never past a registered needed position."""

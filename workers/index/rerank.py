@@ -5,9 +5,9 @@ candidates is recomputed from these rows. Rows are bfloat16 (kept as uint16): wi
 them to float32 is a shift, about 15x faster here than numpy's float16 conversion (0.7 ms
 for 800 candidate rows, more than the whole search), and the score error it leaves (~1e-4)
 is far below the gaps between neighbours. Segments written as float16 by earlier versions
-still load. The store is a list of immutable segment files,
-each holding the rows of a contiguous slot range, so appending a batch is writing a new
-file and a snapshot can hard-link segments instead of copying gigabytes.
+still load. The store is a list of immutable segment files, each holding the rows of a
+contiguous slot range, so appending a batch is writing a new file and a snapshot can
+hard-link segments instead of copying gigabytes.
 """
 
 from __future__ import annotations

@@ -617,15 +617,9 @@ def preassigned(
     return scores, labels
 
 
-def repack_ivf(ivf: faiss.IndexIVF) -> None:
-    """Copy every inverted list once into storage of exactly its size: lists grown batch by
-    batch keep up to 2x spare capacity, which at 10M vectors is gigabytes."""
-    n_labels = 0
-    for list_no in range(ivf.nlist):
-        size = ivf.invlists.list_size(list_no)
-        if size:
-            ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(list_no), size)
-            n_labels = max(n_labels, int(ids.max()) + 1)
+def repack_ivf(ivf: faiss.IndexIVF, n_labels: int) -> None:
+    """Copy every inverted list (labels below `n_labels`) once into storage of exactly its
+    size: lists grown batch by batch keep up to 2x spare capacity, gigabytes at 10M."""
     relabel_ivf(ivf, np.arange(n_labels, dtype=np.int64))
 
 

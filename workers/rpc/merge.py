@@ -1,4 +1,4 @@
-"""Merging per-shard answers (wire form) into one global top-k, with the index's heap merge."""
+"""Merging per-shard answers (wire form) into one global top-k, with the index's merge."""
 
 from __future__ import annotations
 
