@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from catalog.card_invalidation import forget
+
 
 class Category(models.Model):
     name = models.CharField(max_length=120)
@@ -30,6 +32,15 @@ class IndexState(models.TextChoices):
     REMOVED = "removed", "Removed from index"
 
 
+class ProductQuerySet(models.QuerySet):
+    def update(self, **kwargs: object) -> int:
+        """Bulk updates send no signals: forget the updated products' cached cards here."""
+        product_ids = list(self.values_list("pk", flat=True))
+        count = super().update(**kwargs)
+        forget(product_ids)
+        return count
+
+
 class Product(models.Model):
     sku = models.CharField(max_length=64, unique=True)
     title = models.CharField(max_length=300)
@@ -50,6 +61,8 @@ class Product(models.Model):
     )
     index_error = models.TextField(blank=True)
 
+    objects = ProductQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["category", "price"])]
@@ -62,6 +75,15 @@ def product_image_path(instance: ProductImage, filename: str) -> str:
     return f"products/{instance.product_id}/{filename}"
 
 
+class ProductImageQuerySet(models.QuerySet):
+    def update(self, **kwargs: object) -> int:
+        """Bulk updates send no signals: forget the cards of the images' products here."""
+        product_ids = list(self.values_list("product_id", flat=True))
+        count = super().update(**kwargs)
+        forget(product_ids)
+        return count
+
+
 class ProductImage(models.Model):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
     image = models.FileField(upload_to=product_image_path, blank=True, max_length=300)
@@ -72,6 +94,8 @@ class ProductImage(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why this image could not be loaded or encoded")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProductImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "id"]

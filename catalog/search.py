@@ -16,8 +16,9 @@ import redis
 from django.conf import settings
 from django.http import Http404
 
+from catalog import product_cache
 from catalog.errors import ServiceError, ServiceUnavailable
-from catalog.models import Category, Embedding, Product, ProductImage
+from catalog.models import Category, Product
 from workers.encoding.registry import published_model
 from workers.index.types import SearchFilter
 from workers.observability.context import current_request_id, new_request_id
@@ -29,8 +30,7 @@ from workers.rpc.errors import BadRequest, NoWorkerAvailable, RemoteError, RpcUn
 
 @dataclass(frozen=True)
 class Hit:
-    product: Product  # with its category selected
-    images: list[ProductImage]  # the product's images, in display order
+    product: dict  # its card: the products API's representation, media URLs relative
     score: float
     image_id: int  # the image that matched
 
@@ -165,17 +165,12 @@ def image_vector(data: bytes) -> np.ndarray:
 def product_vector(product_id: int) -> np.ndarray:
     """'More like this': the active product's first stored image embedding, no re-encoding.
 
-    One query on the common path; Http404 when there is no such active product.
+    Cached in Redis (`catalog.product_cache`); Http404 when there is no such active product.
     """
     if not 0 < product_id < 2**63:  # ids are positive 64-bit integers; the URL takes any
         raise Http404("No active product with this id.")
-    stored = (
-        Embedding.objects.filter(image__product_id=product_id, image__product__is_active=True)
-        .order_by("image__position", "image_id")
-        .values_list("vector", flat=True)
-        .first()
-    )
-    if stored is None:
+    vector = product_cache.stored_vector(rpc_redis(), product_id)
+    if vector is None:
         if not Product.objects.filter(pk=product_id, is_active=True).exists():
             raise Http404("No active product with this id.")
         raise ServiceError(
@@ -183,7 +178,7 @@ def product_vector(product_id: int) -> np.ndarray:
             code="not_indexed",
             details={"id": ["not indexed"]},
         )
-    return np.frombuffer(bytes(stored), dtype="<f4").copy()
+    return vector
 
 
 def search(
@@ -212,33 +207,11 @@ def search(
         )
         if pid >= 0 and pid != exclude_product
     ]
-    products, images = _load_products([pid for pid, _, _ in rows])
-    hits = [
-        Hit(products[pid], images.get(pid, []), score, iid)
-        for pid, score, iid in rows
-        if pid in products
-    ][:k]
+    cards = product_cache.cards(rpc_redis(), [pid for pid, _, _ in rows])
+    hits = [Hit(cards[pid], score, iid) for pid, score, iid in rows if pid in cards][:k]
     return SearchPage(
         hits=hits,
         took_ms=(time.perf_counter() - started) * 1e3,
         answered=len(gathered.answered),
         total=gathered.total,
     )
-
-
-def _load_products(
-    ids: list[int],
-) -> tuple[dict[int, Product], dict[int, list[ProductImage]]]:
-    """Active products by id and their images, in one query over the images (a product
-    gets into the index only through an image; one that has none left is not shown).
-    Django's prefetch machinery, or a second query, cost ~1 ms more per answer."""
-    products: dict[int, Product] = {}
-    images: dict[int, list[ProductImage]] = {}
-    rows = ProductImage.objects.filter(product_id__in=ids, product__is_active=True).select_related(
-        "product__category"
-    )
-    for image in rows:
-        product = products.setdefault(image.product_id, image.product)
-        image.product = product  # one instance per product, whichever row came first
-        images.setdefault(image.product_id, []).append(image)
-    return products, images

@@ -215,6 +215,9 @@ FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
 SEARCH_TIMEOUT_S = env.float("SEARCH_TIMEOUT_S", default=0.25)
 ENCODE_TIMEOUT_S = env.float("ENCODE_TIMEOUT_S", default=2.0)
 QUERY_CACHE_TTL_S = env.int("QUERY_CACHE_TTL_S", default=24 * 3600)
+# Search-result cards and stored vectors in Redis (catalog.product_cache): writes forget
+# them; the TTL bounds how long a card cached by a search racing a write can stay stale.
+SEARCH_CARD_TTL_S = env.int("SEARCH_CARD_TTL_S", default=300)
 SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
 
 # --- Uploads and remote images ---

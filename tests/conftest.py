@@ -84,6 +84,24 @@ def _django_on_private_redis(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_stale_product_cache(request: pytest.FixtureRequest) -> None:
+    """Rows vanish between tests without signals (rollback, flush) and ids are reused:
+    drop the cached product cards and vectors (catalog.product_cache) with them."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
+    server: RedisProcess = request.getfixturevalue("redis_server")
+    if server.proc is None:
+        return
+    client = redis.Redis.from_url(server.url)
+    try:
+        keys = list(client.scan_iter(match="catalog:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def api_client():
     from rest_framework.test import APIClient

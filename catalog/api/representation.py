@@ -33,11 +33,17 @@ _CENTS = Decimal("0.01")
 
 
 def image_url(image: ProductImage, request: HttpRequest | None) -> str | None:
-    """The stored file's absolute URL, else the source URL, else None."""
+    """The stored file's URL (absolute given a request), else the source URL, else None."""
     if image.image:
-        url = image.image.url
-        return request.build_absolute_uri(url) if request is not None else url
+        return absolute_url(image.image.url, request)
     return image.source_url or None
+
+
+def absolute_url(url: str | None, request: HttpRequest | None) -> str | None:
+    """A site-relative URL (a stored file's) made absolute for this request; others as is."""
+    if url and request is not None and url.startswith("/"):
+        return request.build_absolute_uri(url)
+    return url
 
 
 def image_representation(image: ProductImage, request: HttpRequest | None) -> dict:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search
-from catalog.api.representation import image_url, product_representation
+from catalog.api.representation import absolute_url
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
@@ -81,23 +81,19 @@ class SearchResponse(serializers.Serializer):
     shards = ShardsSerializer()
 
 
-def _image_url(request: Request, hit: search.Hit) -> str | None:
-    """The matched image (the product's first image if it has gone since)."""
-    images = hit.images
-    chosen = next((i for i in images if i.pk == hit.image_id), images[0] if images else None)
-    return image_url(chosen, request) if chosen is not None else None
+def _result(request: Request, hit: search.Hit) -> dict:
+    """A hit with absolute media URLs, and the image that matched (the product's first
+    image if that one has gone since)."""
+    product = dict(hit.product)
+    images = [{**image, "url": absolute_url(image["url"], request)} for image in product["images"]]
+    product["images"] = images
+    chosen = next((i for i in images if i["id"] == hit.image_id), images[0])
+    return {"product": product, "score": round(hit.score, 6), "image": chosen["url"]}
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
     body = {
-        "results": [
-            {
-                "product": product_representation(hit.product, request, hit.images),
-                "score": round(hit.score, 6),
-                "image": _image_url(request, hit),
-            }
-            for hit in page.hits
-        ],
+        "results": [_result(request, hit) for hit in page.hits],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,
         "shards": {"answered": page.answered, "total": page.total},

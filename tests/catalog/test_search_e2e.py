@@ -83,6 +83,15 @@ def test_search_end_to_end(shard_workers, staff_client, api_client):
     assert body["partial"] is False
     assert body["shards"] == {"answered": 2, "total": 2}
     assert body["results"][0]["image"].endswith(".png")
+    # A result shows the product as the products API does (from its cached card), and an
+    # edit shows in the very next search.
+    shown = body["results"][0]["product"]
+    assert shown == api_client.get(f"/api/products/{ids[3]}/").json()
+    assert shown["images"][0]["url"].startswith("http://testserver/")
+    staff_client.patch(f"/api/products/{ids[3]}/", {"title": "Renamed"}, format="json")
+    photo.seek(0)
+    again = api_client.post("/api/search/", {"image": photo, "k": 10}, format="multipart")
+    assert again.json()["results"][0]["product"]["title"] == "Renamed"
 
     # The shard workers answer maintenance tasks on their own queues.
     from workers.queues import shard_queue

@@ -1,0 +1,151 @@
+"""What a search reads per product, cached in Redis: its card and its stored query vector.
+
+A card is the product as the products API shows it (`product_representation`, media URLs
+left relative). Building 20 cards from the database cost ~2.6 ms of CPU per search answer
+(ORM query compilation, model instances, the representation), and reading the stored
+embedding for "more like this" ~1 ms: together more than half of a search request's CPU,
+and two database queries per search, which the reference load (10k+ QPS) should not send
+to the database. Here both are read with one Redis round trip and built from the database
+only on a miss, then kept for SEARCH_CARD_TTL_S.
+
+Every write that changes what a card or vector shows forgets it
+(`catalog.card_invalidation.forget`): the signal receivers in `catalog.signals` cover saves
+and deletes, and the querysets of Product and ProductImage cover bulk `update()`s. They
+forget right away and again once the transaction commits. A search that read the database
+before a commit and stores its card after the second forget keeps the old card until its
+TTL runs out: the TTL bounds that race. Writes that bypass the ORM (raw SQL, a restored
+backup) are not seen either; `manage.py shell -c` with `forget` or a Redis FLUSH clears them.
+Entries read back are checked like any message from Redis; a bad one is rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgpack
+import numpy as np
+import redis
+from django.conf import settings
+
+from catalog.api.representation import product_representation
+from catalog.card_invalidation import CARD_PREFIX, VECTOR_PREFIX
+from catalog.models import Embedding, ProductImage
+
+log = logging.getLogger(__name__)
+
+_MAX_CARD_BYTES = 1 << 20
+_MAX_DIM = 4096
+
+
+def cards(client: redis.Redis, product_ids: list[int]) -> dict[int, dict]:
+    """The cards of the active products among `product_ids` that have an image.
+
+    Misses (and unreadable entries) are built from the database and stored; when Redis
+    fails the cards come from the database alone.
+    """
+    if not product_ids:
+        return {}
+    keys = [CARD_PREFIX + str(pid) for pid in product_ids]
+    try:
+        stored = client.mget(keys)
+    except redis.RedisError as exc:
+        log.warning("product cache: reading cards failed, using the database: %s", exc)
+        return _build_cards(product_ids)
+    found: dict[int, dict] = {}
+    missing: list[int] = []
+    for pid, raw in zip(product_ids, stored, strict=True):
+        card = _decode_card(pid, raw) if raw is not None else None
+        if card is None:
+            missing.append(pid)
+        else:
+            found[pid] = card
+    if missing:
+        built = _build_cards(missing)
+        _store(client, {CARD_PREFIX + str(pid): _pack(card) for pid, card in built.items()})
+        found.update(built)
+    return found
+
+
+def stored_vector(client: redis.Redis, product_id: int) -> np.ndarray | None:
+    """The active product's first stored image embedding, or None if it has none."""
+    key = VECTOR_PREFIX + str(product_id)
+    try:
+        raw = client.get(key)
+    except redis.RedisError as exc:
+        log.warning("product cache: reading a vector failed, using the database: %s", exc)
+        raw = None
+    if isinstance(raw, bytes) and 0 < len(raw) <= 4 * _MAX_DIM and len(raw) % 4 == 0:
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        if np.isfinite(vector).all():
+            return vector
+    stored = (
+        Embedding.objects.filter(image__product_id=product_id, image__product__is_active=True)
+        .order_by("image__position", "image_id")
+        .values_list("vector", flat=True)
+        .first()
+    )
+    if stored is None:
+        return None
+    data = bytes(stored)
+    _store(client, {key: data})
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def _store(client: redis.Redis, entries: dict[str, bytes | None]) -> None:
+    entries = {key: value for key, value in entries.items() if value is not None}
+    if not entries:
+        return
+    ttl = settings.SEARCH_CARD_TTL_S
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key, value in entries.items():
+            pipe.set(key, value, ex=ttl)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("product cache: could not store %d entries: %s", len(entries), exc)
+
+
+def _build_cards(product_ids: list[int]) -> dict[int, dict]:
+    """Cards from the database in one query over the images (a product reaches the index
+    only through an image; one that has none left is not shown)."""
+    products: dict[int, object] = {}
+    images: dict[int, list[ProductImage]] = {}
+    rows = ProductImage.objects.filter(
+        product_id__in=product_ids, product__is_active=True
+    ).select_related("product__category")
+    for image in rows:
+        products.setdefault(image.product_id, image.product)
+        images.setdefault(image.product_id, []).append(image)
+    return {
+        pid: product_representation(product, None, images[pid])  # type: ignore[arg-type]
+        for pid, product in products.items()
+    }
+
+
+def _pack(card: dict) -> bytes | None:
+    """msgpack of the card; None for one msgpack cannot hold (an attribute int past 64 bits)."""
+    try:
+        return msgpack.packb(card, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError):
+        return None
+
+
+def _decode_card(product_id: int, raw: object) -> dict | None:
+    """The card if `raw` is a well-formed card of this product, else None (rebuilt)."""
+    if not isinstance(raw, bytes) or len(raw) > _MAX_CARD_BYTES:
+        return None
+    try:
+        card = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    if not isinstance(card, dict) or card.get("id") != product_id:
+        return None
+    images = card.get("images")
+    if not isinstance(images, list) or not images:
+        return None
+    for image in images:
+        if not isinstance(image, dict) or not isinstance(image.get("id"), int):
+            return None
+        if not isinstance(image.get("url"), str | None):
+            return None
+    return card
