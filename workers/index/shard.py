@@ -3,10 +3,12 @@
 - Vectors carry slots (arrival order) as their FAISS labels; columns by slot hold the image
   id, product id and filter attributes. Deleted and superseded slots and filters become one
   ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``.
-- Fresh upserts go to ``delta`` (exact flat; for IVF shards an IVF sharing the bulk's
-  coarse quantizer, searched with the same coarse assignment: IVF-Flat, or for compressed
-  shards IVF-PQ with the bulk's own codebooks, re-ranked from bfloat16 rows kept in RAM);
-  ``compact()`` folds them into ``bulk`` and drops removed vectors.
+- Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW; for
+  compressed shards an IVF-PQ sharing the bulk's coarse quantizer and codebooks, searched
+  with the same coarse assignment and re-ranked from bfloat16 rows kept in RAM. Exact bulks
+  (flat, IVF-Flat) take them straight into their lists instead: a delta probed through the
+  same lists would find the same vectors, at the price of a second scan and a merge.
+  ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
 - Compressed shards (PQ) re-rank their top candidates exactly from a 16-bit memory-mapped
   file (see ``rerank.py``).
 - A readers-writer lock lets searches run concurrently (FAISS releases the GIL) and never
