@@ -14,7 +14,7 @@ and deletes, and the querysets of Product and ProductImage cover bulk `update()`
 forget right away and again once the transaction commits. A search that read the database
 before a commit and stores its card after the second forget keeps the old card until its
 TTL runs out: the TTL bounds that race. Writes that bypass the ORM (raw SQL, a restored
-backup) are not seen either; `manage.py shell -c` with `forget` or a Redis FLUSH clears them.
+backup) are not seen either: delete the `catalog:*` keys after them (README).
 Entries read back are checked like any message from Redis; a bad one is rebuilt.
 """
 
@@ -29,7 +29,7 @@ from django.conf import settings
 
 from catalog.api.representation import product_representation
 from catalog.card_invalidation import CARD_PREFIX, VECTOR_PREFIX
-from catalog.models import Embedding, ProductImage
+from catalog.models import Embedding, Product, ProductImage
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _store(client: redis.Redis, entries: dict[str, bytes | None]) -> None:
 def _build_cards(product_ids: list[int]) -> dict[int, dict]:
     """Cards from the database in one query over the images (a product reaches the index
     only through an image; one that has none left is not shown)."""
-    products: dict[int, object] = {}
+    products: dict[int, Product] = {}
     images: dict[int, list[ProductImage]] = {}
     rows = ProductImage.objects.filter(
         product_id__in=product_ids, product__is_active=True
@@ -117,8 +117,7 @@ def _build_cards(product_ids: list[int]) -> dict[int, dict]:
         products.setdefault(image.product_id, image.product)
         images.setdefault(image.product_id, []).append(image)
     return {
-        pid: product_representation(product, None, images[pid])  # type: ignore[arg-type]
-        for pid, product in products.items()
+        pid: product_representation(product, None, images[pid]) for pid, product in products.items()
     }
 
 
@@ -146,6 +145,6 @@ def _decode_card(product_id: int, raw: object) -> dict | None:
     for image in images:
         if not isinstance(image, dict) or not isinstance(image.get("id"), int):
             return None
-        if not isinstance(image.get("url"), str | None):
+        if "url" not in image or not isinstance(image["url"], str | None):
             return None
     return card

@@ -140,18 +140,20 @@ def test_the_stored_vector_is_cached_and_forgotten_when_the_embedding_changes(cl
 @pytest.mark.parametrize(
     "stored",
     [
-        b"not msgpack \xc1",
-        msgpack.packb([1, 2, 3]),
-        msgpack.packb({"id": -1, "images": [{"id": 1, "url": None}]}),  # another product's
-        msgpack.packb({"id": "{pk}", "images": []}),
-        msgpack.packb({"id": "{pk}", "images": [{"id": "1", "url": 5}]}),
-        b"\x00" * (2 << 20),
+        lambda pk: b"not msgpack \xc1",
+        lambda pk: msgpack.packb([1, 2, 3]),
+        lambda pk: msgpack.packb({"id": pk + 1, "images": [{"id": 1, "url": None}]}),  # another's
+        lambda pk: msgpack.packb({"id": pk, "images": []}),
+        lambda pk: msgpack.packb({"id": pk, "images": [{"id": "1", "url": "/x"}]}),
+        lambda pk: msgpack.packb({"id": pk, "images": [{"id": 1, "url": 5}]}),
+        lambda pk: msgpack.packb({"id": pk, "images": [{"id": 1}]}),
+        lambda pk: b"\x00" * (2 << 20),
     ],
 )
 def test_a_malformed_card_in_redis_is_rebuilt(client, stored):
     product = make_product("M-1")
     key = CARD_PREFIX + str(product.pk)
-    client.set(key, stored.replace(b"{pk}", str(product.pk).encode()))
+    client.set(key, stored(product.pk))
     card = product_cache.cards(client, [product.pk])[product.pk]
     assert card["sku"] == "M-1"
     assert msgpack.unpackb(client.get(key))["sku"] == "M-1"
