@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
-_RERANK_CHUNK_BYTES = 8 << 20  # float32 candidate rows gathered at once for re-ranking
 
 
 def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
@@ -457,12 +456,7 @@ class Shard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores of compressed candidates from the 16-bit rows; keep the best `fetch`."""
         assert self._rerank is not None
-        scores = np.empty(slots.shape, dtype=np.float32)
-        # a few queries at a time: a batch's candidate rows at once would be hundreds of MB
-        step = max(1, _RERANK_CHUNK_BYTES // max(1, slots.shape[1] * self.dim * 4))
-        for lo in range(0, len(slots), step):
-            rows = self._rerank.gather(slots[lo : lo + step])
-            scores[lo : lo + step] = np.matmul(rows, queries[lo : lo + step, :, None])[:, :, 0]
+        scores = self._rerank.scores(slots, queries)
         scores = np.where(slots >= 0, scores, np.float32(-np.inf))
         order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)

@@ -204,6 +204,21 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_float16_segments_load(tmp_pa
     np.testing.assert_allclose(legacy.gather(np.arange(50)), x, atol=1e-3)
 
 
+def test_rerank_scores_match_gathered_rows_across_segments(tmp_path) -> None:
+    from workers.index.rerank import RerankStore
+
+    store = RerankStore(tmp_path, 64)
+    x = random_vectors(300, dim=64, seed=6)
+    store.append(x[:120])
+    store.append(x[120:])  # a second segment
+    rng = np.random.default_rng(3)
+    slots = rng.integers(-1, 310, size=(4, 40))  # -1 and past the end: out of range
+    queries = random_vectors(4, dim=64, seed=7)
+    expected = np.einsum("qcd,qd->qc", store.gather(slots), queries)
+    np.testing.assert_allclose(store.scores(slots, queries), expected, rtol=1e-5, atol=1e-6)
+    assert (store.scores(slots, queries)[(slots < 0) | (slots >= 300)] == 0).all()
+
+
 def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path) -> None:
     shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
     fresh_ids = np.arange(10_000, 10_050, dtype=np.int64)
