@@ -32,10 +32,14 @@ class IndexState(models.TextChoices):
     REMOVED = "removed", "Removed from index"
 
 
-class ProductQuerySet(models.QuerySet):
+class CardForgettingQuerySet(models.QuerySet):
+    """Bulk updates send no signals: `update()` forgets the touched products' cached cards
+    (catalog.product_cache) itself; `product_field` names the rows' product id."""
+
+    product_field = "pk"
+
     def update(self, **kwargs: object) -> int:
-        """Bulk updates send no signals: forget the updated products' cached cards here."""
-        product_ids = list(self.values_list("pk", flat=True))
+        product_ids = list(self.values_list(self.product_field, flat=True))
         count = super().update(**kwargs)
         forget(product_ids)
         return count
@@ -61,7 +65,7 @@ class Product(models.Model):
     )
     index_error = models.TextField(blank=True)
 
-    objects = ProductQuerySet.as_manager()
+    objects = CardForgettingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -75,13 +79,8 @@ def product_image_path(instance: ProductImage, filename: str) -> str:
     return f"products/{instance.product_id}/{filename}"
 
 
-class ProductImageQuerySet(models.QuerySet):
-    def update(self, **kwargs: object) -> int:
-        """Bulk updates send no signals: forget the cards of the images' products here."""
-        product_ids = list(self.values_list("product_id", flat=True))
-        count = super().update(**kwargs)
-        forget(product_ids)
-        return count
+class ProductImageQuerySet(CardForgettingQuerySet):
+    product_field = "product_id"
 
 
 class ProductImage(models.Model):

@@ -30,6 +30,7 @@ from django.conf import settings
 from catalog.api.representation import product_representation
 from catalog.card_invalidation import CARD_PREFIX, VECTOR_PREFIX
 from catalog.models import Embedding, Product, ProductImage
+from workers.rpc.cache import vector_from_bytes
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,9 @@ def stored_vector(client: redis.Redis, product_id: int) -> np.ndarray | None:
     except redis.RedisError as exc:
         log.warning("product cache: reading a vector failed, using the database: %s", exc)
         raw = None
-    if isinstance(raw, bytes) and 0 < len(raw) <= 4 * _MAX_DIM and len(raw) % 4 == 0:
-        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-        if np.isfinite(vector).all():
-            return vector
+    vector = vector_from_bytes(raw, _MAX_DIM)
+    if vector is not None:
+        return vector
     stored = (
         Embedding.objects.filter(image__product_id=product_id, image__product__is_active=True)
         .order_by("image__position", "image_id")

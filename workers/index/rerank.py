@@ -16,7 +16,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,43 +98,36 @@ class RerankStore:
     def gather(self, slots: np.ndarray) -> np.ndarray:
         """float32 rows for the given slots (any shape); slots out of range give zeros."""
         flat = np.asarray(slots, dtype=np.int64).reshape(-1)
-        shape = (*np.shape(slots), self.dim)
-        order = np.argsort(flat)  # sorted reads are kinder to the page cache
-        ranked = flat[order]
-        # each segment's slots form one run of the sorted list; out-of-range ones none
-        bounds = np.searchsorted(ranked, [*self._starts.tolist(), self.size])
-        out = np.empty((len(flat), self.dim), dtype=np.float32)
-        filled = 0
-        for s, segment in enumerate(self.segments):
-            lo, hi = int(bounds[s]), int(bounds[s + 1])
-            if lo < hi:
-                rows = from_rows(self._maps[s][ranked[lo:hi] - segment.start], segment.encoding)
-                out[order[lo:hi]] = rows
-                filled += hi - lo
-        if filled < len(flat):
-            out[order[: bounds[0]]] = 0.0
-            out[order[bounds[-1] :]] = 0.0
-        return out.reshape(shape)
+        out = np.zeros((len(flat), self.dim), dtype=np.float32)
+        for positions, rows in self._sorted_reads(flat):
+            out[positions] = rows
+        return out.reshape((*np.shape(slots), self.dim))
 
     def scores(self, slots: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """Exact inner products of each query with the rows of its slots: (nq, c) float32
         for `slots` (nq, c) and `queries` (nq, dim); slots out of range score 0.
 
         Like ``gather`` then a product, minus the scatter of the rows back into candidate
-        order: each query's rows are read in slot order and only their scores are put back
-        (c floats instead of c rows, ~25% of a re-rank of 800 candidates)."""
+        order: only each query's scores are put back (c floats instead of c rows, ~25% of
+        a re-rank of 800 candidates)."""
         out = np.zeros(slots.shape, dtype=np.float32)
-        bounds_at = [*self._starts.tolist(), self.size]
         for row in range(len(slots)):
-            order = np.argsort(slots[row])
-            ranked = slots[row][order]
-            bounds = np.searchsorted(ranked, bounds_at)
-            for s, segment in enumerate(self.segments):
-                lo, hi = int(bounds[s]), int(bounds[s + 1])
-                if lo < hi:
-                    rows = self._maps[s][ranked[lo:hi] - segment.start]
-                    out[row, order[lo:hi]] = from_rows(rows, segment.encoding) @ queries[row]
+            for positions, rows in self._sorted_reads(slots[row]):
+                out[row, positions] = rows @ queries[row]
         return out
+
+    def _sorted_reads(self, flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions in `flat`, their float32 rows) per segment, read in slot order, which
+        is kinder to the page cache; slots out of range are skipped."""
+        order = np.argsort(flat)
+        ranked = flat[order]
+        # each segment's slots form one run of the sorted list; out-of-range ones none
+        bounds = np.searchsorted(ranked, [*self._starts.tolist(), self.size])
+        for s, segment in enumerate(self.segments):
+            lo, hi = int(bounds[s]), int(bounds[s + 1])
+            if lo < hi:
+                rows = self._maps[s][ranked[lo:hi] - segment.start]
+                yield order[lo:hi], from_rows(rows, segment.encoding)
 
     def rewritten(self, keep: np.ndarray) -> RerankStore:
         """A new store holding only rows `keep` (ascending), renumbered from 0."""

@@ -119,7 +119,7 @@ class Shard:
             self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
 
     def _bulk_takes_fresh(self) -> bool:
-        """Whether fresh vectors can go straight into the bulk (see `_append_delta`)."""
+        """Whether fresh vectors can go straight into the bulk (see `_append_fresh`)."""
         if not self._bulk.is_trained or self._rerank is not None:
             return False
         if self._ivf is not None:
@@ -173,11 +173,11 @@ class Shard:
             old = self._lookup.find(ids, self._cols)
             self._cols.data["alive"][old[old >= 0]] = False
             slots = self._cols.append(ids, attrs)
-            self._append_delta(vectors, slots)
+            self._append_fresh(vectors, slots)
             self._lookup.add_recent(ids, slots)
             self._version += 1
 
-    def _append_delta(self, vectors: np.ndarray, slots: np.ndarray) -> None:
+    def _append_fresh(self, vectors: np.ndarray, slots: np.ndarray) -> None:
         """Fresh vectors (their slots are the newest) into the delta, or straight into an
         exact bulk: IVF-Flat and flat store vectors as they are, and the delta of an IVF is
         probed through the same lists, so adding to the bulk answers every search the same
@@ -623,7 +623,7 @@ class Shard:
             rerank = RerankStore.from_description(path, meta["rerank_segments"], shard.dim, work)
         shard._install(bulk, cols, n_bulk, rerank)
         if len(delta):
-            shard._append_delta(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
+            shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
         shard.last_applied = str(meta["log_position"])
         return shard
 

@@ -26,6 +26,15 @@ return value
 """
 
 
+def vector_from_bytes(raw: object, max_dim: int) -> np.ndarray | None:
+    """A finite float32 vector of 1..max_dim values from little-endian bytes read back from
+    Redis, or None for anything else."""
+    if not isinstance(raw, bytes) or not 0 < len(raw) <= 4 * max_dim or len(raw) % 4:
+        return None
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return vector if np.isfinite(vector).all() else None
+
+
 class QueryEmbeddingCache:
     """get/put float32 query vectors; `hits` and `misses` count this process's lookups
     (also exported to Prometheus), the Redis counters `stats_keys` count every process's."""
@@ -58,14 +67,10 @@ class QueryEmbeddingCache:
         if raw is None:
             self._miss()
             return None
-        if not isinstance(raw, bytes) or not 0 < len(raw) <= 4 * self.max_dim or len(raw) % 4:
+        vector = vector_from_bytes(raw, self.max_dim)
+        if vector is None:
             self._miss()
             log.warning("query cache: dropping a corrupt entry %s", key)
-            self.client.delete(key)
-            return None
-        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-        if not np.isfinite(vector).all():
-            self._miss()
             self.client.delete(key)
             return None
         self.hits += 1
