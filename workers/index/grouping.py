@@ -19,8 +19,11 @@ def first_hits(products: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndar
     nq, f = products.shape
     if f == 0:
         return np.full((nq, k), -1, dtype=np.int64), np.zeros(nq, dtype=np.int64)
-    if nq == 1:  # the common single query: fewer array operations
-        return _first_hits_row(products[0], valid[0], k)
+    if nq == 1:
+        chosen = first_hits_of_row(products[0].tolist(), valid[0].tolist(), k)
+        columns = np.full((1, k), -1, dtype=np.int64)
+        columns[0, : len(chosen)] = chosen
+        return columns, np.array([len(chosen)], dtype=np.int64)
     position = np.broadcast_to(np.arange(f), (nq, f))
     # valid hits first, then by product, best rank first within a product
     order = np.lexsort((position, products, ~valid), axis=-1)
@@ -40,19 +43,16 @@ def first_hits(products: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndar
     return columns, counts
 
 
-def _first_hits_row(
-    products: np.ndarray, valid: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One row in plain Python: a single query fetches a few dozen hits, too few for
-    array operations to pay for their calls (np.unique alone took longer)."""
+def first_hits_of_row(products: list[int], valid: list[bool], k: int) -> list[int]:
+    """Columns of the first `k` distinct products of one row, in plain Python: a single
+    query fetches a few dozen hits, too few for array operations to pay for their calls
+    (np.unique alone took longer)."""
     chosen: list[int] = []
     seen: set[int] = set()
-    for column, (product, ok) in enumerate(zip(products.tolist(), valid.tolist(), strict=True)):
+    for column, (product, ok) in enumerate(zip(products, valid, strict=True)):
         if ok and product not in seen:
             seen.add(product)
             chosen.append(column)
             if len(chosen) == k:
                 break
-    columns = np.full((1, k), -1, dtype=np.int64)
-    columns[0, : len(chosen)] = chosen
-    return columns, np.array([len(chosen)], dtype=np.int64)
+    return chosen

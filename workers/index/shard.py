@@ -29,7 +29,7 @@ import numpy as np
 
 from workers.index import snapshot as snap
 from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
-from workers.index.grouping import first_hits
+from workers.index.grouping import first_hits, first_hits_of_row
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
 from workers.index.spec import DEFAULT_RERANK_K, IndexSpec, SearchParams, choose_spec
@@ -301,16 +301,17 @@ class Shard:
         if k <= 0:
             raise ValueError("k must be positive")
         nq = len(queries)
-        out_p = np.full((nq, k), -1, dtype=np.int64)
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
         with self._lock.read():
             bits, n_match = self._allowed(filters)
             if n_match == 0:
-                return SearchResult(out_p, out_i, out_s, {"matches": 0})
+                return _padded(nq, k, {"matches": 0})
             base = (params or SearchParams()).merged_over(self.params)
             if filters is not None and not filters.is_empty:
                 base = self._scaled(base, n_match / max(1, self._allowed(None)[1]))
+            if nq == 1:
+                return self._search_one(queries, k, bits, n_match, base)
+            out = _padded(nq, k, {"matches": n_match})
+            out_p, out_i, out_s = out.product_ids, out.image_ids, out.scores
             products = self._cols.data["product_ids"]
             image_ids = self._cols.data["image_ids"]
             todo = np.arange(nq)
@@ -341,7 +342,39 @@ class Shard:
                     fetch = min(n_match, fetch * 4)
                 if deepen.any():
                     exhaustive = True
-            return SearchResult(out_p, out_i, out_s, {"matches": n_match})
+            return out
+
+    def _search_one(
+        self, query: np.ndarray, k: int, bits: np.ndarray, n_match: int, params: SearchParams
+    ) -> SearchResult:
+        """`search` of a single query (most of the traffic): the same rounds as the batch
+        loop with the grouping in plain Python, where a batch's array operations would cost
+        more than the FAISS search of a cheap query."""
+        products = self._cols.data["product_ids"]
+        fetch = min(n_match, 2 * k)
+        exhaustive = self.spec.kind == "flat"
+        while True:
+            scores, slots = self._search_slots(
+                query, fetch, bits, self._exhaustive(params) if exhaustive else params
+            )
+            row = slots[0]
+            valid = (row >= 0).tolist()
+            chosen = first_hits_of_row(products.take(row, mode="clip").tolist(), valid, k)
+            if len(chosen) == k:
+                break
+            if sum(valid) >= fetch and fetch < n_match:
+                fetch = min(n_match, fetch * 4)  # several images per product: fetch more
+            elif not exhaustive:
+                exhaustive = True  # the search missed matches: probe everything
+            else:
+                break
+        out = _padded(1, k, {"matches": n_match})
+        hits = row[chosen]
+        n = len(chosen)
+        out.product_ids[0, :n] = products[hits]
+        out.image_ids[0, :n] = self._cols.data["image_ids"][hits]
+        out.scores[0, :n] = scores[0, chosen]
+        return out
 
     def _scaled(self, params: SearchParams, selectivity: float) -> SearchParams:
         """Probe more when a filter keeps few vectors, so as many matches are visited."""
@@ -383,11 +416,16 @@ class Shard:
         parts = []
         bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
         if self._ivf is not None and self._bulk.is_trained:
-            xq = self._to_ivf_space(queries)
             nprobe = int(params.nprobe or 1)
             ivf_params = self._ivf_params(bits, nprobe)
-            coarse_d, coarse_i = self._coarse(xq, nprobe)
             kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
+            if not self._n_delta:  # the bulk alone: one FAISS call, coarse assignment inside
+                if bulk_ready:
+                    d, i = search_with(self._bulk, queries, kb, ivf_params)
+                    parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
+                return _merged(parts, len(queries), fetch)
+            xq = self._to_ivf_space(queries)
+            coarse_d, coarse_i = self._coarse(xq, nprobe)
             if bulk_ready:
                 d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
                 parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
@@ -404,18 +442,7 @@ class Shard:
             if self._n_delta:
                 d, i = self._delta.search(queries, fetch, params=faiss.SearchParameters(sel=sel))
                 parts.append((d, i))
-        if not parts:
-            nq = len(queries)
-            return np.full((nq, 1), -np.inf, np.float32), np.full((nq, 1), -1, np.int64)
-        if len(parts) == 1:  # one index searched: FAISS (or the re-rank) already sorted it
-            scores, slots = parts[0]
-            scores[slots < 0] = -np.inf
-            return scores, slots
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        slots = np.concatenate([p[1] for p in parts], axis=1)
-        scores = np.where(slots >= 0, scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+        return _merged(parts, len(queries), fetch)
 
     def _ivf_params(self, bits: np.ndarray, nprobe: int) -> faiss.SearchParametersIVF:
         """IVF search parameters with a bitmap selector over `bits`, made once per filter
@@ -425,7 +452,11 @@ class Shard:
         if cached is not None:
             return cached[2]
         sel = faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
-        value = (bits, sel, faiss.SearchParametersIVF(sel=sel, nprobe=nprobe))
+        ivf_params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        graph = self._graph_params(nprobe)
+        if graph is not None:
+            ivf_params.quantizer_params = graph
+        value = (bits, (sel, graph), ivf_params)
         cache = self._params_cache
         if len(cache) >= 4 * _MASK_CACHE or any(v != self._version for v, _, _ in cache):
             cache = self._params_cache = {}
@@ -440,11 +471,13 @@ class Shard:
 
     def _coarse(self, xq: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         """The nprobe nearest lists; a graph quantizer explores at least 2*nprobe nodes."""
-        quantizer = self._ivf.quantizer
-        if isinstance(faiss.downcast_index(quantizer), faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * nprobe))
-            return quantizer.search(xq, nprobe, params=params)
-        return quantizer.search(xq, nprobe)
+        return self._ivf.quantizer.search(xq, nprobe, params=self._graph_params(nprobe))
+
+    def _graph_params(self, nprobe: int) -> faiss.SearchParametersHNSW | None:
+        """A graph coarse quantizer explores at least 2*nprobe nodes (None: flat quantizer)."""
+        if not isinstance(faiss.downcast_index(self._ivf.quantizer), faiss.IndexHNSW):
+            return None
+        return faiss.SearchParametersHNSW(efSearch=max(64, 2 * nprobe))
 
     def _bulk_params(self, params: SearchParams, sel: faiss.IDSelector) -> faiss.SearchParameters:
         if self.spec.kind == "hnsw":
@@ -626,6 +659,45 @@ class Shard:
             shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
         shard.last_applied = str(meta["log_position"])
         return shard
+
+
+def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
+    """A result with no hits yet: ids -1 and scores -inf everywhere."""
+    return SearchResult(
+        np.full((nq, k), -1, dtype=np.int64),
+        np.full((nq, k), -1, dtype=np.int64),
+        np.full((nq, k), -np.inf, dtype=np.float32),
+        meta,
+    )
+
+
+def _merged(
+    parts: list[tuple[np.ndarray, np.ndarray]], nq: int, fetch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best `fetch` (score, slot) per query over the parts searched; no hit: -inf / -1."""
+    if not parts:
+        return np.full((nq, 1), -np.inf, np.float32), np.full((nq, 1), -1, np.int64)
+    if len(parts) == 1:  # one index searched: FAISS (or the re-rank) already sorted it
+        scores, slots = parts[0]
+        scores[slots < 0] = -np.inf
+        return scores, slots
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    slots = np.concatenate([p[1] for p in parts], axis=1)
+    scores = np.where(slots >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+
+
+def search_with(
+    index: faiss.Index, x: np.ndarray, k: int, params: faiss.SearchParameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` minus the Python wrapper's checks (`x` is checked C-contiguous
+    float32 of the index's dimension): a few microseconds of a single query."""
+    n = len(x)
+    scores = np.empty((n, k), dtype=np.float32)
+    labels = np.empty((n, k), dtype=np.int64)
+    index.search_c(n, faiss.swig_ptr(x), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)
+    return scores, labels
 
 
 def preassigned(
