@@ -368,13 +368,14 @@ class Shard:
                 exhaustive = True  # the search missed matches: probe everything
             else:
                 break
-        out = _padded(1, k, {"matches": n_match})
-        hits = row[chosen]
-        n = len(chosen)
-        out.product_ids[0, :n] = products[hits]
-        out.image_ids[0, :n] = self._cols.data["image_ids"][hits]
-        out.scores[0, :n] = scores[0, chosen]
-        return out
+        columns = np.array(chosen, dtype=np.intp)
+        hits = row.take(columns)
+        return SearchResult(
+            _result_row(products.take(hits), k, -1, np.int64),
+            _result_row(self._cols.data["image_ids"].take(hits), k, -1, np.int64),
+            _result_row(scores[0].take(columns), k, -np.inf, np.float32),
+            {"matches": n_match},
+        )
 
     def _scaled(self, params: SearchParams, selectivity: float) -> SearchParams:
         """Probe more when a filter keeps few vectors, so as many matches are visited."""
@@ -519,7 +520,7 @@ class Shard:
             p = (params or SearchParams()).merged_over(self.params)
             scores, slots = self._search_slots(queries, k, bits, p)
             ids = np.where(slots >= 0, self._cols.data["image_ids"][np.maximum(slots, 0)], -1)
-            return scores, ids.astype(np.int64)
+            return np.where(slots >= 0, scores, np.float32(-np.inf)), ids.astype(np.int64)
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """Whether each image id is live in the shard."""
@@ -671,16 +672,24 @@ def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
     )
 
 
+def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndarray:
+    """A (1, k) result row: `values`, then `fill` if fewer than k were found."""
+    if len(values) == k:
+        return values.astype(dtype).reshape(1, k)
+    row = np.full((1, k), fill, dtype=dtype)
+    row[0, : len(values)] = values
+    return row
+
+
 def _merged(
     parts: list[tuple[np.ndarray, np.ndarray]], nq: int, fetch: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The best `fetch` (score, slot) per query over the parts searched; no hit: -inf / -1."""
+    """The best `fetch` (score, slot) per query over the parts searched; past the hits,
+    slot -1 with a score of -inf or FAISS's lowest float."""
     if not parts:
         return np.full((nq, 1), -np.inf, np.float32), np.full((nq, 1), -1, np.int64)
     if len(parts) == 1:  # one index searched: FAISS (or the re-rank) already sorted it
-        scores, slots = parts[0]
-        scores[slots < 0] = -np.inf
-        return scores, slots
+        return parts[0]
     scores = np.concatenate([p[0] for p in parts], axis=1)
     slots = np.concatenate([p[1] for p in parts], axis=1)
     scores = np.where(slots >= 0, scores, -np.inf)
