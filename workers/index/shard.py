@@ -2,7 +2,9 @@
 
 - Vectors carry slots (arrival order) as their FAISS labels; columns by slot hold the image
   id, product id and filter attributes. Deleted and superseded slots and filters become one
-  ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``.
+  ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``; exact IVF
+  bulks drop dead vectors from their lists at once instead, so their unfiltered searches
+  need no selector.
 - Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW; for
   compressed shards an IVF-PQ sharing the bulk's coarse quantizer and codebooks, searched
   with the same coarse assignment and re-ranked from bfloat16 rows kept in RAM. Exact bulks
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
+_MAP_BYTES = 48  # per entry of a label -> list position hash map (std::unordered_map)
 
 
 def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
@@ -93,6 +96,7 @@ class Shard:
         """Replace the whole state (caller holds the write lock or owns the object)."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
+        self._removes_in_place = self._map_ids(self._ivf, rerank is not None or self.spec.rerank)
         self._cols = cols
         self._n_bulk = n_bulk
         if self.spec.rerank and rerank is None:
@@ -117,6 +121,26 @@ class Shard:
                 self._delta.is_trained = True
         else:
             self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+
+    @staticmethod
+    def _map_ids(ivf: faiss.IndexIVF | None, compressed: bool) -> bool:
+        """Give a trained IVF-Flat bulk a hash map from label to list position (rebuilt
+        here: compaction rewrites the lists), so deletes remove vectors from their lists at
+        once. Its unfiltered searches then need no selector: a bitmap test per scanned
+        vector cost ~4% of a 1M-vector query. _MAP_BYTES a vector, beside 2 KB of floats;
+        compressed shards keep the selector and their memory budget."""
+        if ivf is None or compressed or not ivf.is_trained:
+            return False
+        if not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat):
+            return False
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return True
+
+    def _remove_in_place(self, slots: np.ndarray) -> None:
+        """Drop dead slots from a mapped IVF-Flat bulk (see `_map_ids`)."""
+        if self._removes_in_place and len(slots):
+            self._ivf.remove_ids(faiss.IDSelectorArray(np.ascontiguousarray(slots, np.int64)))
 
     def _bulk_takes_fresh(self) -> bool:
         """Whether fresh vectors can go straight into the bulk (see `_append_fresh`)."""
@@ -171,7 +195,9 @@ class Shard:
             )
         with self._writer, self._lock.write():
             old = self._lookup.find(ids, self._cols)
-            self._cols.data["alive"][old[old >= 0]] = False
+            old = old[old >= 0]
+            self._cols.data["alive"][old] = False
+            self._remove_in_place(old)
             slots = self._cols.append(ids, attrs)
             self._append_fresh(vectors, slots)
             self._lookup.add_recent(ids, slots)
@@ -207,7 +233,9 @@ class Shard:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         with self._writer, self._lock.write():
             slots = self._lookup.find(ids, self._cols)
-            self._cols.data["alive"][slots[slots >= 0]] = False
+            slots = slots[slots >= 0]
+            self._cols.data["alive"][slots] = False
+            self._remove_in_place(slots)
             self._version += 1
 
     def compact(self, force_rebuild: bool = False) -> None:
@@ -280,6 +308,7 @@ class Shard:
             self.spec, self.params, self.tune_report = other.spec, other.params, other.tune_report
             self.last_applied = other.last_applied
             self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
+            self._removes_in_place = other._removes_in_place
             self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
             self._delta, self._delta_vectors = other._delta, other._delta_vectors
             self._n_delta = other._n_delta
@@ -302,7 +331,7 @@ class Shard:
             raise ValueError("k must be positive")
         nq = len(queries)
         with self._lock.read():
-            bits, n_match = self._allowed(filters)
+            bits, n_match = self._selection(filters)
             if n_match == 0:
                 return _padded(nq, k, {"matches": 0})
             base = (params or SearchParams()).merged_over(self.params)
@@ -345,7 +374,12 @@ class Shard:
             return out
 
     def _search_one(
-        self, query: np.ndarray, k: int, bits: np.ndarray, n_match: int, params: SearchParams
+        self,
+        query: np.ndarray,
+        k: int,
+        bits: np.ndarray | None,
+        n_match: int,
+        params: SearchParams,
     ) -> SearchResult:
         """`search` of a single query (most of the traffic): the same rounds as the batch
         loop with the grouping in plain Python, where a batch's array operations would cost
@@ -397,6 +431,14 @@ class Shard:
             rerank_k=params.rerank_k,
         )
 
+    def _selection(self, flt: SearchFilter | None) -> tuple[np.ndarray | None, int]:
+        """The bitmap a search must test (None: every vector in the indexes qualifies, as in
+        an unfiltered search of a shard that removes in place) and how many vectors match."""
+        bits, n_match = self._allowed(flt)
+        if self._removes_in_place and (flt is None or flt.is_empty):
+            return None, n_match
+        return bits, n_match
+
     def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, int]:
         """Packed bitmap over slots of the live vectors matching the filter (cached per version)."""
         key = (self._version, None if flt is None or flt.is_empty else flt)
@@ -411,7 +453,7 @@ class Shard:
         return value
 
     def _search_slots(
-        self, queries: np.ndarray, fetch: int, bits: np.ndarray, params: SearchParams
+        self, queries: np.ndarray, fetch: int, bits: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `fetch` (score, slot) over bulk and delta with the bitmap selector."""
         parts = []
@@ -435,7 +477,7 @@ class Shard:
                 d, i = preassigned(self._delta, xq, kd, coarse_i, coarse_d, ivf_params)
                 parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
         else:
-            sel = faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
+            sel = self._selector(bits)
             if bulk_ready:
                 kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
                 d, i = self._bulk.search(queries, kb, params=self._bulk_params(params, sel))
@@ -445,15 +487,23 @@ class Shard:
                 parts.append((d, i))
         return _merged(parts, len(queries), fetch)
 
-    def _ivf_params(self, bits: np.ndarray, nprobe: int) -> faiss.SearchParametersIVF:
-        """IVF search parameters with a bitmap selector over `bits`, made once per filter
-        bitmap and nprobe (SWIG objects cost ~10 us to build, a tenth of a cheap query)."""
+    def _selector(self, bits: np.ndarray | None) -> faiss.IDSelector | None:
+        return (
+            None if bits is None else faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
+        )
+
+    def _ivf_params(self, bits: np.ndarray | None, nprobe: int) -> faiss.SearchParametersIVF:
+        """IVF search parameters with a bitmap selector over `bits` (if any), made once per
+        filter bitmap and nprobe (SWIG objects cost ~10 us to build, a tenth of a cheap
+        query)."""
         key = (self._version, id(bits), nprobe)
         cached = self._params_cache.get(key)
         if cached is not None:
             return cached[2]
-        sel = faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
-        ivf_params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        sel = self._selector(bits)
+        ivf_params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if sel is not None:
+            ivf_params.sel = sel
         graph = self._graph_params(nprobe)
         if graph is not None:
             ivf_params.quantizer_params = graph
@@ -516,7 +566,7 @@ class Shard:
         """Ungrouped top-k (scores, image ids): what the tuner and benchmarks measure."""
         queries = self._check(np.atleast_2d(queries), None)
         with self._lock.read():
-            bits, _ = self._allowed(None)
+            bits, _ = self._selection(None)
             p = (params or SearchParams()).merged_over(self.params)
             scores, slots = self._search_slots(queries, k, bits, p)
             ids = np.where(slots >= 0, self._cols.data["image_ids"][np.maximum(slots, 0)], -1)
@@ -583,6 +633,8 @@ class Shard:
             total += delta.ntotal * (self.dim * 4 + 8)
         if self._ivf is not None:
             total += self._ivf.ntotal * (self._ivf.invlists.code_size + 8)  # codes + int64 ids
+            if self._removes_in_place:
+                total += self._ivf.ntotal * _MAP_BYTES
             quantizer = faiss.downcast_index(self._ivf.quantizer)
             total += quantizer.ntotal * quantizer.d * 4  # coarse centroids
             if isinstance(quantizer, faiss.IndexHNSW):

@@ -38,6 +38,21 @@ def test_flat_shard_matches_numpy_brute_force(tmp_path) -> None:
     np.testing.assert_array_equal(result.product_ids, ids[order])  # one image per product
 
 
+def test_exact_ivf_drops_deleted_and_superseded_vectors_from_its_lists_at_once(tmp_path) -> None:
+    shard, ids, x = filled("IVF8,Flat", tmp_path=tmp_path)
+    shard.delete(ids[:20])
+    shard.upsert(ids[20:30], random_vectors(10, seed=7), attrs_for(ids[20:30]))
+    assert shard._ivf.ntotal == len(ids) - 20  # nothing dead left for a selector to skip
+    assert not np.isin(shard.search(x[:30], 10, params=EXACT).image_ids, ids[:20]).any()
+    shard.snapshot(tmp_path / "snap", "1-0")
+    loaded, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    loaded.delete(ids[20:25])  # the label map survives the snapshot
+    assert loaded._ivf.ntotal == len(ids) - 25
+    found = loaded.search(x[20:30], 10, params=EXACT).image_ids
+    assert not np.isin(found, ids[:25]).any()
+    assert loaded.contains(ids[25:]).all()
+
+
 @pytest.mark.parametrize("spec", SPECS)
 def test_deleted_and_superseded_ids_never_returned(spec: str, tmp_path) -> None:
     shard, ids, x = filled(spec, tmp_path=tmp_path)
