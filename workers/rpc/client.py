@@ -26,7 +26,7 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.connection import max_block_s
+from workers.rpc.connection import max_block_s, pipelined
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -105,17 +105,17 @@ class _Transport:
         )
         # The sends and the first wait travel in one pipeline: one round trip when a
         # single worker answers.
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[object, ...]] = []
         for key in queue_keys:
-            pipe.rpush(key, raw)
-            pipe.ltrim(key, -self.max_queue_len, -1)
-            pipe.expire(key, self.queue_ttl_s)
+            commands.append(("RPUSH", key, raw))
+            commands.append(("LTRIM", key, -self.max_queue_len, -1))
+            commands.append(("EXPIRE", key, self.queue_ttl_s))
         until = started + timeout_s
         wait = self._wait_s(until)
         if wait is not None:
-            pipe.blpop([reply_key], timeout=wait)
+            commands.append(("BLPOP", reply_key, wait))
         try:
-            results = pipe.execute()
+            results = pipelined(self.client, *commands)
         except redis.RedisError as exc:
             raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
         replies: list[tuple[Reply, float]] = []
@@ -138,10 +138,10 @@ class _Transport:
         replies: list[tuple[Reply, float]],
         started: float,
     ) -> None:
-        if popped is None:
+        if not isinstance(popped, list) or len(popped) != 2:
             return
         try:
-            reply = decode_reply(popped[1], self.limits)  # type: ignore[index]
+            reply = decode_reply(popped[1], self.limits)
         except ProtocolError as exc:
             log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
             return
@@ -162,7 +162,7 @@ class _Transport:
             if wait is None:
                 break
             try:
-                popped = self.client.blpop([reply_key], timeout=wait)
+                (popped,) = pipelined(self.client, ("BLPOP", reply_key, wait))
             except redis.RedisError as exc:
                 if replies:  # keep what already arrived: a partial answer beats none
                     log.warning("rpc: redis failed while gathering replies: %s", exc)

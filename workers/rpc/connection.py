@@ -43,3 +43,30 @@ def max_block_s(client: redis.Redis) -> float | None:
     """The longest blocking wait that stays inside the client's socket timeout (None: no limit)."""
     timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
     return None if timeout is None else max(0.8 * float(timeout), 0.001)
+
+
+def pipelined(client: redis.Redis, *commands: tuple[object, ...]) -> list[object]:
+    """Send `commands` in one write and read their raw replies, on one pooled connection.
+
+    What ``client.pipeline(transaction=False)`` does, minus its command stack and response
+    callbacks: ~25 us of CPU less a call, a third of what the RPC itself costs a search on
+    these two cores. Replies are as Redis sends them (BLPOP: ``[key, value]`` or None). A
+    broken connection is replaced and the whole batch sent once more, like the client's
+    own retry; any other error leaves replies unread, so the connection is dropped.
+    """
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [conn.read_response() for _ in commands]
+        except redis.ConnectionError:
+            conn.disconnect()
+            if attempt == 2:
+                raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+    raise AssertionError("unreachable")

@@ -19,7 +19,7 @@ import redis
 
 from workers.observability.context import bound_request_id
 from workers.observability.metrics import RPC_BATCH_SIZE, RPC_DROPPED, RPC_HANDLER_SECONDS
-from workers.rpc.connection import max_block_s
+from workers.rpc.connection import max_block_s, pipelined
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ProtocolError,
@@ -38,6 +38,10 @@ Handler = Callable[[list[Request]], list[Reply]]
 def _slow_log_s() -> float:
     value = os.environ.get("RPC_SLOW_LOG_MS")
     return (float(value) if value else 250.0) / 1e3
+
+
+def _is_list(value: object, length: int) -> bool:
+    return isinstance(value, list) and len(value) == length
 
 
 def _trace_ids(requests: list[Request]) -> str:
@@ -97,6 +101,8 @@ class RpcServer:
         self.batches = 0
         self.max_batch_size = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self._handler_seconds = RPC_HANDLER_SECONDS.labels(self.name)  # bound once, not per call
+        self._batch_size = RPC_BATCH_SIZE.labels(self.name)
 
     # ------------------------------------------------------------ loop
 
@@ -148,7 +154,7 @@ class RpcServer:
         with bound_request_id(_trace_ids(requests)):
             replies = self._call_handler(requests)
         took = time.perf_counter() - started
-        RPC_HANDLER_SECONDS.labels(self.name).observe(took)
+        self._handler_seconds.observe(took)
         self._push_replies(requests, replies)
         if took >= self.slow_log_s:
             self._log_slow(requests, took)
@@ -172,13 +178,12 @@ class RpcServer:
         # BLPOP then LPOP in one pipeline: Redis runs the queued LPOP the moment BLPOP
         # unblocks, so "take whatever else is waiting" costs no extra round trip.
         # BLPOP's timeout is whole milliseconds and 0 means "forever": never send below 1 ms.
-        pipe = self.client.pipeline(transaction=False)
-        pipe.blpop([self.queue_key], timeout=max(block_s, 0.001))
+        commands: list[tuple[object, ...]] = [("BLPOP", self.queue_key, max(block_s, 0.001))]
         if self.batch_cap > 1:
-            pipe.lpop(self.queue_key, self.batch_cap - 1)
-        results = pipe.execute()
-        raws = [results[0][1]] if results[0] is not None else []
-        if len(results) > 1 and results[1]:
+            commands.append(("LPOP", self.queue_key, self.batch_cap - 1))
+        results = pipelined(self.client, *commands)
+        raws = [results[0][1]] if _is_list(results[0], 2) else []
+        if len(results) > 1 and isinstance(results[1], list):
             raws.extend(results[1][: self.batch_cap - len(raws)])
         return raws
 
@@ -214,7 +219,7 @@ class RpcServer:
             self.batches += 1
             self.batch_sizes[len(requests)] += 1
             self.max_batch_size = max(self.max_batch_size, len(requests))
-            RPC_BATCH_SIZE.labels(self.name).observe(len(requests))
+            self._batch_size.observe(len(requests))
         return requests
 
     def _call_handler(self, requests: list[Request]) -> list[Reply]:
@@ -252,12 +257,12 @@ class RpcServer:
             return encode_reply(Reply.failure(request.id, "worker error: unencodable reply"))
 
     def _push_replies(self, requests: list[Request], replies: list[Reply]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[object, ...]] = []
         for request, reply in zip(requests, replies, strict=True):
-            pipe.rpush(request.reply_to, self._encode(request, reply))
-            pipe.expire(request.reply_to, self.reply_ttl_s)
+            commands.append(("RPUSH", request.reply_to, self._encode(request, reply)))
+            commands.append(("EXPIRE", request.reply_to, self.reply_ttl_s))
         try:
-            pipe.execute()
+            pipelined(self.client, *commands)
         except redis.RedisError:
             self.reply_errors += 1
             raise

@@ -51,3 +51,11 @@ def test_a_single_unsorted_part_is_still_sorted() -> None:
     part = _hits(np.array([[0.1, 0.7, 0.4]]), np.array([[1, 2, 3]]))
     merged = merge_topk([part], 3)
     np.testing.assert_array_equal(merged.product_ids, [[2, 3, 1]])
+
+
+def test_a_single_part_with_inconsistent_padding_is_normalised() -> None:
+    part = _hits(np.array([[0.9, 0.5, 0.1]]), np.array([[1, -1, 3]]))  # a hit without product
+    merged = merge_topk([part], 3)
+    np.testing.assert_array_equal(merged.product_ids, [[1, 3, -1]])
+    np.testing.assert_array_equal(merged.image_ids, [[10, 30, -1]])
+    assert np.isneginf(merged.scores[0, 2])
