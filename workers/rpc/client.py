@@ -209,6 +209,7 @@ class SearchClient:
         self.timeout_s = timeout_s or _env_float("RPC_SEARCH_TIMEOUT_S", 0.5)
         self.limits = limits
         self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
+        self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
         self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
 
     def search(
@@ -237,7 +238,7 @@ class SearchClient:
             shard = reply.shard
             if shard is None or not 0 <= shard < self.n_shards or shard in hits:
                 continue
-            SHARD_REPLY_SECONDS.labels(str(shard)).observe(seconds)
+            self._reply_seconds[shard].observe(seconds)
             if not reply.ok:
                 errors[shard] = reply.error or ""
                 bad_requests += reply.error_kind == ERROR_BAD_REQUEST

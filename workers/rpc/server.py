@@ -19,7 +19,7 @@ import redis
 
 from workers.observability.context import bound_request_id
 from workers.observability.metrics import RPC_BATCH_SIZE, RPC_DROPPED, RPC_HANDLER_SECONDS
-from workers.rpc.connection import max_block_s, pipelined
+from workers.rpc.connection import max_block_s, send_commands
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ProtocolError,
@@ -103,6 +103,7 @@ class RpcServer:
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._handler_seconds = RPC_HANDLER_SECONDS.labels(self.name)  # bound once, not per call
         self._batch_size = RPC_BATCH_SIZE.labels(self.name)
+        self._conn: redis.Connection | None = None  # the loop's own, taken from the pool once
 
     # ------------------------------------------------------------ loop
 
@@ -134,6 +135,9 @@ class RpcServer:
                 )
                 stop_event.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])
+        if self._conn is not None:
+            self.client.connection_pool.release(self._conn)
+            self._conn = None
         log.info("rpc server %s: stopped", self.name)
 
     def serve_once(self, block_s: float) -> int:
@@ -181,11 +185,16 @@ class RpcServer:
         commands: list[tuple[object, ...]] = [("BLPOP", self.queue_key, max(block_s, 0.001))]
         if self.batch_cap > 1:
             commands.append(("LPOP", self.queue_key, self.batch_cap - 1))
-        results = pipelined(self.client, *commands)
+        results = self._send(commands)
         raws = [results[0][1]] if _is_list(results[0], 2) else []
         if len(results) > 1 and isinstance(results[1], list):
             raws.extend(results[1][: self.batch_cap - len(raws)])
         return raws
+
+    def _send(self, commands: list[tuple[object, ...]]) -> list[object]:
+        if self._conn is None:
+            self._conn = self.client.connection_pool.get_connection()
+        return send_commands(self._conn, tuple(commands))
 
     def _decode(self, raws: list[bytes]) -> list[Request]:
         now = time.time()
@@ -262,7 +271,7 @@ class RpcServer:
             commands.append(("RPUSH", request.reply_to, self._encode(request, reply)))
             commands.append(("EXPIRE", request.reply_to, self.reply_ttl_s))
         try:
-            pipelined(self.client, *commands)
+            self._send(commands)
         except redis.RedisError:
             self.reply_errors += 1
             raise
