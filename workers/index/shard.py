@@ -455,7 +455,7 @@ class Shard:
     def _search_slots(
         self, queries: np.ndarray, fetch: int, bits: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top `fetch` (score, slot) over bulk and delta with the bitmap selector."""
+        """Top `fetch` (score, slot) over bulk and delta, through the bitmap selector if any."""
         parts = []
         bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
         if self._ivf is not None and self._bulk.is_trained:
