@@ -64,6 +64,8 @@ def merge_topk(
 
 def merge_results(results: Sequence[SearchResult], k: int) -> SearchResult:
     """Merge grouped shard answers (products are disjoint across shards: a score heap does)."""
+    if len(results) == 1 and _already_merged(results[0], k):
+        return results[0]
     nq = results[0].scores.shape[0]
     offsets = np.cumsum([0] + [r.scores.shape[1] for r in results])
     positions = [
@@ -80,4 +82,23 @@ def merge_results(results: Sequence[SearchResult], k: int) -> SearchResult:
         product_ids=np.where(valid, all_products[rows, safe], -1).astype(np.int64),
         image_ids=np.where(valid, all_images[rows, safe], -1).astype(np.int64),
         scores=np.where(valid, scores, -np.inf).astype(np.float32),
+    )
+
+
+def _already_merged(result: SearchResult, k: int) -> bool:
+    """Whether one answer is already what merging it would give: k columns of the merge's
+    dtypes, scores descending, padding (-1 / -inf) exactly where the product is -1. A few
+    checks instead of the merge's two dozen array operations, the largest Python cost of a
+    one-shard search; anything else (an unsorted or inconsistent hostile reply) goes
+    through the merge."""
+    scores, products = result.scores, result.product_ids
+    if scores.shape[1] != k or scores.dtype != np.float32:
+        return False
+    if products.dtype != np.int64 or result.image_ids.dtype != np.int64:
+        return False
+    padding = products < 0
+    return bool(
+        (scores[:, :-1] >= scores[:, 1:]).all()
+        and (padding == (scores == -np.inf)).all()
+        and (result.image_ids[padding] == -1).all()
     )

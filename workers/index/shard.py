@@ -85,6 +85,7 @@ class Shard:
         self._writer = threading.RLock()  # one writer at a time (compaction may be long)
         self._version = 0
         self._masks: dict[tuple[int, SearchFilter | None], tuple[np.ndarray, int]] = {}
+        self._live = (-1, 0)  # (version, live vectors), see `_live_count`
         self._params_cache: dict[tuple[int, int, int], tuple] = {}
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
@@ -336,7 +337,7 @@ class Shard:
                 return _padded(nq, k, {"matches": 0})
             base = (params or SearchParams()).merged_over(self.params)
             if filters is not None and not filters.is_empty:
-                base = self._scaled(base, n_match / max(1, self._allowed(None)[1]))
+                base = self._scaled(base, n_match / max(1, self._live_count()))
             if nq == 1:
                 return self._search_one(queries, k, bits, n_match, base)
             out = _padded(nq, k, {"matches": n_match})
@@ -434,10 +435,18 @@ class Shard:
     def _selection(self, flt: SearchFilter | None) -> tuple[np.ndarray | None, int]:
         """The bitmap a search must test (None: every vector in the indexes qualifies, as in
         an unfiltered search of a shard that removes in place) and how many vectors match."""
-        bits, n_match = self._allowed(flt)
         if self._removes_in_place and (flt is None or flt.is_empty):
-            return None, n_match
-        return bits, n_match
+            return None, self._live_count()
+        return self._allowed(flt)
+
+    def _live_count(self) -> int:
+        """Live vectors, counted once per version: without building the unfiltered bitmap,
+        which a shard removing in place never passes (~0.36 ms at 1M after every write)."""
+        version, count = self._live
+        if version != self._version:
+            count = int(np.count_nonzero(self._cols["alive"]))
+            self._live = (self._version, count)
+        return count
 
     def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, int]:
         """Packed bitmap over slots of the live vectors matching the filter (cached per version)."""
@@ -597,7 +606,7 @@ class Shard:
     @property
     def n_vectors(self) -> int:
         """Live vectors (cheap; ``stats()`` also measures memory)."""
-        return self._allowed(None)[1]
+        return self._live_count()
 
     def stats(self) -> dict[str, object]:
         with self._lock.read():

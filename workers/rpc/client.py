@@ -26,7 +26,7 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.connection import max_block_s, pipelined
+from workers.rpc.connection import max_block_s, pipelined, popped_value
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -138,10 +138,11 @@ class _Transport:
         replies: list[tuple[Reply, float]],
         started: float,
     ) -> None:
-        if not isinstance(popped, list) or len(popped) != 2:
+        raw = popped_value(popped)
+        if raw is None:
             return
         try:
-            reply = decode_reply(popped[1], self.limits)
+            reply = decode_reply(raw, self.limits)
         except ProtocolError as exc:
             log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
             return

@@ -77,3 +77,8 @@ def send_commands(conn: redis.Connection, commands: tuple[tuple[object, ...], ..
     except BaseException:
         conn.disconnect()
         raise
+
+
+def popped_value(reply: object) -> object | None:
+    """The value of a raw BLPOP reply (``[key, value]``), None when the wait timed out."""
+    return reply[1] if isinstance(reply, list) and len(reply) == 2 else None

@@ -19,7 +19,7 @@ import redis
 
 from workers.observability.context import bound_request_id
 from workers.observability.metrics import RPC_BATCH_SIZE, RPC_DROPPED, RPC_HANDLER_SECONDS
-from workers.rpc.connection import max_block_s, send_commands
+from workers.rpc.connection import max_block_s, popped_value, send_commands
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ProtocolError,
@@ -38,10 +38,6 @@ Handler = Callable[[list[Request]], list[Reply]]
 def _slow_log_s() -> float:
     value = os.environ.get("RPC_SLOW_LOG_MS")
     return (float(value) if value else 250.0) / 1e3
-
-
-def _is_list(value: object, length: int) -> bool:
-    return isinstance(value, list) and len(value) == length
 
 
 def _trace_ids(requests: list[Request]) -> str:
@@ -186,7 +182,8 @@ class RpcServer:
         if self.batch_cap > 1:
             commands.append(("LPOP", self.queue_key, self.batch_cap - 1))
         results = self._send(commands)
-        raws = [results[0][1]] if _is_list(results[0], 2) else []
+        first = popped_value(results[0])
+        raws = [first] if first is not None else []
         if len(results) > 1 and isinstance(results[1], list):
             raws.extend(results[1][: self.batch_cap - len(raws)])
         return raws
