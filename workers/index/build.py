@@ -22,7 +22,7 @@ import numpy as np
 from workers.index.columns import Columns
 from workers.index.gpu import train_index
 from workers.index.log import START
-from workers.index.rerank import RerankStore
+from workers.index.rerank import RowWriter
 from workers.index.shard import Shard, new_index, repack_ivf
 from workers.index.spec import IndexSpec, choose_spec
 from workers.index.synthetic import normalise
@@ -127,8 +127,7 @@ def build_bulk(
     start = time.perf_counter()
     cols = Columns()
     ivf = faiss.try_extract_index_ivf(index)
-    rerank = RerankStore(shard.work_dir, dim) if spec.rerank else None
-    writer = rerank.writer() if rerank is not None else None
+    writer = RowWriter(shard.work_dir, dim) if spec.rerank else None
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     held_out = np.zeros(n_held, dtype=bool)
     held_out[pick] = True
@@ -155,8 +154,7 @@ def build_bulk(
                 scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=-np.inf)
                 found = np.pad(found, ((0, 0), (0, k - kk)), constant_values=-1)
             heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(found))
-    if writer is not None:
-        writer.close()
+    rerank = writer.close() if writer is not None else None
     if ivf is not None:
         repack_ivf(ivf, cols.size)  # labels are the slots handed out above
     heap.finalize()

@@ -12,7 +12,7 @@
   same lists would find the same vectors, at the price of a second scan and a merge.
   ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
 - Compressed shards (PQ) re-rank their top candidates exactly from a 16-bit memory-mapped
-  file (see ``rerank.py``).
+  file, inside FAISS (an ``IndexRefine`` over the bulk, see ``rerank.py``).
 - A readers-writer lock lets searches run concurrently (FAISS releases the GIL) and never
   see half an update. Per-request parameters are arguments, never set on the shared index.
 """
@@ -101,8 +101,12 @@ class Shard:
         self._cols = cols
         self._n_bulk = n_bulk
         if self.spec.rerank and rerank is None:
-            rerank = RerankStore(self.work_dir, self.dim)
+            rerank = RerankStore.written(self.work_dir, self.dim)
+        replaced = getattr(self, "_rerank", None)
+        if replaced is not None and replaced is not rerank:
+            replaced.close()  # its file; snapshots hold their own links
         self._rerank = rerank
+        self._refine = rerank.refined(bulk) if rerank is not None else None
         self._lookup = IdLookup()
         self._lookup.rebuild(cols["image_ids"], cols["alive"])
         self._reset_delta()
@@ -259,46 +263,52 @@ class Shard:
                 else:  # positional labels: adding in slot order keeps label == slot
                     assert bulk.ntotal == self._n_bulk, "positional bulk out of step"
                     bulk.add(delta)
-                if self._rerank is not None:
-                    self._rerank.append(delta)
             n_dead = int(cols.size - alive.sum())
             cheap = self._ivf is not None or self.spec.kind == "flat"
             dead_fraction = n_dead / max(1, cols.size)
-            rerank = self._rerank
+            keep = None
             if n_dead and (cheap or force_rebuild or dead_fraction > self.rebuild_fraction):
                 keep = np.flatnonzero(alive)
-                bulk, rerank = self._dropped(bulk, keep)
+            rerank = self._rerank
+            if rerank is not None and (len(delta) or keep is not None):
+                rerank = self._compacted_rows(keep)
+            if keep is not None:
+                bulk = self._dropped(bulk, keep, rerank)
                 cols.keep(keep)
             self._install(bulk, cols, cols.size, rerank)
 
-    def _dropped(
-        self, bulk: faiss.Index, keep: np.ndarray
-    ) -> tuple[faiss.Index, RerankStore | None]:
-        """Bulk and re-rank store holding only slots `keep`, renumbered 0..len(keep)-1."""
+    def _compacted_rows(self, keep: np.ndarray | None) -> RerankStore:
+        """The re-rank rows after compaction: the bulk's, then the delta's (as they are, in
+        bfloat16), of the slots `keep` (all if None), renumbered from 0."""
+        fresh = self._delta_vectors[: self._n_delta]
+        bulk_keep = None
+        if keep is not None:
+            split = int(np.searchsorted(keep, self._n_bulk))
+            bulk_keep, fresh = keep[:split], fresh[keep[split:] - self._n_bulk]
+        return self._rerank.rewritten(bulk_keep, fresh)
+
+    def _dropped(self, bulk: faiss.Index, keep: np.ndarray, rows: RerankStore | None) -> faiss.Index:
+        """Bulk holding only slots `keep`, renumbered 0..len(keep)-1 (`rows`: their re-rank
+        rows, already renumbered)."""
         new_of_old = np.full(self._cols.size, -1, dtype=np.int64)
         new_of_old[keep] = np.arange(len(keep), dtype=np.int64)
-        rerank = self._rerank
-        if rerank is not None:
-            fresh = rerank.rewritten(keep)
-            rerank.close()
-            rerank = fresh
         if self._ivf is not None:
             relabel_ivf(self._ivf, new_of_old)
             bulk.ntotal = self._ivf.ntotal
-            return bulk, rerank
+            return bulk
         if self.spec.kind == "flat":
             dead = np.flatnonzero(new_of_old < 0).astype(np.int64)
             bulk.remove_ids(faiss.IDSelectorBatch(dead))  # shifts: position == rank among kept
-            return bulk, rerank
-        if rerank is not None:
-            vectors = rerank.gather(keep)
+            return bulk
+        if rows is not None:
+            vectors = rows.gather(np.arange(rows.size))
         else:
             vectors = np.vstack([bulk.reconstruct_batch(b) for b in np.array_split(keep, 64)])
         fresh_index = new_index(self.spec, self.dim)
         if not fresh_index.is_trained:
             fresh_index.train(vectors)
         fresh_index.add(vectors)
-        return fresh_index, rerank
+        return fresh_index
 
     def swap_bulk(self, other: Shard) -> None:
         """Take over another shard's whole state atomically (a rebuilt and replayed index)."""
@@ -311,6 +321,7 @@ class Shard:
             self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
             self._removes_in_place = other._removes_in_place
             self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
+            self._refine = other._refine
             self._delta, self._delta_vectors = other._delta, other._delta_vectors
             self._n_delta = other._n_delta
             self._version += 1
@@ -470,27 +481,23 @@ class Shard:
         if self._ivf is not None and self._bulk.is_trained:
             nprobe = int(params.nprobe or 1)
             ivf_params = self._ivf_params(bits, nprobe)
-            kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
-            if not self._n_delta:  # the bulk alone: one FAISS call, coarse assignment inside
-                if bulk_ready:
-                    d, i = search_with(self._bulk, queries, kb, ivf_params)
-                    parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
-                return _merged(parts, len(queries), fetch)
-            xq = self._to_ivf_space(queries)
-            coarse_d, coarse_i = self._coarse(xq, nprobe)
-            if bulk_ready:
-                d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
-                parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
+            alone = self._refine is not None or not self._n_delta
+            if bulk_ready and alone:  # one FAISS call: coarse assignment (and re-rank) inside
+                parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
             if self._n_delta:
+                xq = self._to_ivf_space(queries)
+                coarse_d, coarse_i = self._coarse(xq, nprobe)
+                if bulk_ready and not alone:  # an uncompressed bulk shares the assignment
+                    parts.append(preassigned(self._ivf, xq, fetch, coarse_i, coarse_d, ivf_params))
+                kb = max(fetch, params.rerank_k or 0)
                 kd = self._delta_candidates(kb, fetch) if self._rerank else fetch
                 d, i = preassigned(self._delta, xq, kd, coarse_i, coarse_d, ivf_params)
                 parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
         else:
             sel = self._selector(bits)
             if bulk_ready:
-                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
-                d, i = self._bulk.search(queries, kb, params=self._bulk_params(params, sel))
-                parts.append(self._reranked(queries, i, fetch) if self._rerank else (d, i))
+                bulk_params = self._bulk_params(params, sel)
+                parts.append(self._bulk_hits(queries, fetch, bulk_params, params.rerank_k))
             if self._n_delta:
                 d, i = self._delta.search(queries, fetch, params=faiss.SearchParameters(sel=sel))
                 parts.append((d, i))
@@ -544,15 +551,18 @@ class Shard:
             return faiss.SearchParametersHNSW(sel=sel, efSearch=int(params.ef_search or 64))
         return faiss.SearchParameters(sel=sel)
 
-    def _reranked(
-        self, queries: np.ndarray, slots: np.ndarray, fetch: int
+    def _bulk_hits(
+        self, queries: np.ndarray, fetch: int, params: faiss.SearchParameters, rerank_k: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of compressed candidates from the 16-bit rows; keep the best `fetch`."""
-        assert self._rerank is not None
-        scores = self._rerank.scores(slots, queries)
-        scores = np.where(slots >= 0, scores, np.float32(-np.inf))
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
+        """Top `fetch` (score, slot) of the bulk; a compressed bulk's come re-ranked, inside
+        FAISS, from its best max(fetch, rerank_k) candidates by code."""
+        if self._refine is None:
+            return search_with(self._bulk, queries, fetch, params)
+        candidates = max(fetch, rerank_k or 0)
+        # FAISS takes int(fetch * k_factor) candidates, in float32: half a candidate of margin
+        refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
+        refine.base_index_params = params  # not owned: `params` outlives the call
+        return search_with(self._refine, queries, fetch, refine)
 
     def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self._delta_rows(np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1)))
@@ -666,8 +676,9 @@ class Shard:
             arrays = {f"col_{n}": a for n, a in self._cols.to_arrays().items()}
             arrays["delta_vectors"] = self._delta_rows(slice(0, self._n_delta))
             np.savez(temp / "columns.npz", allow_pickle=False, **arrays)
-            segments = self._rerank.link_into(temp) if self._rerank else []
-            known.update({str(s["file"]): str(s["sha256"]) for s in segments})
+            rerank = self._rerank.link_into(temp) if self._rerank else None
+            if rerank is not None:
+                known[str(rerank["file"])] = str(rerank["sha256"])
             meta = {
                 "format": 1,
                 "log_position": log_position,
@@ -679,7 +690,7 @@ class Shard:
                 "n_bulk": self._n_bulk,
                 "slots": self._cols.size,
                 "vectors": int(self._cols["alive"].sum()),
-                "rerank_segments": segments,
+                "rerank": rerank,
             }
         json.dumps(meta)  # fail before renaming if something is not serialisable
         return snap.commit(temp, final, meta, known)
@@ -715,7 +726,9 @@ class Shard:
             raise ValueError("snapshot columns and delta do not add up")
         rerank = None
         if spec.rerank:
-            rerank = RerankStore.from_description(path, meta["rerank_segments"], shard.dim, work)
+            # snapshots of earlier versions list raw segments under "rerank_segments"
+            described = meta["rerank"] if "rerank" in meta else meta["rerank_segments"]
+            rerank = RerankStore.from_description(path, described, shard.dim, work)
         shard._install(bulk, cols, n_bulk, rerank)
         if len(delta):
             shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import faiss
 import numpy as np
 import pytest
 
@@ -202,36 +203,50 @@ def test_ids_and_stats(tmp_path) -> None:
     assert stats["model"] == "clip-test"
 
 
-def test_rerank_rows_round_trip_as_bfloat16_and_old_float16_segments_load(tmp_path) -> None:
-    from workers.index.rerank import FLOAT16, RerankStore, Segment, to_bfloat16
+def test_rerank_rows_round_trip_as_bfloat16_and_old_segment_snapshots_convert(tmp_path) -> None:
+    from workers.index.rerank import BFLOAT16, FLOAT16, RerankStore, to_bfloat16
 
     x = random_vectors(50, dim=512, seed=5)
-    store = RerankStore(tmp_path / "new", 512)
-    store.append(x)
+    store = RerankStore.written(tmp_path / "new", 512, [x[:20], to_bfloat16(x[20:])])
+    assert store.size == 50 and store.disk_bytes == 50 * 512 * 2
     back = store.gather(np.arange(50))
     assert back.dtype == np.float32
     np.testing.assert_allclose(back, x, atol=2**-8 * np.abs(x).max())
     assert (to_bfloat16(np.array([1.0, -2.5], np.float32)) == [0x3F80, 0xC020]).all()
-    # a segment written by an earlier version (float16 rows) is still read correctly
-    old = tmp_path / "old.f16"
-    x.astype(np.float16).tofile(old)
-    legacy = RerankStore(tmp_path / "legacy", 512, [Segment(old, 0, 50, "-", FLOAT16)])
-    np.testing.assert_allclose(legacy.gather(np.arange(50)), x, atol=1e-3)
+    # the file is a plain FAISS index, memory-mapped rather than read into RAM
+    assert not faiss.downcast_index(store.index).codes.is_owned
+    np.testing.assert_array_equal(faiss.read_index(str(store.path)).reconstruct_n(0, 50), back)
+    # an earlier version's snapshot (raw float16 and bfloat16 segments) converts on load
+    x.astype(np.float16)[:30].tofile(tmp_path / "a.f16")
+    to_bfloat16(x[30:]).tofile(tmp_path / "b.f16")
+    legacy = [
+        {"file": "a.f16", "start": 0, "rows": 30, "sha256": "-", "encoding": FLOAT16},
+        {"file": "b.f16", "start": 30, "rows": 20, "sha256": "-", "encoding": BFLOAT16},
+    ]
+    converted = RerankStore.from_description(tmp_path, legacy, 512, tmp_path / "work")
+    np.testing.assert_allclose(converted.gather(np.arange(50)), x, atol=2**-7 * np.abs(x).max())
+    with pytest.raises(ValueError):
+        RerankStore.from_description(tmp_path, {"file": "a.f16", "format": "?"}, 512, tmp_path)
 
 
-def test_rerank_scores_match_gathered_rows_across_segments(tmp_path) -> None:
+def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None:
     from workers.index.rerank import RerankStore
 
-    store = RerankStore(tmp_path, 64)
     x = random_vectors(300, dim=64, seed=6)
-    store.append(x[:120])
-    store.append(x[120:])  # a second segment
-    rng = np.random.default_rng(3)
-    slots = rng.integers(-1, 310, size=(4, 40))  # -1 and past the end: out of range
+    store = RerankStore.written(tmp_path, 64, [x[:120], x[120:]])
+    kept = store.rewritten(np.arange(0, 300, 2), random_vectors(7, dim=64, seed=8))
+    assert kept.size == 157 and kept.path != store.path
+    np.testing.assert_array_equal(kept.gather(np.arange(150)), store.gather(np.arange(0, 300, 2)))
+    rows = kept.gather(np.arange(kept.size))
+    base = faiss.IndexHNSWFlat(64, 8, faiss.METRIC_INNER_PRODUCT)  # labels are positions
+    base.add(rows + 0.05 * random_vectors(kept.size, dim=64, seed=9))  # a rough ranking
     queries = random_vectors(4, dim=64, seed=7)
-    expected = np.einsum("qcd,qd->qc", store.gather(slots), queries)
-    np.testing.assert_allclose(store.scores(slots, queries), expected, rtol=1e-5, atol=1e-6)
-    assert (store.scores(slots, queries)[(slots < 0) | (slots >= 300)] == 0).all()
+    params = faiss.IndexRefineSearchParameters(k_factor=10)
+    scores, labels = kept.refined(base).search(queries, 5, params=params)
+    assert (labels >= 0).all()
+    exact = np.einsum("qcd,qd->qc", rows[labels], queries)
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()  # re-sorted by the exact scores
 
 
 def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path) -> None:
@@ -253,3 +268,10 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path) -> None:
     assert loaded.delta_size == 0
     folded = loaded.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(folded.image_ids[:, 0], fresh_ids)
+    # the loaded store was replaced by the compacted one: one re-rank file in the work dir
+    assert len(list((tmp_path / "loaded").glob("rerank-*"))) == 1
+    loaded.delete(fresh_ids[:10])
+    loaded.compact()  # drops the deleted rows: a new file again, the old one removed
+    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [loaded._rerank.path.name]
+    assert loaded._rerank.size == loaded.stats()["slots"] == 3040
+    assert not set(loaded.search(fresh, 5, params=EXACT).image_ids.ravel()) & set(fresh_ids[:10])
