@@ -49,14 +49,12 @@ def from_rows(rows: np.ndarray, encoding: str) -> np.ndarray:
     return rows.view(np.float16).astype(np.float32)
 
 
-def _empty_index(dim: int) -> faiss.IndexScalarQuantizer:
-    return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_bf16, faiss.METRIC_INNER_PRODUCT)
-
-
 def _header(dim: int, rows: int) -> bytes:
     """FAISS's own serialisation of an index of `rows` bf16 codes, up to the codes: they
     are the last field, after their byte count (so rows can be streamed in behind it)."""
-    index = _empty_index(dim)
+    index = faiss.IndexScalarQuantizer(
+        dim, faiss.ScalarQuantizer.QT_bf16, faiss.METRIC_INNER_PRODUCT
+    )
     index.ntotal = rows
     raw = faiss.serialize_index(index).tobytes()
     if raw[-8:] != bytes(8):
@@ -87,9 +85,7 @@ class RerankStore:
         return self.size * self.dim * ROW_BYTES
 
     @classmethod
-    def written(
-        cls, directory: Path, dim: int, blocks: Iterable[np.ndarray] = ()
-    ) -> RerankStore:
+    def written(cls, directory: Path, dim: int, blocks: Iterable[np.ndarray] = ()) -> RerankStore:
         """A new store of the rows in `blocks` (see `RowWriter`)."""
         writer = RowWriter(directory, dim)
         for block in blocks:
@@ -149,7 +145,7 @@ class RerankStore:
                 shutil.copyfile(Path(source) / name, dest)
         store = cls(dest, dim, str(description["sha256"]))
         if store.size != _int(description["rows"]):
-            raise ValueError(f"re-rank file {name} holds {store.size} rows, not {description['rows']}")
+            raise ValueError(f"re-rank file {name} holds {store.size} rows, not as described")
         return store
 
     def close(self) -> None:

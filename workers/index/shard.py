@@ -287,7 +287,9 @@ class Shard:
             bulk_keep, fresh = keep[:split], fresh[keep[split:] - self._n_bulk]
         return self._rerank.rewritten(bulk_keep, fresh)
 
-    def _dropped(self, bulk: faiss.Index, keep: np.ndarray, rows: RerankStore | None) -> faiss.Index:
+    def _dropped(
+        self, bulk: faiss.Index, keep: np.ndarray, rows: RerankStore | None
+    ) -> faiss.Index:
         """Bulk holding only slots `keep`, renumbered 0..len(keep)-1 (`rows`: their re-rank
         rows, already renumbered)."""
         new_of_old = np.full(self._cols.size, -1, dtype=np.int64)

@@ -208,7 +208,8 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_segment_snapshots_convert(tm
 
     x = random_vectors(50, dim=512, seed=5)
     store = RerankStore.written(tmp_path / "new", 512, [x[:20], to_bfloat16(x[20:])])
-    assert store.size == 50 and store.disk_bytes == 50 * 512 * 2
+    assert store.size == 50
+    assert store.disk_bytes == 50 * 512 * 2
     back = store.gather(np.arange(50))
     assert back.dtype == np.float32
     np.testing.assert_allclose(back, x, atol=2**-8 * np.abs(x).max())
@@ -225,7 +226,7 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_segment_snapshots_convert(tm
     ]
     converted = RerankStore.from_description(tmp_path, legacy, 512, tmp_path / "work")
     np.testing.assert_allclose(converted.gather(np.arange(50)), x, atol=2**-7 * np.abs(x).max())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown re-rank store"):
         RerankStore.from_description(tmp_path, {"file": "a.f16", "format": "?"}, 512, tmp_path)
 
 
@@ -235,7 +236,8 @@ def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None
     x = random_vectors(300, dim=64, seed=6)
     store = RerankStore.written(tmp_path, 64, [x[:120], x[120:]])
     kept = store.rewritten(np.arange(0, 300, 2), random_vectors(7, dim=64, seed=8))
-    assert kept.size == 157 and kept.path != store.path
+    assert kept.size == 157
+    assert kept.path != store.path
     np.testing.assert_array_equal(kept.gather(np.arange(150)), store.gather(np.arange(0, 300, 2)))
     rows = kept.gather(np.arange(kept.size))
     base = faiss.IndexHNSWFlat(64, 8, faiss.METRIC_INNER_PRODUCT)  # labels are positions
