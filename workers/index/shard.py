@@ -6,8 +6,10 @@
   bulks drop dead vectors from their lists at once instead, so their unfiltered searches
   need no selector.
 - Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW; for
-  compressed shards an IVF-PQ sharing the bulk's coarse quantizer and codebooks, searched
-  with the same coarse assignment and re-ranked from bfloat16 rows kept in RAM. Exact bulks
+  compressed shards an exact bfloat16 scan while it is small (one C++ call, ~40 us a
+  thousand vectors), past EXACT_DELTA an IVF-PQ sharing the bulk's coarse quantizer and
+  codebooks, searched with the same coarse assignment and re-ranked from bfloat16 rows
+  kept in RAM (its fixed costs, ~0.15 ms, beat a longer scan). Exact bulks
   (flat, IVF-Flat) take them straight into their lists instead: a delta probed through the
   same lists would find the same vectors, at the price of a second scan and a merge.
   ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
@@ -43,6 +45,7 @@ METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
 _MAP_BYTES = 48  # per entry of a label -> list position hash map (std::unordered_map)
+EXACT_DELTA = 2048  # a compressed shard's delta is scanned exactly up to this many vectors
 
 
 def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
@@ -118,12 +121,15 @@ class Shard:
         row_dtype = np.uint16 if self.spec.rerank else np.float32
         self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
-        if self._ivf is not None and self._bulk.is_trained:
-            self._delta = empty_ivf_like(self._ivf) if self.spec.rerank else None
-            if self._delta is None:
-                ivf = self._ivf
-                self._delta = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, METRIC)
-                self._delta.is_trained = True
+        self._delta_coded = False  # an IVF delta sharing the bulk's coarse assignment
+        if self._ivf is not None and self._bulk.is_trained and not self.spec.rerank:
+            ivf = self._ivf
+            self._delta = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, METRIC)
+            self._delta.is_trained = True
+            self._delta_coded = True
+        elif self.spec.rerank and self._bulk.is_trained:  # exact, until it grows (_append_fresh)
+            qtype = faiss.ScalarQuantizer.QT_bf16
+            self._delta = faiss.IndexIDMap(faiss.IndexScalarQuantizer(self.dim, qtype, METRIC))
         else:
             self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
 
@@ -231,7 +237,23 @@ class Shard:
         stored = to_bfloat16(vectors) if rows.dtype == np.uint16 else vectors
         self._delta_vectors[self._n_delta : needed] = stored
         self._n_delta = needed
+        if needed > EXACT_DELTA and self._delta_can_be_coded():
+            self._code_delta()
+            return
         self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
+
+    def _delta_can_be_coded(self) -> bool:
+        trained_ivf = self._ivf is not None and self._bulk.is_trained
+        return self._rerank is not None and trained_ivf and not self._delta_coded
+
+    def _code_delta(self) -> None:
+        """Move a compressed shard's grown delta from an exact scan to an IVF-PQ like the
+        bulk's, whose search cost grows far slower with its size."""
+        coded = empty_ivf_like(self._ivf)
+        for start in range(0, self._n_delta, 65536):
+            rows = np.arange(start, min(self._n_delta, start + 65536))
+            coded.add_with_ids(self._to_ivf_space(self._delta_rows(rows)), rows + self._n_bulk)
+        self._delta, self._delta_coded = coded, True
 
     def delete(self, ids: np.ndarray) -> None:
         """Remove vectors by image id (unknown ids are ignored)."""
@@ -325,7 +347,7 @@ class Shard:
             self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
             self._refine = other._refine
             self._delta, self._delta_vectors = other._delta, other._delta_vectors
-            self._n_delta = other._n_delta
+            self._n_delta, self._delta_coded = other._n_delta, other._delta_coded
             self._version += 1
             if old_rerank is not None and old_rerank is not self._rerank:
                 old_rerank.close()
@@ -486,7 +508,9 @@ class Shard:
             alone = self._refine is not None or not self._n_delta
             if bulk_ready and alone:  # one FAISS call: coarse assignment (and re-rank) inside
                 parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
-            if self._n_delta:
+            if self._n_delta and not self._delta_coded:  # exact scan (see EXACT_DELTA)
+                parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
+            elif self._n_delta:
                 xq = self._to_ivf_space(queries)
                 coarse_d, coarse_i = self._coarse(xq, nprobe)
                 if bulk_ready and not alone:  # an uncompressed bulk shares the assignment
@@ -501,8 +525,7 @@ class Shard:
                 bulk_params = self._bulk_params(params, sel)
                 parts.append(self._bulk_hits(queries, fetch, bulk_params, params.rerank_k))
             if self._n_delta:
-                d, i = self._delta.search(queries, fetch, params=faiss.SearchParameters(sel=sel))
-                parts.append((d, i))
+                parts.append(self._delta_scan(queries, fetch, sel))
         return _merged(parts, len(queries), fetch)
 
     def _selector(self, bits: np.ndarray | None) -> faiss.IDSelector | None:
@@ -531,6 +554,17 @@ class Shard:
             cache = self._params_cache = {}
         cache[key] = value  # holds `bits` alive, so its id is not reused while cached
         return value[2]
+
+    def _delta_scan(
+        self, queries: np.ndarray, fetch: int, sel: faiss.IDSelector | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top `fetch` of an exact (IDMap) delta. Its parameters are made per call:
+        IndexIDMap swaps its own selector into the ones it is given while it searches, so
+        parameters shared with concurrent searches would race."""
+        params = faiss.SearchParameters()
+        if sel is not None:
+            params.sel = sel
+        return search_with(self._delta, queries, fetch, params)
 
     def _delta_candidates(self, kb: int, fetch: int) -> int:
         """Re-rank candidates for a compressed delta: a true neighbour ranked r-th by its
@@ -650,8 +684,8 @@ class Shard:
         delta = faiss.downcast_index(self._delta)
         if isinstance(delta, faiss.IndexIVF):
             total += delta.ntotal * (delta.invlists.code_size + 8)
-        else:
-            total += delta.ntotal * (self.dim * 4 + 8)
+        else:  # IDMap of a flat or bfloat16 scan
+            total += delta.ntotal * (faiss.downcast_index(delta.index).code_size + 8)
         if self._ivf is not None:
             total += self._ivf.ntotal * (self._ivf.invlists.code_size + 8)  # codes + int64 ids
             if self._removes_in_place:

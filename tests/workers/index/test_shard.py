@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
+from workers.index import shard as shard_module
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
 from workers.index.types import SearchFilter
@@ -251,19 +252,30 @@ def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None
     assert (np.diff(scores, axis=1) <= 0).all()  # re-sorted by the exact scores
 
 
-def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path) -> None:
+@pytest.mark.parametrize("exact_delta", [2048, 20])
+def test_compressed_delta_is_found_and_survives_a_snapshot(
+    tmp_path, monkeypatch, exact_delta
+) -> None:
+    # a small delta is scanned exactly; past EXACT_DELTA it is coded with the bulk's PQ
+    monkeypatch.setattr(shard_module, "EXACT_DELTA", exact_delta)
     shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
     fresh_ids = np.arange(10_000, 10_050, dtype=np.int64)
     fresh = random_vectors(50, seed=21)
-    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
-    assert shard.delta_size == 50  # coded with the bulk's PQ, rows kept as bfloat16
+    shard.upsert(fresh_ids[:10], fresh[:10], attrs_for(fresh_ids[:10]))
+    shard.upsert(fresh_ids[10:], fresh[10:], attrs_for(fresh_ids[10:]))
+    assert shard.delta_size == 50  # rows kept as bfloat16
+    assert shard._delta_coded == (exact_delta < 50)
     found = shard.search(fresh, 1, params=EXACT)
-    np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact re-rank: itself
+    np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact scores: itself
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
+    shard.delete(fresh_ids[:3])
+    gone = shard.search(fresh[:3], 5, params=EXACT).image_ids
+    assert not set(gone.ravel()) & set(fresh_ids[:3])
+    shard.upsert(fresh_ids[:3], fresh[:3], attrs_for(fresh_ids[:3]))
     shard.snapshot(tmp_path / "snap", "5-0")
     loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     assert position == "5-0"
-    assert loaded.delta_size == 50
+    assert loaded.delta_size == 53  # the 3 re-upserted took new slots
     again = loaded.search(fresh, 5, params=EXACT)
     np.testing.assert_array_equal(again.image_ids, shard.search(fresh, 5, params=EXACT).image_ids)
     loaded.compact()  # the delta folds into the bulk and its rows into the re-rank file
