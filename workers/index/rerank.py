@@ -118,34 +118,31 @@ class RerankStore:
 
     def link_into(self, target: Path) -> dict[str, object]:
         """Hard-link (or copy) the file into `target`; describe it for metadata."""
-        dest = Path(target) / self.path.name
-        try:
-            os.link(self.path, dest)
-        except OSError:
-            shutil.copyfile(self.path, dest)
+        _link_or_copy(self.path, Path(target) / self.path.name)
         return {"file": self.path.name, "rows": self.size, "sha256": self.sha256, "format": FORMAT}
 
     @classmethod
     def from_description(
         cls, source: Path, description: object, dim: int, work_dir: Path
     ) -> RerankStore:
-        """Open a snapshot's store, linked into `work_dir` so the snapshot can be pruned."""
+        """Open a snapshot's store, linked into `work_dir` so the snapshot can be pruned.
+        The link gets a name of its own: replicas loading the same snapshot into one work
+        directory each remove only their own link when they compact."""
         work_dir = Path(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         if isinstance(description, list):  # raw segments of an earlier version
             return cls.written(work_dir, dim, _legacy_rows(Path(source), description, dim))
         if not isinstance(description, dict) or description.get("format") != FORMAT:
             raise ValueError(f"unknown re-rank store {description!r}")
-        name = str(description["file"])
-        dest = work_dir / name
-        if not dest.exists():
-            try:
-                os.link(Path(source) / name, dest)
-            except OSError:
-                shutil.copyfile(Path(source) / name, dest)
-        store = cls(dest, dim, str(description["sha256"]))
-        if store.size != _int(description["rows"]):
-            raise ValueError(f"re-rank file {name} holds {store.size} rows, not as described")
+        dest = _new_path(work_dir)
+        _link_or_copy(Path(source) / str(description["file"]), dest)
+        try:
+            store = cls(dest, dim, str(description["sha256"]))
+            if store.size != _int(description["rows"]):
+                raise ValueError(f"re-rank file holds {store.size} rows, not as described")
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
         return store
 
     def close(self) -> None:
@@ -161,7 +158,7 @@ class RowWriter:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.dim = dim
-        self.path = directory / f"rerank-{uuid.uuid4().hex}.faiss"
+        self.path = _new_path(directory)
         self.rows = 0
         self._fh = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         self._fh.write(_header(dim, 0))  # rewritten by close() once the count is known
@@ -180,6 +177,17 @@ class RowWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         return RerankStore(self.path, self.dim)  # hashed by reading back: header came last
+
+
+def _new_path(directory: Path) -> Path:
+    return directory / f"rerank-{uuid.uuid4().hex}.faiss"
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 def _legacy_rows(source: Path, segments: list, dim: int) -> Iterable[np.ndarray]:

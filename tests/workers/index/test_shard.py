@@ -289,3 +289,22 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(
     assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [loaded._rerank.path.name]
     assert loaded._rerank.size == loaded.stats()["slots"] == 3040
     assert not set(loaded.search(fresh, 5, params=EXACT).image_ids.ravel()) & set(fresh_ids[:10])
+
+
+def test_replicas_loading_one_snapshot_into_one_work_dir_keep_their_own_rerank_files(
+    tmp_path,
+) -> None:
+    shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
+    shard.snapshot(tmp_path / "snap", "1-0")
+    one, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "shared")
+    two, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "shared")
+    assert one._rerank.path != two._rerank.path
+    one.delete(ids[:5])
+    one.compact()  # replaces (and removes) its own link only
+    two.snapshot(tmp_path / "snap", "2-0")  # still links its file
+    again, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "again")
+    assert position == "2-0"
+    q = x[:3]
+    np.testing.assert_array_equal(
+        again.search(q, 5, params=EXACT).image_ids, two.search(q, 5, params=EXACT).image_ids
+    )
