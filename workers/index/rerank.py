@@ -111,6 +111,18 @@ class RerankStore:
         """float32 rows for the given slots (in range)."""
         return from_rows(self._rows[np.asarray(slots, dtype=np.int64)], BFLOAT16)
 
+    def scores(self, slots: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """Inner products of each query with the rows of its slots, (nq, c) float32 for
+        `slots` (nq, c) and `queries` (nq, dim); slots -1 score -inf. Rows are read in
+        slot order, kinder to the page cache."""
+        out = np.full(slots.shape, -np.inf, dtype=np.float32)
+        for row, (wanted, query) in enumerate(zip(slots, queries, strict=True)):
+            positions = np.flatnonzero(wanted >= 0)
+            order = np.argsort(wanted[positions])
+            rows = from_rows(self._rows[wanted[positions[order]]], BFLOAT16)
+            out[row, positions[order]] = rows @ query
+        return out
+
     def refined(self, base: faiss.Index) -> faiss.IndexRefine:
         """`base` whose candidates are re-scored from these rows (labels of `base` are
         slots). The caller keeps this store alive: IndexRefine does not own its parts."""

@@ -505,17 +505,18 @@ class Shard:
         if self._ivf is not None and self._bulk.is_trained:
             nprobe = int(params.nprobe or 1)
             ivf_params = self._ivf_params(bits, nprobe)
-            alone = self._refine is not None or not self._n_delta
-            if bulk_ready and alone:  # one FAISS call: coarse assignment (and re-rank) inside
-                parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
-            if self._n_delta and not self._delta_coded:  # exact scan (see EXACT_DELTA)
-                parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
-            elif self._n_delta:
+            if not (self._n_delta and self._delta_coded):
+                if bulk_ready:  # one FAISS call: coarse assignment (and re-rank) inside
+                    parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
+                if self._n_delta:  # exact scan (see EXACT_DELTA)
+                    parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
+            else:  # an IVF delta: one coarse assignment for both (it costs as much as a scan)
                 xq = self._to_ivf_space(queries)
                 coarse_d, coarse_i = self._coarse(xq, nprobe)
-                if bulk_ready and not alone:  # an uncompressed bulk shares the assignment
-                    parts.append(preassigned(self._ivf, xq, fetch, coarse_i, coarse_d, ivf_params))
-                kb = max(fetch, params.rerank_k or 0)
+                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
+                if bulk_ready:
+                    d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
+                    parts.append(self._rescored(queries, i, fetch) if self._rerank else (d, i))
                 kd = self._delta_candidates(kb, fetch) if self._rerank else fetch
                 d, i = preassigned(self._delta, xq, kd, coarse_i, coarse_d, ivf_params)
                 parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
@@ -599,6 +600,16 @@ class Shard:
         refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
         refine.base_index_params = params  # not owned: `params` outlives the call
         return search_with(self._refine, queries, fetch, refine)
+
+    def _rescored(
+        self, queries: np.ndarray, slots: np.ndarray, fetch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of compressed bulk candidates from the re-rank rows (the path of a
+        search that shares its coarse assignment with an IVF delta); the best `fetch`."""
+        assert self._rerank is not None
+        scores = self._rerank.scores(slots, queries)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
 
     def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self._delta_rows(np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1)))
