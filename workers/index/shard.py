@@ -709,7 +709,7 @@ class Shard:
             if isinstance(self._bulk, faiss.IndexPreTransform):
                 total += self.dim * self.dim * 4
         elif self._bulk.ntotal:
-            total += faiss.serialize_index(self._bulk).nbytes
+            total += _flat_or_graph_bytes(faiss.downcast_index(self._bulk))
         return total
 
     # ------------------------------------------------------------ persistence
@@ -781,6 +781,18 @@ class Shard:
             shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
         shard.last_applied = str(meta["log_position"])
         return shard
+
+
+def _flat_or_graph_bytes(index: faiss.Index) -> int:
+    """Bytes of a flat-coded or HNSW index, counted: serialising it to measure (as for
+    other kinds) copies the whole index, every few seconds when metrics are reported."""
+    if isinstance(index, faiss.IndexFlatCodes):
+        return index.ntotal * index.code_size
+    if isinstance(index, faiss.IndexHNSW):
+        graph = index.hnsw
+        links = 4 * graph.neighbors.size() + 8 * graph.offsets.size() + 4 * graph.levels.size()
+        return links + _flat_or_graph_bytes(faiss.downcast_index(index.storage))
+    return faiss.serialize_index(index).nbytes
 
 
 def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:

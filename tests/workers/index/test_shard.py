@@ -313,3 +313,12 @@ def test_replicas_loading_one_snapshot_into_one_work_dir_keep_their_own_rerank_f
     np.testing.assert_array_equal(
         again.search(q, 5, params=EXACT).image_ids, two.search(q, 5, params=EXACT).image_ids
     )
+
+
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16"])
+def test_memory_of_flat_and_graph_bulks_is_counted_without_serialising(tmp_path, spec) -> None:
+    shard, _, _ = filled(spec, n=1000, tmp_path=tmp_path)
+    shard.compact()
+    index_bytes = faiss.serialize_index(shard._bulk).nbytes
+    others = shard._cols.nbytes + shard._lookup.order.nbytes
+    assert abs(shard.memory_bytes() - others - index_bytes) < 0.01 * index_bytes
