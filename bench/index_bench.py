@@ -100,8 +100,9 @@ def raw_index_of(shard: Shard, keep_alive: list) -> faiss.Index:
     n = bulk.ntotal
     for start in range(0, n, 100_000):
         flat.add(shard._rerank.gather(np.arange(start, min(n, start + 100_000))))
-    refine = faiss.IndexRefine(bulk, flat)
-    keep_alive.extend([bulk, flat])  # IndexRefine does not own them
+    base = faiss.clone_index(bulk)  # the shard's own takes fresh codes the refine rows lack
+    refine = faiss.IndexRefine(base, flat)
+    keep_alive.extend([base, flat])  # IndexRefine does not own them
     return refine
 
 

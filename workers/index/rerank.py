@@ -92,9 +92,7 @@ class RerankStore:
             writer.write(block)
         return writer.close()
 
-    def rewritten(
-        self, keep: np.ndarray | None, fresh: np.ndarray | None, directory: Path | None = None
-    ) -> RerankStore:
+    def rewritten(self, keep: np.ndarray | None, fresh: np.ndarray | None) -> RerankStore:
         """A new store: this one's rows `keep` (all if None), then the rows `fresh`. Rows
         are copied as bits, without widening."""
         keep = np.arange(self.size, dtype=np.int64) if keep is None else keep
@@ -105,7 +103,7 @@ class RerankStore:
             if fresh is not None and len(fresh):
                 yield fresh
 
-        return RerankStore.written(directory or self.path.parent, self.dim, blocks())
+        return RerankStore.written(self.path.parent, self.dim, blocks())
 
     def gather(self, slots: np.ndarray) -> np.ndarray:
         """float32 rows for the given slots (in range)."""
@@ -114,13 +112,14 @@ class RerankStore:
     def scores(self, slots: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """Inner products of each query with the rows of its slots, (nq, c) float32 for
         `slots` (nq, c) and `queries` (nq, dim); slots -1 score -inf. Rows are read in
-        slot order, kinder to the page cache."""
+        candidate order: sorting them by slot cost ~50% more with the rows cached."""
         out = np.full(slots.shape, -np.inf, dtype=np.float32)
+        if not self.size:
+            return out
         for row, (wanted, query) in enumerate(zip(slots, queries, strict=True)):
-            positions = np.flatnonzero(wanted >= 0)
-            order = np.argsort(wanted[positions])
-            rows = from_rows(self._rows[wanted[positions[order]]], BFLOAT16)
-            out[row, positions[order]] = rows @ query
+            valid = wanted >= 0
+            out[row] = from_rows(self._rows[np.where(valid, wanted, 0)], BFLOAT16) @ query
+            out[row, ~valid] = -np.inf
         return out
 
     def refined(self, base: faiss.Index) -> faiss.IndexRefine:

@@ -5,11 +5,11 @@
   ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``; exact IVF
   bulks drop dead vectors from their lists at once instead, so their unfiltered searches
   need no selector.
-- Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW; for
-  compressed shards an exact bfloat16 scan while it is small (one C++ call, ~40 us a
-  thousand vectors), past EXACT_DELTA an IVF-PQ sharing the bulk's coarse quantizer and
-  codebooks, searched with the same coarse assignment and re-ranked from bfloat16 rows
-  kept in RAM (its fixed costs, ~0.15 ms, beat a longer scan). Exact bulks
+- Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW. A
+  compressed shard keeps its fresh vectors' rows in RAM as bfloat16 and scans them
+  exactly while they are few (one C++ call, ~40 us a thousand vectors); past EXACT_DELTA
+  their codes go into the bulk's own lists (no retraining), searched in the same scan and
+  re-scored from the rows in RAM or on disk. Exact bulks
   (flat, IVF-Flat) take them straight into their lists instead: a delta probed through the
   same lists would find the same vectors, at the price of a second scan and a merge.
   ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
@@ -95,9 +95,15 @@ class Shard:
     # ------------------------------------------------------------------ state
 
     def _install(
-        self, bulk: faiss.Index, cols: Columns, n_bulk: int, rerank: RerankStore | None
+        self,
+        bulk: faiss.Index,
+        cols: Columns,
+        n_bulk: int,
+        rerank: RerankStore | None,
+        fresh_in_bulk: bool = False,
     ) -> None:
-        """Replace the whole state (caller holds the write lock or owns the object)."""
+        """Replace the whole state (caller holds the write lock or owns the object);
+        `fresh_in_bulk`: the bulk also holds the codes of the slots past `n_bulk`."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
         self._removes_in_place = self._map_ids(self._ivf, rerank is not None or self.spec.rerank)
@@ -109,29 +115,35 @@ class Shard:
         if replaced is not None and replaced is not rerank:
             replaced.close()  # its file; snapshots hold their own links
         self._rerank = rerank
-        self._refine = rerank.refined(bulk) if rerank is not None else None
+        self._refine = rerank.refined(bulk) if rerank is not None and not fresh_in_bulk else None
         self._lookup = IdLookup()
         self._lookup.rebuild(cols["image_ids"], cols["alive"])
         self._reset_delta()
+        self._fresh_in_bulk = fresh_in_bulk
         self._version += 1
 
     def _reset_delta(self) -> None:
         # Compressed shards keep their fresh vectors' exact rows as bfloat16 (like the
-        # re-rank file) and index them with the bulk's own PQ: ~1 KB a fresh vector, not 4.
+        # re-rank file): ~1 KB a fresh vector, not 4.
         row_dtype = np.uint16 if self.spec.rerank else np.float32
         self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
-        self._delta_coded = False  # an IVF delta sharing the bulk's coarse assignment
+        self._fresh_in_bulk = False
+        self._delta_shares_lists = False  # an IVF delta probed with the bulk's assignment
         if self._ivf is not None and self._bulk.is_trained and not self.spec.rerank:
             ivf = self._ivf
             self._delta = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, METRIC)
             self._delta.is_trained = True
-            self._delta_coded = True
-        elif self.spec.rerank and self._bulk.is_trained:  # exact, until it grows (_append_fresh)
-            qtype = faiss.ScalarQuantizer.QT_bf16
-            self._delta = faiss.IndexIDMap(faiss.IndexScalarQuantizer(self.dim, qtype, METRIC))
+            self._delta_shares_lists = True
         else:
-            self._delta = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+            self._delta = self._exact_delta()
+
+    def _exact_delta(self) -> faiss.Index:
+        """An empty exact delta, scanned whole: bfloat16 for a trained compressed shard."""
+        if self.spec.rerank and self._bulk.is_trained:
+            qtype = faiss.ScalarQuantizer.QT_bf16
+            return faiss.IndexIDMap(faiss.IndexScalarQuantizer(self.dim, qtype, METRIC))
+        return faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
 
     @staticmethod
     def _map_ids(ivf: faiss.IndexIVF | None, compressed: bool) -> bool:
@@ -228,6 +240,15 @@ class Shard:
                 self._bulk.add(vectors)
             self._n_bulk = int(slots[-1]) + 1
             return
+        self._keep_fresh_rows(vectors)
+        if self._fresh_in_bulk:
+            self._bulk.add_with_ids(vectors, slots)
+        elif self._n_delta > EXACT_DELTA and self._rerank is not None and self._trained_ivf():
+            self._move_fresh_into_bulk()
+        else:
+            self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
+
+    def _keep_fresh_rows(self, vectors: np.ndarray) -> None:
         needed = self._n_delta + len(vectors)
         rows = self._delta_vectors
         if needed > len(rows):
@@ -237,23 +258,20 @@ class Shard:
         stored = to_bfloat16(vectors) if rows.dtype == np.uint16 else vectors
         self._delta_vectors[self._n_delta : needed] = stored
         self._n_delta = needed
-        if needed > EXACT_DELTA and self._delta_can_be_coded():
-            self._code_delta()
-            return
-        self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
 
-    def _delta_can_be_coded(self) -> bool:
-        trained_ivf = self._ivf is not None and self._bulk.is_trained
-        return self._rerank is not None and trained_ivf and not self._delta_coded
-
-    def _code_delta(self) -> None:
-        """Move a compressed shard's grown delta from an exact scan to an IVF-PQ like the
-        bulk's, whose search cost grows far slower with its size."""
-        coded = empty_ivf_like(self._ivf)
+    def _move_fresh_into_bulk(self) -> None:
+        """A compressed IVF shard's grown delta: its codes into the bulk's own lists (found
+        by the same scan, where a second IVF would cost a second coarse assignment and
+        table setup), its rows kept here for re-scoring until compaction writes them."""
         for start in range(0, self._n_delta, 65536):
             rows = np.arange(start, min(self._n_delta, start + 65536))
-            coded.add_with_ids(self._to_ivf_space(self._delta_rows(rows)), rows + self._n_bulk)
-        self._delta, self._delta_coded = coded, True
+            self._bulk.add_with_ids(self._delta_rows(rows), rows + self._n_bulk)
+        self._fresh_in_bulk = True
+        self._refine = None  # its rows cover the bulk's first n_bulk slots only
+        self._delta = self._exact_delta()
+
+    def _trained_ivf(self) -> bool:
+        return self._ivf is not None and self._bulk.is_trained
 
     def delete(self, ids: np.ndarray) -> None:
         """Remove vectors by image id (unknown ids are ignored)."""
@@ -278,7 +296,7 @@ class Shard:
                     return  # too few vectors to train: everything stays exact in delta
                 bulk.train(train)
                 self._ivf = faiss.try_extract_index_ivf(bulk)
-            if len(delta):
+            if len(delta) and not self._fresh_in_bulk:
                 slots = np.arange(self._n_bulk, cols.size, dtype=np.int64)
                 if self._ivf is not None:
                     bulk.add_with_ids(delta, slots)
@@ -345,9 +363,9 @@ class Shard:
             self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
             self._removes_in_place = other._removes_in_place
             self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
-            self._refine = other._refine
+            self._refine, self._fresh_in_bulk = other._refine, other._fresh_in_bulk
             self._delta, self._delta_vectors = other._delta, other._delta_vectors
-            self._n_delta, self._delta_coded = other._n_delta, other._delta_coded
+            self._n_delta, self._delta_shares_lists = other._n_delta, other._delta_shares_lists
             self._version += 1
             if old_rerank is not None and old_rerank is not self._rerank:
                 old_rerank.close()
@@ -505,21 +523,21 @@ class Shard:
         if self._ivf is not None and self._bulk.is_trained:
             nprobe = int(params.nprobe or 1)
             ivf_params = self._ivf_params(bits, nprobe)
-            if not (self._n_delta and self._delta_coded):
+            if self._fresh_in_bulk:  # one scan finds bulk and fresh codes; re-scored here
+                candidates = max(fetch, params.rerank_k or 0)
+                _, slots = search_with(self._bulk, queries, candidates, ivf_params)
+                parts.append(self._rescored(queries, slots, fetch))
+            elif self._n_delta and self._delta_shares_lists:  # one coarse assignment for both
+                xq = self._to_ivf_space(queries)
+                coarse_d, coarse_i = self._coarse(xq, nprobe)
+                if bulk_ready:
+                    parts.append(preassigned(self._ivf, xq, fetch, coarse_i, coarse_d, ivf_params))
+                parts.append(preassigned(self._delta, xq, fetch, coarse_i, coarse_d, ivf_params))
+            else:
                 if bulk_ready:  # one FAISS call: coarse assignment (and re-rank) inside
                     parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
                 if self._n_delta:  # exact scan (see EXACT_DELTA)
                     parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
-            else:  # an IVF delta: one coarse assignment for both (it costs as much as a scan)
-                xq = self._to_ivf_space(queries)
-                coarse_d, coarse_i = self._coarse(xq, nprobe)
-                kb = max(fetch, params.rerank_k or 0) if self._rerank else fetch
-                if bulk_ready:
-                    d, i = preassigned(self._ivf, xq, kb, coarse_i, coarse_d, ivf_params)
-                    parts.append(self._rescored(queries, i, fetch) if self._rerank else (d, i))
-                kd = self._delta_candidates(kb, fetch) if self._rerank else fetch
-                d, i = preassigned(self._delta, xq, kd, coarse_i, coarse_d, ivf_params)
-                parts.append(self._delta_exact(queries, i) if self._rerank else (d, i))
         else:
             sel = self._selector(bits)
             if bulk_ready:
@@ -567,12 +585,6 @@ class Shard:
             params.sel = sel
         return search_with(self._delta, queries, fetch, params)
 
-    def _delta_candidates(self, kb: int, fetch: int) -> int:
-        """Re-rank candidates for a compressed delta: a true neighbour ranked r-th by its
-        code among the bulk ranks about r * n_delta / n_bulk among the delta (4x margin)."""
-        share = math.ceil(kb * self._n_delta / max(1, self._n_bulk))
-        return min(kb, max(fetch, 4 * share))
-
     def _coarse(self, xq: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         """The nprobe nearest lists; a graph quantizer explores at least 2*nprobe nodes."""
         return self._ivf.quantizer.search(xq, nprobe, params=self._graph_params(nprobe))
@@ -604,17 +616,17 @@ class Shard:
     def _rescored(
         self, queries: np.ndarray, slots: np.ndarray, fetch: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of compressed bulk candidates from the re-rank rows (the path of a
-        search that shares its coarse assignment with an IVF delta); the best `fetch`."""
+        """Exact scores of compressed candidates, from the re-rank file or, for fresh
+        slots, the rows in RAM (while the bulk holds fresh codes); the best `fetch`."""
         assert self._rerank is not None
-        scores = self._rerank.scores(slots, queries)
+        fresh = slots >= self._n_bulk
+        scores = self._rerank.scores(np.where(fresh, -1, slots), queries)
+        if fresh.any():
+            rows, cols = np.nonzero(fresh)
+            vectors = self._delta_rows(slots[rows, cols] - self._n_bulk)
+            scores[rows, cols] = np.einsum("ij,ij->i", vectors, queries[rows])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
-
-    def _delta_exact(self, queries: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._delta_rows(np.clip(slots - self._n_bulk, 0, max(0, self._n_delta - 1)))
-        scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
-        return np.where(slots >= 0, scores, -np.inf).astype(np.float32), slots
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
@@ -738,6 +750,7 @@ class Shard:
                 "slots": self._cols.size,
                 "vectors": int(self._cols["alive"].sum()),
                 "rerank": rerank,
+                "fresh_in_bulk": self._fresh_in_bulk,
             }
         json.dumps(meta)  # fail before renaming if something is not serialisable
         return snap.commit(temp, final, meta, known)
@@ -776,8 +789,11 @@ class Shard:
             # snapshots of earlier versions list raw segments under "rerank_segments"
             described = meta["rerank"] if "rerank" in meta else meta["rerank_segments"]
             rerank = RerankStore.from_description(path, described, shard.dim, work)
-        shard._install(bulk, cols, n_bulk, rerank)
-        if len(delta):
+        fresh_in_bulk = meta.get("fresh_in_bulk") is True
+        shard._install(bulk, cols, n_bulk, rerank, fresh_in_bulk)
+        if fresh_in_bulk:  # the bulk file holds their codes
+            shard._keep_fresh_rows(delta)
+        elif len(delta):
             shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
         shard.last_applied = str(meta["log_position"])
         return shard
@@ -872,22 +888,6 @@ def repack_ivf(ivf: faiss.IndexIVF, n_labels: int) -> None:
     """Copy every inverted list (labels below `n_labels`) once into storage of exactly its
     size: lists grown batch by batch keep up to 2x spare capacity, gigabytes at 10M."""
     relabel_ivf(ivf, np.arange(n_labels, dtype=np.int64))
-
-
-def empty_ivf_like(ivf: faiss.IndexIVF) -> faiss.IndexIVF | None:
-    """An empty IVF-PQ sharing `ivf`'s coarse quantizer and trained PQ (None for other IVF
-    kinds): fresh vectors get the same 32-byte codes as the bulk, no retraining."""
-    pq_index = faiss.downcast_index(ivf)
-    if not isinstance(pq_index, faiss.IndexIVFPQ) or isinstance(pq_index, faiss.IndexIVFPQR):
-        return None
-    pq = pq_index.pq
-    delta = faiss.IndexIVFPQ(pq_index.quantizer, pq_index.d, pq_index.nlist, pq.M, pq.nbits, METRIC)
-    delta.pq = pq
-    delta.by_residual = pq_index.by_residual
-    delta.use_precomputed_table = pq_index.use_precomputed_table
-    delta.is_trained = True
-    delta.precompute_table()
-    return delta
 
 
 def relabel_ivf(ivf: faiss.IndexIVF, new_of_old: np.ndarray) -> None:

@@ -269,7 +269,7 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(
     shard.upsert(fresh_ids[:10], fresh[:10], attrs_for(fresh_ids[:10]))
     shard.upsert(fresh_ids[10:], fresh[10:], attrs_for(fresh_ids[10:]))
     assert shard.delta_size == 50  # rows kept as bfloat16
-    assert shard._delta_coded == (exact_delta < 50)
+    assert shard._fresh_in_bulk == (exact_delta < 50)
     found = shard.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact scores: itself
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
@@ -281,10 +281,14 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(
     loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     assert position == "5-0"
     assert loaded.delta_size == 53  # the 3 re-upserted took new slots
+    assert loaded._fresh_in_bulk == shard._fresh_in_bulk
+    assert loaded._bulk.ntotal == shard._bulk.ntotal  # fresh codes are not added twice
     again = loaded.search(fresh, 5, params=EXACT)
     np.testing.assert_array_equal(again.image_ids, shard.search(fresh, 5, params=EXACT).image_ids)
     loaded.compact()  # the delta folds into the bulk and its rows into the re-rank file
     assert loaded.delta_size == 0
+    assert not loaded._fresh_in_bulk
+    assert loaded._refine is not None  # re-ranked inside FAISS again
     folded = loaded.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(folded.image_ids[:, 0], fresh_ids)
     # the loaded store was replaced by the compacted one: one re-rank file in the work dir
