@@ -8,6 +8,7 @@ back-off is kept: it transparently replaces a pooled connection that a Redis res
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import redis
 from redis.backoff import NoBackoff
@@ -67,12 +68,20 @@ def pipelined(client: redis.Redis, *commands: tuple[object, ...]) -> list[object
     raise AssertionError("unreachable")
 
 
-def send_commands(conn: redis.Connection, commands: tuple[tuple[object, ...], ...]) -> list[object]:
+def send_commands(
+    conn: redis.Connection,
+    commands: tuple[tuple[object, ...], ...],
+    written: Callable[[], None] | None = None,
+) -> list[object]:
     """`pipelined` on a connection the caller owns (a serving loop keeps one: no pool
-    checkout, whose liveness poll is a system call per call). On any error the replies are
-    left unread, so the connection is closed; its next use reconnects."""
+    checkout, whose liveness poll is a system call per call); `written` is called once
+    the commands are sent, before their replies are read (a BLPOP among them may block).
+    On any error the replies are left unread, so the connection is closed; its next use
+    reconnects."""
     try:
         conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        if written is not None:
+            written()
         return [conn.read_response() for _ in commands]
     except BaseException:
         conn.disconnect()
