@@ -245,8 +245,9 @@ class Shard:
             self._bulk.add_with_ids(vectors, slots)
         elif self._n_delta > EXACT_DELTA and self._rerank is not None and self._trained_ivf():
             self._move_fresh_into_bulk()
-        else:
-            self._delta.add_with_ids(self._to_ivf_space(vectors), slots)
+        else:  # only a delta probed through the bulk's lists lives in their (rotated) space
+            fresh = self._to_ivf_space(vectors) if self._delta_shares_lists else vectors
+            self._delta.add_with_ids(fresh, slots)
 
     def _keep_fresh_rows(self, vectors: np.ndarray) -> None:
         needed = self._n_delta + len(vectors)

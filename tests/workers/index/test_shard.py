@@ -258,12 +258,13 @@ def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None
 
 
 @pytest.mark.parametrize("exact_delta", [2048, 20])
+@pytest.mark.parametrize("spec", ["IVF8,PQ4x4", "OPQ4,IVF8,PQ4x4"])
 def test_compressed_delta_is_found_and_survives_a_snapshot(
-    tmp_path, monkeypatch, exact_delta
+    tmp_path, monkeypatch, exact_delta, spec
 ) -> None:
-    # a small delta is scanned exactly; past EXACT_DELTA it is coded with the bulk's PQ
+    # a small delta is scanned exactly; past EXACT_DELTA its codes join the bulk's lists
     monkeypatch.setattr(shard_module, "EXACT_DELTA", exact_delta)
-    shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
+    shard, _, _ = filled(spec, n=3000, tmp_path=tmp_path / "work")
     fresh_ids = np.arange(10_000, 10_050, dtype=np.int64)
     fresh = random_vectors(50, seed=21)
     shard.upsert(fresh_ids[:10], fresh[:10], attrs_for(fresh_ids[:10]))
