@@ -72,17 +72,19 @@ def send_commands(
     conn: redis.Connection,
     commands: tuple[tuple[object, ...], ...],
     written: Callable[[], None] | None = None,
+    replies: int | None = None,
 ) -> list[object]:
     """`pipelined` on a connection the caller owns (a serving loop keeps one: no pool
     checkout, whose liveness poll is a system call per call); `written` is called once
-    the commands are sent, before their replies are read (a BLPOP among them may block).
-    On any error the replies are left unread, so the connection is closed; its next use
+    the commands are sent, before their replies are read (a BLPOP among them may block);
+    `replies`: how many to read when some commands are sent with CLIENT REPLY SKIP. On
+    any error the replies are left unread, so the connection is closed; its next use
     reconnects."""
     try:
         conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         if written is not None:
             written()
-        return [conn.read_response() for _ in commands]
+        return [conn.read_response() for _ in range(len(commands) if replies is None else replies)]
     except BaseException:
         conn.disconnect()
         raise

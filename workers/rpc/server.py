@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[Request]], list[Reply]]
 
 
+_NO_REPLY = ("CLIENT", "REPLY", "SKIP")  # Redis sends no reply to the next command
+
+
 def _slow_log_s() -> float:
     value = os.environ.get("RPC_SLOW_LOG_MS")
     return (float(value) if value else 250.0) / 1e3
@@ -101,6 +104,7 @@ class RpcServer:
         self._batch_size = RPC_BATCH_SIZE.labels(self.name)
         self._conn: redis.Connection | None = None  # the loop's own, taken from the pool once
         self._unsent: list[tuple[object, ...]] = []  # replies that travel with the next pop
+        self._unsent_replies = 0
 
     # ------------------------------------------------------------ loop
 
@@ -191,8 +195,7 @@ class RpcServer:
         commands: list[tuple[object, ...]] = [("BLPOP", self.queue_key, max(block_s, 0.001))]
         if self.batch_cap > 1:
             commands.append(("LPOP", self.queue_key, self.batch_cap - 1))
-        unsent = len(self._unsent)
-        results = self._send_with_replies(commands)[unsent:]
+        results = self._send_with_replies(commands)
         first = popped_value(results[0])
         raws = [first] if first is not None else []
         if len(results) > 1 and isinstance(results[1], list):
@@ -200,11 +203,14 @@ class RpcServer:
         return raws
 
     def _send(
-        self, commands: list[tuple[object, ...]], written: Callable[[], None] | None = None
+        self,
+        commands: list[tuple[object, ...]],
+        written: Callable[[], None] | None = None,
+        replies: int | None = None,
     ) -> list[object]:
         if self._conn is None:
             self._conn = self.client.connection_pool.get_connection()
-        return send_commands(self._conn, tuple(commands), written)
+        return send_commands(self._conn, tuple(commands), written, replies)
 
     def _decode(self, raws: list[bytes]) -> list[Request]:
         now = time.time()
@@ -276,27 +282,35 @@ class RpcServer:
             return encode_reply(Reply.failure(request.id, "worker error: unencodable reply"))
 
     def _queue_replies(self, requests: list[Request], replies: list[Reply]) -> None:
+        # Redis answers neither (CLIENT REPLY SKIP): the loop wakes only when its pop
+        # returns, not first for two acknowledgements a reply (rpc_bench --quick, 32
+        # callers: ~2170 -> ~2670 q/s at batch cap 64; p50 latency unchanged).
         for request, reply in zip(requests, replies, strict=True):
+            self._unsent.append(_NO_REPLY)
             self._unsent.append(("RPUSH", request.reply_to, self._encode(request, reply)))
+            self._unsent.append(_NO_REPLY)
             self._unsent.append(("EXPIRE", request.reply_to, self.reply_ttl_s))
+        self._unsent_replies += len(replies)
 
     def _flush(self) -> None:
         if self._unsent:
             self._send_with_replies([])
 
     def _send_with_replies(self, commands: list[tuple[object, ...]]) -> list[object]:
-        """`commands` after the unsent replies, in one write; a failed write loses them."""
+        """`commands` after the unsent replies, in one write; a failed write loses them.
+        Returns the replies to `commands` (the unsent ones get none)."""
         unsent, self._unsent = self._unsent, []
+        count, self._unsent_replies = self._unsent_replies, 0
         sent = False
 
         def written() -> None:
             nonlocal sent
             sent = True
-            self.served += len(unsent) // 2
+            self.served += count
 
         try:
-            return self._send([*unsent, *commands], written)
+            return self._send([*unsent, *commands], written, replies=len(commands))
         except redis.RedisError:
             if not sent:
-                self.reply_errors += len(unsent) // 2
+                self.reply_errors += count
             raise
