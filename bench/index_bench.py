@@ -90,8 +90,9 @@ def raw_params(
 
 def raw_index_of(shard: Shard, keep_alive: list) -> faiss.Index:
     """Plain FAISS with the same trained index; compressed specs get FAISS's own exact
-    re-ranking (IndexRefine over float32 rows in RAM), the baseline of the shard's float16
-    re-rank file. Labels of the bulk are its slots, so the refine index is positional.
+    re-ranking (IndexRefine over float32 rows in RAM), the baseline of the shard's
+    memory-mapped bfloat16 re-rank file. Labels of the bulk are its slots, so the refine
+    index is positional.
     Past REFINE_MAX vectors the float32 copy would not fit: the bare index is timed."""
     bulk = shard._bulk
     if not shard.spec.rerank or bulk.ntotal > REFINE_MAX:
