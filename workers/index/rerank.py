@@ -88,8 +88,12 @@ class RerankStore:
     def written(cls, directory: Path, dim: int, blocks: Iterable[np.ndarray] = ()) -> RerankStore:
         """A new store of the rows in `blocks` (see `RowWriter`)."""
         writer = RowWriter(directory, dim)
-        for block in blocks:
-            writer.write(block)
+        try:
+            for block in blocks:
+                writer.write(block)
+        except BaseException:
+            writer.abort()
+            raise
         return writer.close()
 
     def rewritten(self, keep: np.ndarray | None, fresh: np.ndarray | None) -> RerankStore:
@@ -189,6 +193,10 @@ class RowWriter:
         self._fh.close()
         return RerankStore(self.path, self.dim)  # hashed by reading back: header came last
 
+    def abort(self) -> None:
+        self._fh.close()
+        self.path.unlink(missing_ok=True)
+
 
 def _new_path(directory: Path) -> Path:
     return directory / f"rerank-{uuid.uuid4().hex}.faiss"
@@ -205,6 +213,8 @@ def _legacy_rows(source: Path, segments: list, dim: int) -> Iterable[np.ndarray]
     """float32 rows of an earlier version's raw segment files, in slot order."""
     expected = 0
     for seg in segments:
+        if not isinstance(seg, dict):
+            raise ValueError(f"bad legacy re-rank segment {seg!r}")
         start, rows = _int(seg["start"]), _int(seg["rows"])
         encoding = str(seg.get("encoding", FLOAT16))
         if start != expected or encoding not in (BFLOAT16, FLOAT16):

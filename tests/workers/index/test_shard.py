@@ -227,6 +227,9 @@ def test_rerank_rows_round_trip_as_bfloat16_and_old_segment_snapshots_convert(tm
     ]
     converted = RerankStore.from_description(tmp_path, legacy, 512, tmp_path / "work")
     np.testing.assert_allclose(converted.gather(np.arange(50)), x, atol=2**-7 * np.abs(x).max())
+    with pytest.raises(ValueError, match="must be"):  # a bad block leaves no half file
+        RerankStore.written(tmp_path / "bad", 512, [x[:5], x[:5, :64]])
+    assert not list((tmp_path / "bad").iterdir())
     with pytest.raises(ValueError, match="unknown re-rank store"):
         RerankStore.from_description(tmp_path, {"file": "a.f16", "format": "?"}, 512, tmp_path)
 
