@@ -777,25 +777,31 @@ class Shard:
             work_dir=work,
             params=SearchParams.from_dict(meta["params"]),
         )
-        shard.tune_report = dict(meta.get("tune") or {})
-        bulk = faiss.read_index(str(path / "bulk.faiss"))
-        with np.load(path / "columns.npz", allow_pickle=False) as data:
-            cols = Columns.from_arrays({n: data[f"col_{n}"] for n in ALL_COLUMNS})
-            delta = np.ascontiguousarray(data["delta_vectors"], dtype=np.float32)
-        n_bulk = int(meta["n_bulk"])
-        if cols.size != n_bulk + len(delta):
-            raise ValueError("snapshot columns and delta do not add up")
         rerank = None
-        if spec.rerank:
-            # snapshots of earlier versions list raw segments under "rerank_segments"
-            described = meta["rerank"] if "rerank" in meta else meta["rerank_segments"]
-            rerank = RerankStore.from_description(path, described, shard.dim, work)
-        fresh_in_bulk = meta.get("fresh_in_bulk") is True
-        shard._install(bulk, cols, n_bulk, rerank, fresh_in_bulk)
-        if fresh_in_bulk:  # the bulk file holds their codes
-            shard._keep_fresh_rows(delta)
-        elif len(delta):
-            shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
+        try:
+            shard.tune_report = dict(meta.get("tune") or {})
+            bulk = faiss.read_index(str(path / "bulk.faiss"))
+            with np.load(path / "columns.npz", allow_pickle=False) as data:
+                cols = Columns.from_arrays({n: data[f"col_{n}"] for n in ALL_COLUMNS})
+                delta = np.ascontiguousarray(data["delta_vectors"], dtype=np.float32)
+            n_bulk = int(meta["n_bulk"])
+            if cols.size != n_bulk + len(delta):
+                raise ValueError("snapshot columns and delta do not add up")
+            if spec.rerank:
+                # snapshots of earlier versions list raw segments under "rerank_segments"
+                described = meta["rerank"] if "rerank" in meta else meta["rerank_segments"]
+                rerank = RerankStore.from_description(path, described, shard.dim, work)
+            fresh_in_bulk = meta.get("fresh_in_bulk") is True
+            shard._install(bulk, cols, n_bulk, rerank, fresh_in_bulk)
+            if fresh_in_bulk:  # the bulk file holds their codes
+                shard._keep_fresh_rows(delta)
+            elif len(delta):
+                shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))
+        except BaseException:  # no re-rank file of a failed load stays in the work dir
+            for store in (rerank, shard._rerank):
+                if store is not None:
+                    store.close()
+            raise
         shard.last_applied = str(meta["log_position"])
         return shard
 

@@ -330,3 +330,17 @@ def test_memory_of_flat_and_graph_bulks_is_counted_without_serialising(tmp_path,
     index_bytes = faiss.serialize_index(shard._bulk).nbytes
     others = shard._cols.nbytes + shard._lookup.order.nbytes
     assert abs(shard.memory_bytes() - others - index_bytes) < 0.01 * index_bytes
+
+
+def test_a_failed_snapshot_load_leaves_no_rerank_file_behind(tmp_path) -> None:
+    import json
+
+    shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
+    shard.snapshot(tmp_path / "snap", "1-0")
+    newest = shard.snapshot(tmp_path / "snap", "2-0")
+    meta = json.loads((newest / "meta.json").read_text())
+    meta["rerank"]["rows"] += 1  # disagrees with its file: this snapshot cannot load
+    (newest / "meta.json").write_text(json.dumps(meta))
+    loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    assert position == "1-0"  # the previous snapshot, with a longer replay
+    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [loaded._rerank.path.name]
