@@ -253,7 +253,7 @@ def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None
     exact = np.einsum("qcd,qd->qc", rows[labels], queries)
     np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)
     assert (np.diff(scores, axis=1) <= 0).all()  # re-sorted by the exact scores
-    # the same scores from numpy, the path that shares a coarse assignment with a delta
+    # the same scores from numpy, the path of a bulk that holds fresh codes
     labels[:, -1] = -1
     numpy_scores = kept.scores(labels, queries)
     np.testing.assert_allclose(numpy_scores[:, :-1], exact[:, :-1], rtol=1e-5, atol=1e-6)
