@@ -128,7 +128,6 @@ class Shard:
         row_dtype = np.uint16 if self.spec.rerank else np.float32
         self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
-        self._fresh_in_bulk = False
         self._delta_shares_lists = False  # an IVF delta probed with the bulk's assignment
         if self._ivf is not None and self._bulk.is_trained and not self.spec.rerank:
             ivf = self._ivf
