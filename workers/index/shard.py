@@ -388,7 +388,7 @@ class Shard:
             bits, n_match = self._selection(filters)
             if n_match == 0:
                 return _padded(nq, k, {"matches": 0})
-            base = (params or SearchParams()).merged_over(self.params)
+            base = self.params if params is None else params.merged_over(self.params)
             if filters is not None and not filters.is_empty:
                 base = self._scaled(base, n_match / max(1, self._live_count()))
             if nq == 1:

@@ -75,7 +75,7 @@ class SearchFilter:
     @classmethod
     def from_dict(cls, data: dict[str, object] | None) -> SearchFilter:
         """Parse and validate the wire form; raises ValueError on anything malformed."""
-        if not data:
+        if not data or data == _NO_FILTER_WIRE:  # the common case, in one comparison
             return cls()
         if not isinstance(data, dict):
             raise ValueError("filter must be a mapping")
@@ -113,3 +113,6 @@ class SearchResult:
     image_ids: np.ndarray  # int64 (q, k): the best image of each product
     scores: np.ndarray  # float32 (q, k): inner product (cosine), higher is better
     meta: dict[str, object] = field(default_factory=dict)
+
+
+_NO_FILTER_WIRE = SearchFilter().to_dict()

@@ -14,6 +14,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+try:
+    from hiredis import pack_command as _pack_one
+except ImportError:  # hiredis is a dependency (redis[hiredis]); plain redis-py still works
+    _pack_one = None
+
 
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
@@ -81,13 +86,22 @@ def send_commands(
     any error the replies are left unread, so the connection is closed; its next use
     reconnects."""
     try:
-        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        conn.send_packed_command(_packed(conn, commands), check_health=False)
         if written is not None:
             written()
         return [conn.read_response() for _ in range(len(commands) if replies is None else replies)]
     except BaseException:
         conn.disconnect()
         raise
+
+
+def _packed(conn: redis.Connection, commands: tuple[tuple[object, ...], ...]) -> list[bytes]:
+    """The commands in RESP, by hiredis's C packer when present: the same bytes as
+    ``conn.pack_commands`` at a fifth of its CPU (2 vs 13 us for a client's four commands,
+    several times more on a cold cache, and both sides of a search pack twice)."""
+    if _pack_one is None:
+        return conn.pack_commands(commands)
+    return [b"".join([_pack_one(command) for command in commands])]
 
 
 def popped_value(reply: object) -> object | None:

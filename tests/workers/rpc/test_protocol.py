@@ -173,6 +173,12 @@ def _reply_wire(**changes: object) -> bytes:
 
 MALFORMED_REPLIES = {
     "scores NaN": _reply_wire(**{"payload.scores": np.full(2, np.nan, np.float32).tobytes()}),
+    "one score NaN": _reply_wire(
+        **{"payload.scores": np.array([np.nan, 0.5], np.float32).tobytes()}
+    ),
+    "a score +inf": _reply_wire(
+        **{"payload.scores": np.array([0.5, np.inf], np.float32).tobytes()}
+    ),
     "ids short": _reply_wire(**{"payload.product_ids": b"\x00" * 8}),
     "shape lies": _reply_wire(**{"payload.shape": [2, 2]}),
     "error without kind": _reply_wire(error="x", payload=None),

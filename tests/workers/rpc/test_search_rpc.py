@@ -14,7 +14,7 @@ from tests.workers.rpc.conftest import DIM, Servers, make_shards, unit_vectors, 
 from workers.index.types import SearchFilter, SearchResult
 from workers.redis_process import RedisProcess
 from workers.rpc.client import GatheredResult, SearchClient
-from workers.rpc.connection import connect
+from workers.rpc.connection import _packed, connect, send_commands
 from workers.rpc.errors import BadRequest, NoShardAvailable, RpcUnavailable
 from workers.rpc.protocol import (
     REPLY_KEY_PREFIX,
@@ -307,3 +307,22 @@ def test_idle_waits_fit_inside_the_socket_timeout(redis_url: str, rpc_redis: red
     rpc_redis.rpush(shard_queue_key(0), _raw_request("idle", unit_vectors(1), 5, time.time() + 30))
     assert server.serve_once(10.0) == 1
     assert server.redis_errors == 0
+
+
+def test_commands_are_packed_as_redis_py_packs_them(rpc_redis: redis.Redis) -> None:
+    """The C packer the RPC uses writes the bytes redis-py would, for every argument type
+    the RPC sends (bytes, str, negative ints, fractional seconds), and Redis runs them."""
+    commands = (
+        ("RPUSH", "search:rpc:test", b"\x00\xff raw"),
+        ("LTRIM", "search:rpc:test", -4096, -1),
+        ("EXPIRE", "search:rpc:test", 60),
+        ("BLPOP", "search:rpc:test", 0.4999),
+    )
+    conn = rpc_redis.connection_pool.get_connection()
+    try:
+        assert b"".join(_packed(conn, commands)) == b"".join(conn.pack_commands(commands))
+        replies = send_commands(conn, commands)
+    finally:
+        rpc_redis.connection_pool.release(conn)
+    assert replies[0] == 1
+    assert replies[3] == [b"search:rpc:test", b"\x00\xff raw"]
