@@ -26,7 +26,7 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.connection import max_block_s, pipelined, popped_value
+from workers.rpc.connection import ThreadConnections, max_block_s, popped_value
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -75,6 +75,7 @@ class _Transport:
         self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
     ) -> None:
         self.client = client
+        self._connections = ThreadConnections(client)
         self.limits = limits
         self.max_queue_len = max_queue_len
         self.queue_ttl_s = queue_ttl_s
@@ -115,7 +116,7 @@ class _Transport:
         if wait is not None:
             commands.append(("BLPOP", reply_key, wait))
         try:
-            results = pipelined(self.client, *commands)
+            results = self._connections.send(*commands)
         except redis.RedisError as exc:
             raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
         replies: list[tuple[Reply, float]] = []
@@ -163,7 +164,7 @@ class _Transport:
             if wait is None:
                 break
             try:
-                (popped,) = pipelined(self.client, ("BLPOP", reply_key, wait))
+                (popped,) = self._connections.send(("BLPOP", reply_key, wait))
             except redis.RedisError as exc:
                 if replies:  # keep what already arrived: a partial answer beats none
                     log.warning("rpc: redis failed while gathering replies: %s", exc)

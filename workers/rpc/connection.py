@@ -8,6 +8,7 @@ back-off is kept: it transparently replaces a pooled connection that a Redis res
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import redis
@@ -51,26 +52,51 @@ def max_block_s(client: redis.Redis) -> float | None:
     return None if timeout is None else max(0.8 * float(timeout), 0.001)
 
 
-def pipelined(client: redis.Redis, *commands: tuple[object, ...]) -> list[object]:
-    """Send `commands` in one write and read their raw replies, on one pooled connection.
+class ThreadConnections:
+    """Request/reply calls on a Redis connection of each calling thread's own.
 
     What ``client.pipeline(transaction=False)`` does, minus its command stack and response
-    callbacks, which cost ~25 us of CPU a call here: the RPC makes two such calls on each
-    side of a search. Replies are as Redis sends them (BLPOP: ``[key, value]`` or None). A
-    broken connection is replaced and the whole batch sent once more, like the client's
-    own retry.
+    callbacks (~25 us of CPU a call), and minus the pool checkout (a lock, and a poll
+    system call looking for stale data: ~25 us on a busy 2-core box), which buys nothing
+    here: `send_commands` reads every reply or closes the connection, so none is ever left
+    holding data. A thread's connection closes when the thread ends (its last reference
+    goes); a forked child opens its own instead of sharing the parent's socket.
     """
-    pool = client.connection_pool
-    for attempt in (1, 2):
-        conn = pool.get_connection()
+
+    def __init__(self, client: redis.Redis) -> None:
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._kwargs = dict(pool.connection_kwargs)
+        self._local = threading.local()
+
+    def send(self, *commands: tuple[object, ...]) -> list[object]:
+        """`commands` in one write, their raw replies (BLPOP: ``[key, value]`` or None). A
+        broken connection is reopened and the whole batch sent once more, like redis-py's
+        own retry."""
+        conn = self._own()
         try:
             return send_commands(conn, commands)
         except redis.ConnectionError:
-            if attempt == 2:
-                raise
-        finally:
-            pool.release(conn)
-    raise AssertionError("unreachable")
+            return send_commands(conn, commands)  # closed by the failure: this reconnects
+
+    def _own(self) -> redis.Connection:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.forks != _forks:
+            conn = local.conn = self._connection_class(**self._kwargs)
+            local.forks = _forks
+        return conn
+
+
+_forks = 0  # forks this process is removed from its first ancestor by (see ThreadConnections)
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def send_commands(
@@ -79,8 +105,8 @@ def send_commands(
     written: Callable[[], None] | None = None,
     replies: int | None = None,
 ) -> list[object]:
-    """`pipelined` on a connection the caller owns (a serving loop keeps one: no pool
-    checkout, whose liveness poll is a system call per call); `written` is called once
+    """`commands` in one write and their raw replies, on a connection the caller owns (a
+    serving loop keeps one; see `ThreadConnections`); `written` is called once
     the commands are sent, before their replies are read (a BLPOP among them may block);
     `replies`: how many to read when some commands are sent with CLIENT REPLY SKIP. On
     any error the replies are left unread, so the connection is closed; its next use

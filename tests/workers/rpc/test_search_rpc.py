@@ -14,7 +14,7 @@ from tests.workers.rpc.conftest import DIM, Servers, make_shards, unit_vectors, 
 from workers.index.types import SearchFilter, SearchResult
 from workers.redis_process import RedisProcess
 from workers.rpc.client import GatheredResult, SearchClient
-from workers.rpc.connection import _packed, connect, send_commands
+from workers.rpc.connection import ThreadConnections, _packed, connect, send_commands
 from workers.rpc.errors import BadRequest, NoShardAvailable, RpcUnavailable
 from workers.rpc.protocol import (
     REPLY_KEY_PREFIX,
@@ -326,3 +326,26 @@ def test_commands_are_packed_as_redis_py_packs_them(rpc_redis: redis.Redis) -> N
         rpc_redis.connection_pool.release(conn)
     assert replies[0] == 1
     assert replies[3] == [b"search:rpc:test", b"\x00\xff raw"]
+
+
+def test_each_thread_talks_on_its_own_connection(redis_url: str) -> None:
+    """Threads sharing one ThreadConnections never read each other's replies, and a
+    connection that Redis closes is reopened on the next call."""
+    connections = ThreadConnections(connect(redis_url))
+    mixed_up: list[tuple[int, object]] = []
+
+    def echo(t: int) -> None:
+        for i in range(200):
+            (reply,) = connections.send(("ECHO", f"{t}:{i}"))
+            if reply != f"{t}:{i}".encode():
+                mixed_up.append((t, reply))
+
+    threads = [threading.Thread(target=echo, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not mixed_up
+    names = connections.send(("CLIENT", "SETNAME", "rpc-test"), ("CLIENT", "ID"))
+    connect(redis_url).client_kill_filter(_id=names[1])
+    assert connections.send(("PING",)) == [b"PONG"]
