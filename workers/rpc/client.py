@@ -74,7 +74,6 @@ class _Transport:
     def __init__(
         self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
     ) -> None:
-        self.client = client
         self._connections = ThreadConnections(client)
         self.limits = limits
         self.max_queue_len = max_queue_len
