@@ -74,7 +74,7 @@ class _Transport:
     def __init__(
         self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
     ) -> None:
-        self._connections = ThreadConnections(client)
+        self._connections = ThreadConnections.of(client)
         self.limits = limits
         self.max_queue_len = max_queue_len
         self.queue_ttl_s = queue_ttl_s

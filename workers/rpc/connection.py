@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 import redis
@@ -60,7 +61,9 @@ class ThreadConnections:
     system call looking for stale data: ~25 us on a busy 2-core box), which buys nothing
     here: `send_commands` reads every reply or closes the connection, so none is ever left
     holding data. A thread's connection closes when the thread ends (its last reference
-    goes); a forked child opens its own instead of sharing the parent's socket.
+    goes); a forked child opens its own instead of sharing the parent's socket. Use
+    `of(client)`: clients made per request (as the web views make them) then share the
+    connections of their pool instead of opening one each.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -68,6 +71,16 @@ class ThreadConnections:
         self._connection_class = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
         self._local = threading.local()
+
+    @classmethod
+    def of(cls, client: redis.Redis) -> ThreadConnections:
+        """The one instance for `client`'s connection pool."""
+        pool = client.connection_pool
+        with _shared_lock:
+            found = _shared.get(pool)
+            if found is None:
+                found = _shared[pool] = cls(client)
+            return found
 
     def send(self, *commands: tuple[object, ...]) -> list[object]:
         """`commands` in one write, their raw replies (BLPOP: ``[key, value]`` or None). A
@@ -88,6 +101,8 @@ class ThreadConnections:
         return conn
 
 
+_shared: weakref.WeakKeyDictionary[object, ThreadConnections] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
 _forks = 0  # forks this process is removed from its first ancestor by (see ThreadConnections)
 
 

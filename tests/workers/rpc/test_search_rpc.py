@@ -349,3 +349,18 @@ def test_each_thread_talks_on_its_own_connection(redis_url: str) -> None:
     names = connections.send(("CLIENT", "SETNAME", "rpc-test"), ("CLIENT", "ID"))
     connect(redis_url).client_kill_filter(_id=names[1])
     assert connections.send(("PING",)) == [b"PONG"]
+
+
+def test_clients_made_per_request_share_their_pools_connections(
+    redis_url: str, rpc_redis: redis.Redis
+) -> None:
+    """The web views make a SearchClient per request: over one Redis client they must
+    reuse one connection per thread, not open one a request."""
+    shared = connect(redis_url)
+    assert ThreadConnections.of(shared) is ThreadConnections.of(shared)
+    assert ThreadConnections.of(shared) is not ThreadConnections.of(connect(redis_url))
+    before = len(rpc_redis.client_list())
+    for _ in range(20):
+        with pytest.raises(NoShardAvailable):
+            SearchClient(shared, 1).search(unit_vectors(1), 5, timeout_s=0.01)
+    assert len(rpc_redis.client_list()) <= before + 1
