@@ -445,6 +445,9 @@ class Shard:
             scores, slots = self._search_slots(
                 query, fetch, bits, self._exhaustive(params) if exhaustive else params
             )
+            distinct = self._distinct_top(scores, slots, k, n_match)
+            if distinct is not None:
+                return distinct
             row = slots[0]
             valid = (row >= 0).tolist()
             chosen = first_hits_of_row(products.take(row, mode="clip").tolist(), valid, k)
@@ -462,6 +465,29 @@ class Shard:
             _result_row(products.take(hits), k, -1, np.int64),
             _result_row(self._cols.data["image_ids"].take(hits), k, -1, np.int64),
             _result_row(scores[0].take(columns), k, -np.inf, np.float32),
+            {"matches": n_match},
+        )
+
+    def _distinct_top(
+        self, scores: np.ndarray, slots: np.ndarray, k: int, n_match: int
+    ) -> SearchResult | None:
+        """The answer when a query's k best images are of k different products (the usual
+        case), in a few array calls; None otherwise. The general grouping costs ~30 us more
+        at 1M vectors: after a scan has flushed the CPU caches every call and loop runs
+        cold (index_bench, IVF4096,Flat nprobe 8: shard/raw 0.89x -> ~0.97x)."""
+        if slots.shape[1] < k:
+            return None
+        top = slots[:, :k]
+        if min(top[0].tolist()) < 0:
+            return None
+        pids = self._cols.data["product_ids"].take(top)
+        if len(set(pids[0].tolist())) < k:
+            return None
+        images = self._cols.data["image_ids"].take(top)  # columns may be narrower than int64
+        return SearchResult(
+            pids.astype(np.int64, copy=False),
+            images.astype(np.int64, copy=False),
+            scores[:, :k],
             {"matches": n_match},
         )
 

@@ -129,6 +129,33 @@ def test_results_grouped_by_product_with_best_image(tmp_path) -> None:
         assert (result.image_ids[row] // 6 == result.product_ids[row]).all()
 
 
+@pytest.mark.parametrize("images_per_product", [1, 3])
+@pytest.mark.parametrize("spec", ["Flat", "IVF8,Flat", "IVF8,PQ4x4", "HNSW16"])
+def test_a_single_query_gets_its_row_of_the_batch_answer(
+    spec: str, images_per_product: int, tmp_path
+) -> None:
+    """Single queries take their own path (with a shortcut when the k best images are of k
+    products); they must answer exactly as the batch path does, filtered or not."""
+    shard = Shard(DIM, "clip-test", spec, work_dir=tmp_path)
+    ids = np.arange(1500, dtype=np.int64)
+    shard.upsert(ids, random_vectors(1500, seed=8), attrs_for(ids, images_per_product))
+    shard.compact()
+    shard.upsert(ids[:40], random_vectors(40, seed=9), attrs_for(ids[:40], images_per_product))
+    shard.delete(ids[100:140])
+    q = random_vectors(12, seed=10)
+    rare = SearchFilter(category_ids=frozenset({7}), in_stock=True)  # ~10 images match
+    for flt in (None, rare):
+        batch = shard.search(q, 10, flt, params=EXACT)
+        for row in range(len(q)):
+            one = shard.search(q[row], 10, flt, params=EXACT)
+            assert one.product_ids.dtype == one.image_ids.dtype == np.int64
+            assert one.scores.dtype == np.float32
+            assert one.scores.shape == (1, 10)
+            np.testing.assert_array_equal(one.product_ids[0], batch.product_ids[row])
+            np.testing.assert_array_equal(one.image_ids[0], batch.image_ids[row])
+            np.testing.assert_allclose(one.scores[0], batch.scores[row], rtol=1e-5)
+
+
 def test_wrong_model_or_dimension_refused(tmp_path) -> None:
     shard = Shard(DIM, "clip-test", "Flat", work_dir=tmp_path)
     ids = np.arange(3, dtype=np.int64)
