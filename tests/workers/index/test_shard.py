@@ -156,6 +156,21 @@ def test_a_single_query_gets_its_row_of_the_batch_answer(
             np.testing.assert_allclose(one.scores[0], batch.scores[row], rtol=1e-5)
 
 
+@pytest.mark.parametrize("spec", ["Flat", "IVF8,PQ4x4", "HNSW16"])
+def test_a_shard_with_nothing_removed_searches_without_a_selector(spec: str, tmp_path) -> None:
+    shard, ids, x = filled(spec, tmp_path=tmp_path)
+    assert shard._selection(None) == (None, len(ids))
+    before = shard.search(x[:5], 10, params=EXACT)
+    shard.delete(ids[:1])  # now the removed vector must be masked out inside the search
+    bits, n_match = shard._selection(None)
+    assert bits is not None
+    assert n_match == len(ids) - 1
+    after = shard.search(x[:5], 10, params=EXACT)
+    assert ids[0] in before.image_ids[0]
+    assert ids[0] not in after.image_ids
+    np.testing.assert_array_equal(after.image_ids[1:], before.image_ids[1:])
+
+
 def test_wrong_model_or_dimension_refused(tmp_path) -> None:
     shard = Shard(DIM, "clip-test", "Flat", work_dir=tmp_path)
     ids = np.arange(3, dtype=np.int64)
