@@ -552,7 +552,7 @@ class Shard:
         bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
         if self._ivf is not None and self._bulk.is_trained:
             nprobe = int(params.nprobe or 1)
-            ivf_params = self._ivf_params(bits, nprobe)
+            ivf_params = self._search_params(bits, nprobe)
             if self._fresh_in_bulk:  # one scan finds bulk and fresh codes; re-scored here
                 candidates = max(fetch, params.rerank_k or 0)
                 _, slots = search_with(self._bulk, queries, candidates, ivf_params)
@@ -569,12 +569,12 @@ class Shard:
                 if self._n_delta:  # exact scan (see EXACT_DELTA)
                     parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
         else:
-            sel = self._selector(bits)
+            knob = int(params.ef_search or 64) if self.spec.kind == "hnsw" else 0
+            bulk_params = self._search_params(bits, knob)
             if bulk_ready:
-                bulk_params = self._bulk_params(params, sel)
                 parts.append(self._bulk_hits(queries, fetch, bulk_params, params.rerank_k))
             if self._n_delta:
-                parts.append(self._delta_scan(queries, fetch, sel))
+                parts.append(self._delta_scan(queries, fetch, bulk_params.sel))
         return _merged(parts, len(queries), fetch)
 
     def _selector(self, bits: np.ndarray | None) -> faiss.IDSelector | None:
@@ -582,22 +582,30 @@ class Shard:
             None if bits is None else faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
         )
 
-    def _ivf_params(self, bits: np.ndarray | None, nprobe: int) -> faiss.SearchParametersIVF:
-        """IVF search parameters with a bitmap selector over `bits` (if any), made once per
-        filter bitmap and nprobe (SWIG objects cost ~10 us to build, a tenth of a cheap
-        query)."""
-        key = (self._version, id(bits), nprobe)
+    def _search_params(self, bits: np.ndarray | None, knob: int) -> faiss.SearchParameters:
+        """The bulk's search parameters with a bitmap selector over `bits` (if any) and its
+        knob (an IVF's nprobe, a graph's efSearch), made once per filter bitmap and knob:
+        SWIG objects cost ~10 us each to build, more on a cache-cold path, and a per-call
+        selector and HNSW parameters were ~60 us of a 100k HNSW shard's query. FAISS only
+        reads them (but an IDMap delta writes its own selector in: see `_delta_scan`)."""
+        key = (self._version, id(bits), knob)
         cached = self._params_cache.get(key)
         if cached is not None:
             return cached[2]
         sel = self._selector(bits)
-        ivf_params = faiss.SearchParametersIVF(nprobe=nprobe)
+        graph = None
+        if self._ivf is not None:
+            made = faiss.SearchParametersIVF(nprobe=knob)
+            graph = self._graph_params(knob)
+            if graph is not None:
+                made.quantizer_params = graph
+        elif self.spec.kind == "hnsw":
+            made = faiss.SearchParametersHNSW(efSearch=knob)
+        else:
+            made = faiss.SearchParameters()
         if sel is not None:
-            ivf_params.sel = sel
-        graph = self._graph_params(nprobe)
-        if graph is not None:
-            ivf_params.quantizer_params = graph
-        value = (bits, (sel, graph), ivf_params)
+            made.sel = sel
+        value = (bits, (sel, graph), made)
         cache = self._params_cache
         if len(cache) >= 4 * _MASK_CACHE or any(v != self._version for v, _, _ in cache):
             cache = self._params_cache = {}
@@ -624,11 +632,6 @@ class Shard:
         if not isinstance(faiss.downcast_index(self._ivf.quantizer), faiss.IndexHNSW):
             return None
         return faiss.SearchParametersHNSW(efSearch=max(64, 2 * nprobe))
-
-    def _bulk_params(self, params: SearchParams, sel: faiss.IDSelector) -> faiss.SearchParameters:
-        if self.spec.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(params.ef_search or 64))
-        return faiss.SearchParameters(sel=sel)
 
     def _bulk_hits(
         self, queries: np.ndarray, fetch: int, params: faiss.SearchParameters, rerank_k: int | None
