@@ -585,9 +585,9 @@ class Shard:
     def _search_params(self, bits: np.ndarray | None, knob: int) -> faiss.SearchParameters:
         """The bulk's search parameters with a bitmap selector over `bits` (if any) and its
         knob (an IVF's nprobe, a graph's efSearch), made once per filter bitmap and knob:
-        SWIG objects cost ~10 us each to build, more on a cache-cold path, and a per-call
-        selector and HNSW parameters were ~60 us of a 100k HNSW shard's query. FAISS only
-        reads them (but an IDMap delta writes its own selector in: see `_delta_scan`)."""
+        SWIG objects cost ~10 us each to build, more on a cache-cold path (building the
+        selector and HNSW parameters per call cost a 100k HNSW shard ~20 us a query). FAISS
+        only reads them (but an IDMap delta writes its own selector in: see `_delta_scan`)."""
         key = (self._version, id(bits), knob)
         cached = self._params_cache.get(key)
         if cached is not None:
