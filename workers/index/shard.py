@@ -550,7 +550,7 @@ class Shard:
         """Top `fetch` (score, slot) over bulk and delta, through the bitmap selector if any."""
         parts = []
         bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
-        if self._ivf is not None and self._bulk.is_trained:
+        if self._trained_ivf():
             nprobe = int(params.nprobe or 1)
             ivf_params = self._search_params(bits, nprobe)
             if self._fresh_in_bulk:  # one scan finds bulk and fresh codes; re-scored here

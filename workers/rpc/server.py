@@ -104,8 +104,7 @@ class RpcServer:
         self._batch_size = RPC_BATCH_SIZE.labels(self.name)
         self._conn: redis.Connection | None = None  # the loop's own, taken from the pool once
         self._unsent: list[tuple[object, ...]] = []  # replies that travel with the next pop
-        self._unsent_replies = 0
-        self._unobserved: list[tuple[int, float]] = []  # (batch size, handler s), see written()
+        self._unsent_batches: list[tuple[int, float]] = []  # their (batch size, handler s)
 
     # ------------------------------------------------------------ loop
 
@@ -168,7 +167,7 @@ class RpcServer:
             replies = self._call_handler(requests)
         took = time.perf_counter() - started
         self._queue_replies(requests, replies)
-        self._unobserved.append((len(requests), took))
+        self._unsent_batches.append((len(replies), took))
         if flush:
             self._flush()
         if took >= self.slow_log_s:
@@ -290,7 +289,6 @@ class RpcServer:
             self._unsent.append(("RPUSH", request.reply_to, self._encode(request, reply)))
             self._unsent.append(_NO_REPLY)
             self._unsent.append(("EXPIRE", request.reply_to, self.reply_ttl_s))
-        self._unsent_replies += len(replies)
 
     def _flush(self) -> None:
         if self._unsent:
@@ -300,26 +298,26 @@ class RpcServer:
         """`commands` after the unsent replies, in one write; a failed write loses them.
         Returns the replies to `commands` (the unsent ones get none)."""
         unsent, self._unsent = self._unsent, []
-        count, self._unsent_replies = self._unsent_replies, 0
+        batches, self._unsent_batches = self._unsent_batches, []
+        count = sum(size for size, _ in batches)
         sent = False
 
         def written() -> None:
             nonlocal sent
             sent = True
             self.served += count
-            self._observe()  # once the replies are on their way, not before
+            self._observe(batches)  # once the replies are on their way, not before
 
         try:
             return self._send([*unsent, *commands], written, replies=len(commands))
         except redis.RedisError:
             if not sent:
                 self.reply_errors += count
-                self._observe()
+                self._observe(batches)
             raise
 
-    def _observe(self) -> None:
+    def _observe(self, batches: list[tuple[int, float]]) -> None:
         """Batch sizes and handler times to Prometheus (a few us each in multiprocess mode)."""
-        for size, took in self._unobserved:
+        for size, took in batches:
             self._batch_size.observe(size)
             self._handler_seconds.observe(took)
-        self._unobserved.clear()
