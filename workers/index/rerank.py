@@ -2,14 +2,17 @@
 
 A compressed code (OPQ+PQ) only ranks candidates roughly; the exact score of the top
 candidates is recomputed from these rows. The file is a FAISS ``IndexScalarQuantizer``
-(QT_bf16, inner product) read with ``IO_FLAG_MMAP_IFC``, so its rows stay on disk (in the
-page cache) and the re-rank runs inside FAISS as an ``IndexRefine`` over the bulk: one C++
-call does the compressed search and the exact scores, ~3x faster than gathering and
+(QT_bf16, inner product) that FAISS reads in place from a memory map, so its rows stay on
+disk (in the page cache) and the re-rank runs inside FAISS as an ``IndexRefine`` over the
+bulk: one C++ call does the compressed search and the exact scores, ~3x faster than gathering and
 widening the rows in numpy. bfloat16 halves the disk of float32 and its score error
 (~1e-4) is far below the gaps between neighbours.
 
-A store is immutable: compaction writes a new file (it rewrites the rows anyway when it
+The file is immutable: compaction writes a new one (it rewrites the rows anyway when it
 drops removed vectors), so a snapshot can hard-link the file instead of copying gigabytes.
+The rows of fresh vectors (slots past the file's) are kept in RAM right after the file's
+rows, in one private copy-on-write mapping (``privatemap.py``), so the same ``IndexRefine``
+re-scores fresh candidates too, until compaction writes them into a new file.
 Snapshots of earlier versions (a list of raw 16-bit segment files) are converted on load.
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from workers.index.privatemap import map_with_room
 from workers.index.snapshot import sha256_file
 
 BFLOAT16 = "bfloat16"
@@ -31,6 +35,7 @@ FLOAT16 = "float16"
 FORMAT = "faiss-sq-bf16"
 ROW_BYTES = 2
 _BLOCK = 65536
+_MIN_ROOM = 1024  # rows of room for fresh vectors made at a time (doubling past it)
 
 
 def to_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -63,22 +68,55 @@ def _header(dim: int, rows: int) -> bytes:
 
 
 class RerankStore:
-    """bfloat16 rows for slots [0, size) in one memory-mapped file."""
+    """bfloat16 rows for slots [0, size) from one file, then `fresh` rows appended in RAM."""
 
     def __init__(self, path: Path, dim: int, sha256: str | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
         self.sha256 = sha256 or sha256_file(self.path)
-        self.index = faiss.read_index(str(self.path), faiss.IO_FLAG_MMAP_IFC)
-        if self.index.d != dim or faiss.downcast_index(self.index).code_size != dim * ROW_BYTES:
-            raise ValueError(f"re-rank file {self.path.name} does not hold {dim}-d bf16 rows")
-        self.size = int(self.index.ntotal)
-        offset = os.path.getsize(self.path) - self.size * dim * ROW_BYTES
-        self._rows = (
-            np.asarray(np.memmap(self.path, np.uint16, "r", offset, (self.size, dim)))
-            if self.size
-            else np.zeros((0, dim), dtype=np.uint16)
-        )
+        self.fresh = 0
+        self._map(0)
+
+    def _map(self, room: int) -> None:
+        """(Re)map the file privately with `room` rows after it; FAISS reads it in place."""
+        row = self.dim * ROW_BYTES
+        mapped = map_with_room(self.path, room * row)
+        file_bytes = mapped.size - room * row
+        index = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(mapped), file_bytes))
+        if index.d != self.dim or faiss.downcast_index(index).code_size != row:
+            raise ValueError(f"re-rank file {self.path.name} does not hold {self.dim}-d bf16 rows")
+        size = int(index.ntotal)
+        offset = file_bytes - size * row
+        if room:  # the header (in this private copy only) counts the room's rows too
+            header = _header(self.dim, size + room)
+            if len(header) != offset:
+                raise ValueError(f"re-rank file {self.path.name} has an unexpected header")
+            mapped[:offset] = np.frombuffer(header, dtype=np.uint8)
+            index = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(mapped), mapped.size))
+        index.referenced_objects = [mapped]  # FAISS reads the codes in place: keep them mapped
+        self.index = index
+        self.size = size
+        self._room = room
+        rows = mapped[offset:].view(np.uint16).reshape(size + room, self.dim)
+        self._rows, self._tail = rows[:size], rows[size:]
+
+    @property
+    def fresh_rows(self) -> np.ndarray:
+        """The appended rows, (fresh, dim) bfloat16 bits: a view, valid until the next append."""
+        return self._tail[: self.fresh]
+
+    def append(self, rows: np.ndarray) -> bool:
+        """Keep bfloat16 rows (uint16) for the next fresh slots; True when the mapping moved
+        to make room, so `refined` indexes made before must be made again."""
+        needed = self.fresh + len(rows)
+        moved = needed > self._room
+        if moved:
+            kept = self.fresh_rows.copy()
+            self._map(max(needed, 2 * self._room, _MIN_ROOM))
+            self._tail[: len(kept)] = kept
+        self._tail[self.fresh : needed] = rows
+        self.fresh = needed
+        return moved
 
     @property
     def disk_bytes(self) -> int:
@@ -113,23 +151,15 @@ class RerankStore:
         """float32 rows for the given slots (in range)."""
         return from_rows(self._rows[np.asarray(slots, dtype=np.int64)], BFLOAT16)
 
-    def scores(self, slots: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """Inner products of each query with the rows of its slots, (nq, c) float32 for
-        `slots` (nq, c) and `queries` (nq, dim); slots -1 score -inf. Rows are read in
-        candidate order: sorting them by slot cost ~50% more with the rows cached."""
-        out = np.full(slots.shape, -np.inf, dtype=np.float32)
-        if not self.size:
-            return out
-        for row, (wanted, query) in enumerate(zip(slots, queries, strict=True)):
-            valid = wanted >= 0
-            out[row] = from_rows(self._rows[np.where(valid, wanted, 0)], BFLOAT16) @ query
-            out[row, ~valid] = -np.inf
-        return out
-
     def refined(self, base: faiss.Index) -> faiss.IndexRefine:
-        """`base` whose candidates are re-scored from these rows (labels of `base` are
-        slots). The caller keeps this store alive: IndexRefine does not own its parts."""
-        return faiss.IndexRefine(base, self.index)
+        """`base` whose candidates are re-scored from these rows, fresh ones included
+        (labels of `base` are slots). The caller keeps this store alive: IndexRefine does
+        not own its parts."""
+        index = self.index
+        index.ntotal = base.ntotal  # IndexRefine checks equal sizes once, when made,
+        refine = faiss.IndexRefine(base, index)
+        index.ntotal = refine.ntotal = self.size + self._room  # and labels below its own
+        return refine
 
     def link_into(self, target: Path) -> dict[str, object]:
         """Hard-link (or copy) the file into `target`; describe it for metadata."""

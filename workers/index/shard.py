@@ -5,13 +5,12 @@
   ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``; exact IVF
   bulks drop dead vectors from their lists at once instead, so their unfiltered searches
   need no selector.
-- Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW. A
-  compressed shard keeps its fresh vectors' rows in RAM as bfloat16 and scans them
-  exactly while they are few (one C++ call, ~40 us a thousand vectors); past EXACT_DELTA
-  their codes go into the bulk's own lists (no retraining), searched in the same scan and
-  re-scored from the rows in RAM or on disk. Exact bulks
-  (flat, IVF-Flat) take them straight into their lists instead: a delta probed through the
-  same lists would find the same vectors, at the price of a second scan and a merge.
+- Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW (a
+  compressed HNSW keeps its fresh rows as bfloat16). Trained IVF bulks take them straight
+  into their own lists instead (no retraining): a delta probed through the same lists would
+  find the same vectors at the price of a second scan and a merge. A compressed IVF keeps
+  its fresh vectors' exact rows in RAM right after the re-rank file's, so the same
+  ``IndexRefine`` re-scores them (see ``rerank.py``).
   ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
 - Compressed shards (PQ) re-rank their top candidates exactly from a 16-bit memory-mapped
   file, inside FAISS (an ``IndexRefine`` over the bulk, see ``rerank.py``).
@@ -45,7 +44,6 @@ METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
 _MAP_BYTES = 48  # per entry of a label -> list position hash map (std::unordered_map)
-EXACT_DELTA = 2048  # a compressed shard's delta is scanned exactly up to this many vectors
 
 
 def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
@@ -100,10 +98,8 @@ class Shard:
         cols: Columns,
         n_bulk: int,
         rerank: RerankStore | None,
-        fresh_in_bulk: bool = False,
     ) -> None:
-        """Replace the whole state (caller holds the write lock or owns the object);
-        `fresh_in_bulk`: the bulk also holds the codes of the slots past `n_bulk`."""
+        """Replace the whole state (caller holds the write lock or owns the object)."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
         self._removes_in_place = self._map_ids(self._ivf, rerank is not None or self.spec.rerank)
@@ -115,18 +111,23 @@ class Shard:
         if replaced is not None and replaced is not rerank:
             replaced.close()  # its file; snapshots hold their own links
         self._rerank = rerank
-        self._refine = rerank.refined(bulk) if rerank is not None and not fresh_in_bulk else None
+        self._refine = rerank.refined(bulk) if rerank is not None else None
         self._lookup = IdLookup()
         self._lookup.rebuild(cols["image_ids"], cols["alive"])
+        # a compressed IVF's fresh codes go into its lists, their rows after the file's
+        self._fresh_in_bulk = rerank is not None and self._trained_ivf()
         self._reset_delta()
-        self._fresh_in_bulk = fresh_in_bulk
         self._version += 1
 
     def _reset_delta(self) -> None:
         # Compressed shards keep their fresh vectors' exact rows as bfloat16 (like the
         # re-rank file): ~1 KB a fresh vector, not 4.
-        row_dtype = np.uint16 if self.spec.rerank else np.float32
-        self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
+        if self._fresh_in_bulk:
+            assert self._rerank.fresh == 0, "a re-rank store installed with fresh rows"
+            self._delta_vectors = self._rerank.fresh_rows
+        else:
+            row_dtype = np.uint16 if self.spec.rerank else np.float32
+            self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
         self._delta_shares_lists = False  # an IVF delta probed with the bulk's assignment
         if self._ivf is not None and self._bulk.is_trained and not self.spec.rerank:
@@ -240,16 +241,20 @@ class Shard:
             self._n_bulk = int(slots[-1]) + 1
             return
         self._keep_fresh_rows(vectors)
-        if self._fresh_in_bulk:
+        if self._fresh_in_bulk:  # found by the bulk's own scan, re-scored from the rows kept
             self._bulk.add_with_ids(vectors, slots)
-        elif self._n_delta > EXACT_DELTA and self._rerank is not None and self._trained_ivf():
-            self._move_fresh_into_bulk()
         else:  # only a delta probed through the bulk's lists lives in their (rotated) space
             fresh = self._to_ivf_space(vectors) if self._delta_shares_lists else vectors
             self._delta.add_with_ids(fresh, slots)
 
     def _keep_fresh_rows(self, vectors: np.ndarray) -> None:
         needed = self._n_delta + len(vectors)
+        if self._fresh_in_bulk:  # after the re-rank file's rows, where IndexRefine reads
+            if self._rerank.append(to_bfloat16(vectors)):
+                self._refine = self._rerank.refined(self._bulk)  # the rows moved
+            self._delta_vectors = self._rerank.fresh_rows
+            self._n_delta = needed
+            return
         rows = self._delta_vectors
         if needed > len(rows):
             grown = np.zeros((max(needed, 2 * len(rows), 256), self.dim), rows.dtype)
@@ -258,17 +263,6 @@ class Shard:
         stored = to_bfloat16(vectors) if rows.dtype == np.uint16 else vectors
         self._delta_vectors[self._n_delta : needed] = stored
         self._n_delta = needed
-
-    def _move_fresh_into_bulk(self) -> None:
-        """A compressed IVF shard's grown delta: its codes into the bulk's own lists (found
-        by the same scan, where a second IVF would cost a second coarse assignment and
-        table setup), its rows kept here for re-scoring until compaction writes them."""
-        for start in range(0, self._n_delta, 65536):
-            rows = np.arange(start, min(self._n_delta, start + 65536))
-            self._bulk.add_with_ids(self._delta_rows(rows), rows + self._n_bulk)
-        self._fresh_in_bulk = True
-        self._refine = None  # its rows cover the bulk's first n_bulk slots only
-        self._delta = self._exact_delta()
 
     def _trained_ivf(self) -> bool:
         return self._ivf is not None and self._bulk.is_trained
@@ -549,15 +543,11 @@ class Shard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `fetch` (score, slot) over bulk and delta, through the bitmap selector if any."""
         parts = []
-        bulk_ready = self._n_bulk > 0 and self._bulk.is_trained and self._bulk.ntotal > 0
+        bulk_ready = self._bulk.is_trained and self._bulk.ntotal > 0
         if self._trained_ivf():
             nprobe = int(params.nprobe or 1)
             ivf_params = self._search_params(bits, nprobe)
-            if self._fresh_in_bulk:  # one scan finds bulk and fresh codes; re-scored here
-                candidates = max(fetch, params.rerank_k or 0)
-                _, slots = search_with(self._bulk, queries, candidates, ivf_params)
-                parts.append(self._rescored(queries, slots, fetch))
-            elif self._n_delta and self._delta_shares_lists:  # one coarse assignment for both
+            if self._n_delta and self._delta_shares_lists:  # one coarse assignment for both
                 xq = self._to_ivf_space(queries)
                 coarse_d, coarse_i = self._coarse(xq, nprobe)
                 if bulk_ready:
@@ -566,7 +556,7 @@ class Shard:
             else:
                 if bulk_ready:  # one FAISS call: coarse assignment (and re-rank) inside
                     parts.append(self._bulk_hits(queries, fetch, ivf_params, params.rerank_k))
-                if self._n_delta:  # exact scan (see EXACT_DELTA)
+                if self._n_delta and not self._fresh_in_bulk:  # an exact delta, scanned
                     parts.append(self._delta_scan(queries, fetch, ivf_params.sel))
         else:
             knob = int(params.ef_search or 64) if self.spec.kind == "hnsw" else 0
@@ -645,21 +635,6 @@ class Shard:
         refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
         refine.base_index_params = params  # not owned: `params` outlives the call
         return search_with(self._refine, queries, fetch, refine)
-
-    def _rescored(
-        self, queries: np.ndarray, slots: np.ndarray, fetch: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of compressed candidates, from the re-rank file or, for fresh
-        slots, the rows in RAM (while the bulk holds fresh codes); the best `fetch`."""
-        assert self._rerank is not None
-        fresh = slots >= self._n_bulk
-        scores = self._rerank.scores(np.where(fresh, -1, slots), queries)
-        if fresh.any():
-            rows, cols = np.nonzero(fresh)
-            vectors = self._delta_rows(slots[rows, cols] - self._n_bulk)
-            scores[rows, cols] = np.einsum("ij,ij->i", vectors, queries[rows])
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
@@ -823,9 +798,8 @@ class Shard:
                 # snapshots of earlier versions list raw segments under "rerank_segments"
                 described = meta["rerank"] if "rerank" in meta else meta["rerank_segments"]
                 rerank = RerankStore.from_description(path, described, shard.dim, work)
-            fresh_in_bulk = meta.get("fresh_in_bulk") is True
-            shard._install(bulk, cols, n_bulk, rerank, fresh_in_bulk)
-            if fresh_in_bulk:  # the bulk file holds their codes
+            shard._install(bulk, cols, n_bulk, rerank)
+            if meta.get("fresh_in_bulk") is True:  # the bulk file holds their codes
                 shard._keep_fresh_rows(delta)
             elif len(delta):
                 shard._append_fresh(delta, np.arange(n_bulk, cols.size, dtype=np.int64))

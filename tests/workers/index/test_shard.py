@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
-from workers.index import shard as shard_module
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
 from workers.index.types import SearchFilter
@@ -295,27 +294,50 @@ def test_rerank_inside_faiss_scores_the_rows_of_each_candidate(tmp_path) -> None
     exact = np.einsum("qcd,qd->qc", rows[labels], queries)
     np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)
     assert (np.diff(scores, axis=1) <= 0).all()  # re-sorted by the exact scores
-    # the same scores from numpy, the path of a bulk that holds fresh codes
-    labels[:, -1] = -1
-    numpy_scores = kept.scores(labels, queries)
-    np.testing.assert_allclose(numpy_scores[:, :-1], exact[:, :-1], rtol=1e-5, atol=1e-6)
-    assert (numpy_scores[:, -1] == -np.inf).all()
 
 
-@pytest.mark.parametrize("exact_delta", [2048, 20])
+def test_fresh_rows_follow_the_file_in_ram_and_are_refined_without_touching_it(tmp_path) -> None:
+    from workers.index.rerank import RerankStore, to_bfloat16
+
+    x = random_vectors(3000, dim=32, seed=11)
+    store = RerankStore.written(tmp_path, 32, [x[:100]])
+    on_disk = store.path.read_bytes()
+    base = faiss.IndexFlatIP(32)  # labels are positions: slots
+    base.add(x[:100])
+    params = faiss.IndexRefineSearchParameters(k_factor=4)
+    assert store.append(to_bfloat16(x[100:110]))  # the first rows make room: a new mapping
+    refine = store.refined(base)
+    base.add(x[100:110])
+    assert store.fresh == 10
+    scores, labels = refine.search(x[100:110], 1, params=params)
+    np.testing.assert_array_equal(labels[:, 0], np.arange(100, 110))  # fresh rows re-scored
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=5e-3)
+    # the room doubles as rows come; the rows move and indexes made before must be remade
+    moved = [store.append(to_bfloat16(x[i : i + 300])) for i in range(110, 3000, 300)]
+    base.add(x[110:3000])
+    assert any(moved)
+    assert not all(moved)
+    np.testing.assert_array_equal(store.fresh_rows, to_bfloat16(x[100:3000]))  # moved whole
+    scores, labels = store.refined(base).search(x[[5, 2999]], 1, params=params)
+    np.testing.assert_array_equal(labels[:, 0], [5, 2999])
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=5e-3)
+    # the file (hard-linked by snapshots) never saw a byte of it
+    assert store.path.read_bytes() == on_disk
+    assert RerankStore(store.path, 32).size == 100
+
+
 @pytest.mark.parametrize("spec", ["IVF8,PQ4x4", "OPQ4,IVF8,PQ4x4"])
-def test_compressed_delta_is_found_and_survives_a_snapshot(
-    tmp_path, monkeypatch, exact_delta, spec
-) -> None:
-    # a small delta is scanned exactly; past EXACT_DELTA its codes join the bulk's lists
-    monkeypatch.setattr(shard_module, "EXACT_DELTA", exact_delta)
+def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path, spec) -> None:
+    # fresh codes join the bulk's lists, their rows follow the re-rank file's in RAM
     shard, _, _ = filled(spec, n=3000, tmp_path=tmp_path / "work")
     fresh_ids = np.arange(10_000, 10_050, dtype=np.int64)
     fresh = random_vectors(50, seed=21)
     shard.upsert(fresh_ids[:10], fresh[:10], attrs_for(fresh_ids[:10]))
     shard.upsert(fresh_ids[10:], fresh[10:], attrs_for(fresh_ids[10:]))
     assert shard.delta_size == 50  # rows kept as bfloat16
-    assert shard._fresh_in_bulk == (exact_delta < 50)
+    assert shard._fresh_in_bulk
+    assert shard._rerank.fresh == 50
+    assert shard._bulk.ntotal == 3050
     found = shard.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact scores: itself
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
@@ -333,8 +355,8 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(
     np.testing.assert_array_equal(again.image_ids, shard.search(fresh, 5, params=EXACT).image_ids)
     loaded.compact()  # the delta folds into the bulk and its rows into the re-rank file
     assert loaded.delta_size == 0
-    assert not loaded._fresh_in_bulk
-    assert loaded._refine is not None  # re-ranked inside FAISS again
+    assert loaded._rerank.fresh == 0
+    assert loaded._rerank.size == 3050  # 3 dead dropped
     folded = loaded.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(folded.image_ids[:, 0], fresh_ids)
     # the loaded store was replaced by the compacted one: one re-rank file in the work dir
