@@ -88,6 +88,7 @@ class Shard:
         self._masks: dict[tuple[int, SearchFilter | None], tuple[np.ndarray, int]] = {}
         self._live = (-1, 0)  # (version, live vectors), see `_live_count`
         self._params_cache: dict[tuple[int, int, int], tuple] = {}
+        self._refine_cache: dict[tuple[int, int, int, int], tuple] = {}
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
     # ------------------------------------------------------------------ state
@@ -631,10 +632,16 @@ class Shard:
         if self._refine is None:
             return search_with(self._bulk, queries, fetch, params)
         candidates = max(fetch, rerank_k or 0)
-        # FAISS takes int(fetch * k_factor) candidates, in float32: half a candidate of margin
-        refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
-        refine.base_index_params = params  # not owned: `params` outlives the call
-        return search_with(self._refine, queries, fetch, refine)
+        key = (self._version, id(params), candidates, fetch)
+        cached = self._refine_cache.get(key)
+        if cached is None:  # made once, like the bulk's own parameters (~10 us each)
+            # FAISS takes int(fetch * k_factor) candidates, in float32: half a one of margin
+            refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
+            refine.base_index_params = params  # not owned: the entry holds `params` alive
+            if len(self._refine_cache) >= 4 * _MASK_CACHE:
+                self._refine_cache = {}
+            cached = self._refine_cache[key] = (params, refine)
+        return search_with(self._refine, queries, fetch, cached[1])
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
