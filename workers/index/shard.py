@@ -140,7 +140,8 @@ class Shard:
             self._delta = self._exact_delta()
 
     def _exact_delta(self) -> faiss.Index:
-        """An empty exact delta, scanned whole: bfloat16 for a trained compressed shard."""
+        """An empty exact delta, scanned whole: bfloat16 for a trained compressed graph (a
+        compressed IVF takes fresh vectors into its lists and never fills it)."""
         if self.spec.rerank and self._bulk.is_trained:
             qtype = faiss.ScalarQuantizer.QT_bf16
             return faiss.IndexIDMap(faiss.IndexScalarQuantizer(self.dim, qtype, METRIC))
