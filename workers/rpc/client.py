@@ -146,8 +146,11 @@ class _Transport:
         except ProtocolError as exc:
             log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
             return
-        if reply.id == request_id:
-            replies.append((reply, time.monotonic() - started))
+        if reply.id != request_id:
+            return
+        if reply.shard is not None and any(seen.shard == reply.shard for seen, _ in replies):
+            return  # a request delivered twice (a send retried after a broken read)
+        replies.append((reply, time.monotonic() - started))
 
     def _gather(
         self,

@@ -101,6 +101,31 @@ def test_a_stopped_shard_makes_the_answer_partial(servers: Servers, rpc_redis: r
     assert timeout_s <= elapsed < timeout_s + 2.0
 
 
+def test_a_request_delivered_twice_counts_its_shard_once(
+    servers: Servers, rpc_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shards = make_shards(2)
+    servers.start(shard_queue_key(0), make_search_handler(shards[0].search, shard=0))
+    slow_search = make_search_handler(shards[1].search, shard=1)
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.2)
+        return slow_search(*args, **kwargs)
+
+    servers.start(shard_queue_key(1), slow)
+    send = ThreadConnections.send
+
+    def retried(self: ThreadConnections, *commands: tuple) -> list:
+        # what a send retried after a broken read can do: shard 0 gets the request twice
+        twice = [c for c in commands if c[:2] == ("RPUSH", shard_queue_key(0))]
+        return send(self, *twice, *commands)[len(twice) :]
+
+    monkeypatch.setattr(ThreadConnections, "send", retried)
+    got = SearchClient(rpc_redis, n_shards=2).search(unit_vectors(1, seed=2), k=5, timeout_s=3)
+    assert got.answered == [0, 1]  # shard 0's second answer did not stand in for shard 1's
+    assert not got.partial
+
+
 def test_no_shard_at_all_raises_no_shard_available(rpc_redis: redis.Redis) -> None:
     started = time.monotonic()
     with pytest.raises(NoShardAvailable):
