@@ -4,7 +4,8 @@ Synthetic clustered 512-d vectors (workers.index.synthetic), held-out queries, e
 truth. For each index kind: build + train time, auto-tuned parameters, a sweep of
 nprobe/efSearch (and re-rank candidates), bytes per vector, and the shard's QPS as a ratio
 of raw FAISS searching the same trained index with the same parameters, measured in the same
-run with 1% of the ids deleted and 1% of the vectors in the delta.
+run with 1% of the ids deleted and 1% of the vectors in the delta. A graph (HNSW) is timed
+once more after folding its delta, as a live replica does a chunk at a time ("folded").
 
     python bench/index_bench.py --quick            # < 2 minutes
     python bench/index_bench.py                    # 100k and 1M
@@ -229,7 +230,16 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 return lambda q: index.search(q, kb, params=fp)
 
             curve = []
-            for p in [*sweep_params(shard), shard.params]:
+
+            def point(
+                p: SearchParams,
+                note: str = "",
+                shard: Shard = shard,
+                spec: IndexSpec = spec,
+                single_q: np.ndarray = single_q,
+                curve: list = curve,
+            ) -> None:
+                """One row: recall, single and batched QPS against raw FAISS at `p`."""
                 found = shard.search(queries, K, params=p).image_ids
                 qps1, p50, p99, raw1 = time_single(shard_fn(p), raw_fn(p), single_q)
                 qpsb = time_batch(shard_fn(p), queries)
@@ -237,7 +247,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 row = {
                     "n": n,
                     "spec": spec.factory,
-                    "params": _fmt(p),
+                    "params": _fmt(p) + note,
                     "recall": recall(found, truth),
                     "qps1": qps1,
                     "p50": p50,
@@ -251,6 +261,13 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                     curve.append((row["recall"], qps1))
                 rows.append(row)
                 _print_row(row)
+
+            for p in [*sweep_params(shard), shard.params]:
+                point(p)
+            if shard.fold_delta():  # a graph: what a live replica's queries see a moment later
+                while shard.fold_delta():
+                    pass
+                point(shard.params, " folded")
             curves[f"{spec.factory} n={n:,}"] = curve
             extra_info = ""
             if spec.rerank:

@@ -133,6 +133,8 @@ class ShardService:
         next_check = 0.0
         while not self._stop.is_set():
             self.replica.poll_once(block_ms=200)
+            if self.replica.shard is not None:  # a graph's exact delta, a chunk at a time
+                self.replica.shard.fold_delta()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.config.build_check_s
                 try:

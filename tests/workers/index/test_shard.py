@@ -54,6 +54,39 @@ def test_exact_ivf_drops_deleted_and_superseded_vectors_from_its_lists_at_once(t
     assert loaded.contains(ids[25:]).all()
 
 
+def test_a_graph_folds_its_delta_a_chunk_at_a_time_and_answers_the_same(tmp_path) -> None:
+    shard, ids, x = filled("HNSW16", n=1500, tmp_path=tmp_path / "work")
+    fresh_ids = np.arange(50_000, 50_150, dtype=np.int64)
+    fresh = random_vectors(150, seed=31)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    shard.delete(np.concatenate([ids[:5], fresh_ids[:5]]))  # dead ones fold too, masked
+    shard.upsert(ids[5:10], random_vectors(5, seed=32), attrs_for(ids[5:10]))  # superseded
+    queries = np.vstack([fresh, x[:10], random_vectors(20, seed=33)])
+    before = shard.search(queries, 10, params=EXACT)
+    assert shard.delta_size == 155
+    assert shard.fold_delta(64) == 64
+    assert shard.delta_size == 91
+    half = shard.search(queries, 10, params=EXACT)  # bulk and delta both hold fresh slots
+    while shard.fold_delta(64):
+        pass
+    assert shard.delta_size == 0
+    assert shard._bulk.ntotal == shard.stats()["slots"] == 1655  # positional: label == slot
+    after = shard.search(queries, 10, params=EXACT)
+    for got in (half, after):
+        np.testing.assert_array_equal(got.image_ids, before.image_ids)
+        np.testing.assert_allclose(got.scores, before.scores, rtol=1e-5, atol=1e-6)
+    assert not np.isin(after.image_ids, np.concatenate([ids[:5], fresh_ids[:5]])).any()
+    np.testing.assert_array_equal(after.image_ids[5:150, 0], fresh_ids[5:])  # each finds itself
+    shard.snapshot(tmp_path / "snap", "9-0")
+    loaded, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    np.testing.assert_array_equal(
+        loaded.search(queries, 10, params=EXACT).image_ids, after.image_ids
+    )
+    other, _, _ = filled("IVF8,Flat", n=600, tmp_path=tmp_path / "ivf")
+    other.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    assert other.fold_delta() == 0  # other kinds' fresh vectors are in their bulk already
+
+
 @pytest.mark.parametrize("spec", SPECS)
 def test_deleted_and_superseded_ids_never_returned(spec: str, tmp_path) -> None:
     shard, ids, x = filled(spec, tmp_path=tmp_path)
