@@ -7,11 +7,11 @@
   need no selector.
 - Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW (a
   compressed HNSW keeps its fresh rows as bfloat16; a live replica folds a plain HNSW's
-  delta into the graph a chunk at a time, see ``fold_delta``). Trained IVF bulks take them straight
-  into their own lists instead (no retraining): a delta probed through the same lists would
-  find the same vectors at the price of a second scan and a merge. A compressed IVF keeps
-  its fresh vectors' exact rows in RAM right after the re-rank file's, so the same
-  ``IndexRefine`` re-scores them (see ``rerank.py``).
+  delta into the graph a chunk at a time, see ``fold_delta``). Trained IVF bulks take
+  them straight into their own lists instead (no retraining): a delta probed through the
+  same lists would find the same vectors at the price of a second scan and a merge. A
+  compressed IVF keeps its fresh vectors' exact rows in RAM right after the re-rank
+  file's, so the same ``IndexRefine`` re-scores them (see ``rerank.py``).
   ``compact()`` folds the delta into ``bulk`` and drops removed vectors.
 - Compressed shards (PQ) re-rank their top candidates exactly from a 16-bit memory-mapped
   file, inside FAISS (an ``IndexRefine`` over the bulk, see ``rerank.py``).
