@@ -3,8 +3,8 @@
 - Vectors carry slots (arrival order) as their FAISS labels; columns by slot hold the image
   id, product id and filter attributes. Deleted and superseded slots and filters become one
   ``IDSelectorBitmap`` passed inside the search through ``SearchParameters.sel``; exact IVF
-  bulks drop dead vectors from their lists at once instead, so their unfiltered searches
-  need no selector.
+  bulks drop dead vectors from their lists at once instead, and flat bulks overwrite them
+  with NaN, which never ranks, so their unfiltered searches need no selector.
 - Fresh upserts go to ``delta``: exact flat before the bulk is trained and for HNSW (a
   compressed HNSW keeps its fresh rows as bfloat16; a live replica folds a plain HNSW's
   delta into the graph a chunk at a time, see ``fold_delta``). Trained IVF bulks take
@@ -105,9 +105,12 @@ class Shard:
         """Replace the whole state (caller holds the write lock or owns the object)."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
-        self._removes_in_place = self._map_ids(self._ivf, rerank is not None or self.spec.rerank)
+        compressed = rerank is not None or self.spec.rerank
+        self._removes_in_place = self._map_ids(self._ivf, compressed) or self._tombstones()
         self._cols = cols
         self._n_bulk = n_bulk
+        if self._tombstones():  # a bulk whose dead rows are still vectors (earlier versions)
+            self._remove_in_place(np.flatnonzero(~cols["alive"][: bulk.ntotal]))
         if self.spec.rerank and rerank is None:
             rerank = RerankStore.written(self.work_dir, self.dim)
         replaced = getattr(self, "_rerank", None)
@@ -164,10 +167,27 @@ class Shard:
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         return True
 
+    def _tombstones(self) -> bool:
+        """Whether the bulk is flat and writes NaN over removed vectors instead of testing a
+        selector in every search: FAISS keeps a candidate only when its score compares
+        greater than the worst one kept, which a NaN score never does, in the scan and in
+        the BLAS path alike (tested). Without a selector a flat scan is 7-15% cheaper and
+        FAISS answers 20 or more queries at once with BLAS (64 queries on 20k vectors here:
+        1.22 vs 1.75 ms a query); compaction drops the rows."""
+        return self._ivf is None and self.spec.kind == "flat"
+
     def _remove_in_place(self, slots: np.ndarray) -> None:
-        """Drop dead slots from a mapped IVF-Flat bulk (see `_map_ids`)."""
-        if self._removes_in_place and len(slots):
+        """Drop dead slots from a mapped IVF-Flat bulk (see `_map_ids`) or tombstone them
+        in a flat one (see `_tombstones`)."""
+        if not (self._removes_in_place and len(slots)):
+            return
+        if self._ivf is not None:
             self._ivf.remove_ids(faiss.IDSelectorArray(np.ascontiguousarray(slots, np.int64)))
+            return
+        n = self._bulk.ntotal
+        if n:
+            rows = faiss.rev_swig_ptr(self._bulk.get_xb(), n * self.dim).reshape(n, self.dim)
+            rows[slots[slots < n]] = np.nan
 
     def _bulk_takes_fresh(self) -> bool:
         """Whether fresh vectors can go straight into the bulk (see `_append_fresh`)."""

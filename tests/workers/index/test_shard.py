@@ -188,7 +188,35 @@ def test_a_single_query_gets_its_row_of_the_batch_answer(
             np.testing.assert_allclose(one.scores[0], batch.scores[row], rtol=1e-5)
 
 
-@pytest.mark.parametrize("spec", ["Flat", "IVF8,PQ4x4", "HNSW16"])
+def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
+    tmp_path,
+) -> None:
+    shard, ids, x = filled("Flat", n=1200, tmp_path=tmp_path)
+    shard.delete(ids[:50])
+    shard.upsert(ids[50:60], random_vectors(10, seed=41), attrs_for(ids[50:60]))
+    assert shard._selection(None) == (None, 1150)  # no bitmap to test in the scan
+    assert np.isnan(shard._bulk.reconstruct(0)).all()  # the row of a deleted vector
+    live_ids = np.concatenate([ids[60:], ids[50:60]])
+    live_x = np.vstack([x[60:], shard._bulk.reconstruct_n(1200, 10)])
+    queries = np.vstack([x[:60], random_vectors(20, seed=42)])  # 80: FAISS's BLAS path
+    expected = live_ids[np.argsort(-(queries @ live_x.T), axis=1, kind="stable")[:, :10]]
+    batch = shard.search(queries, 10)
+    np.testing.assert_array_equal(batch.image_ids, expected)
+    for row in (0, 55, 79):  # one query at a time: the scan path
+        np.testing.assert_array_equal(shard.search(queries[row], 10).image_ids[0], expected[row])
+    # a snapshot whose dead rows are still vectors (earlier versions) is tombstoned on load
+    rows = faiss.rev_swig_ptr(shard._bulk.get_xb(), 1210 * DIM).reshape(1210, DIM)
+    rows[0] = x[0]  # deleted, but its row as an earlier version left it
+    shard.snapshot(tmp_path / "snap", "3-0")
+    loaded, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    assert np.isnan(loaded._bulk.reconstruct(0)).all()
+    np.testing.assert_array_equal(loaded.search(queries, 10).image_ids, expected)
+    loaded.compact()  # drops the tombstones
+    assert loaded._bulk.ntotal == 1150
+    np.testing.assert_array_equal(loaded.search(queries, 10).image_ids, expected)
+
+
+@pytest.mark.parametrize("spec", ["IVF8,PQ4x4", "HNSW16"])
 def test_a_shard_with_nothing_removed_searches_without_a_selector(spec: str, tmp_path) -> None:
     shard, ids, x = filled(spec, tmp_path=tmp_path)
     assert shard._selection(None) == (None, len(ids))
