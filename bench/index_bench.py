@@ -384,7 +384,8 @@ def _plot(curves: dict[str, list], tag: str) -> None:
     ax.set_ylabel("single-query QPS (1 thread)")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # exact flat alone has no sweep to draw
+        ax.legend(fontsize=7)
     path = OUT / f"index_recall_qps_{tag}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"# plot: {path}")
