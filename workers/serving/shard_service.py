@@ -133,15 +133,15 @@ class ShardService:
         next_check = 0.0
         while not self._stop.is_set():
             self.replica.poll_once(block_ms=200)
-            if self.replica.shard is not None:  # a graph's exact delta, a chunk at a time
-                self.replica.shard.fold_delta()
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + self.config.build_check_s
-                try:
+            try:  # upkeep must never stop the log: log a failure, keep serving
+                if self.replica.shard is not None:  # a graph's exact delta, a chunk at a time
+                    self.replica.shard.fold_delta()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.config.build_check_s
                     self.swap_to_new_build()
                     self.upkeep.run(self.replica)
-                except Exception:  # upkeep must never stop the log: log it, keep serving
-                    logger.exception("shard %d: upkeep failed", self.config.shard)
+            except Exception:
+                logger.exception("shard %d: upkeep failed", self.config.shard)
 
     @property
     def _build_marker(self) -> Path:
