@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.workers.index.conftest import attrs_for, random_vectors
 from workers.index.shard import Shard
 from workers.index.types import VectorAttrs
 from workers.serving.upkeep import Upkeep, UpkeepPolicy
@@ -51,3 +52,21 @@ def test_compacts_when_many_ids_are_removed_and_snapshots_when_due(tmp_path):
     assert upkeep.run(replica, now=61.0) == ["snapshot"]
     assert upkeep.run(replica, now=200.0) == []  # nothing new since the last snapshot
     assert replica.snapshots == 1
+
+
+def test_fresh_vectors_of_a_compressed_ivf_wait_for_their_share_of_the_slots(tmp_path):
+    shard = Shard(64, "m", "IVF8,PQ4x4", work_dir=tmp_path / "work")
+    ids = np.arange(3000, dtype=np.int64)
+    shard.upsert(ids, random_vectors(3000, dim=64), attrs_for(ids))
+    shard.compact()  # trains: from now on fresh codes go into the lists
+    fresh = np.arange(5000, 5080, dtype=np.int64)
+    shard.upsert(fresh, random_vectors(80, dim=64, seed=3), attrs_for(fresh))
+    assert shard.stats()["fresh_in_bulk"]
+    replica = FakeReplicaShell(shard, tmp_path)
+    policy = UpkeepPolicy(max_delta=50, max_fresh_fraction=0.05, snapshot_every_s=1e9)
+    assert Upkeep(policy).run(replica) == []  # 80 fresh < 5% of 3080 slots
+    assert Upkeep(UpkeepPolicy(max_delta=50, max_fresh_fraction=0.02)).run(replica) == ["compact"]
+    assert shard.delta_size == 0
+    graph = Shard(64, "m", "HNSW8", work_dir=tmp_path / "graph")  # an exact delta: max_delta
+    graph.upsert(fresh, random_vectors(80, dim=64, seed=3), attrs_for(fresh))
+    assert Upkeep(policy).run(FakeReplicaShell(graph, tmp_path)) == ["compact"]

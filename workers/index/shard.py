@@ -756,6 +756,7 @@ class Shard:
                 "slots": slots,
                 "bulk_size": self._n_bulk,
                 "delta_size": self._n_delta,
+                "fresh_in_bulk": self._fresh_in_bulk,  # a compressed IVF's: cost RAM only
                 "removed": slots - alive,
                 "removed_fraction": (slots - alive) / slots if slots else 0.0,
                 "last_applied": self.last_applied,

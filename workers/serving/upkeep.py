@@ -29,6 +29,12 @@ class UpkeepPolicy:
     )
     # ... or when the exact delta index holds this many fresh vectors.
     max_delta: int = field(default_factory=lambda: int(_env_float("SHARD_COMPACT_DELTA", 20_000)))
+    # A compressed IVF's fresh vectors cost no search time (their codes are in the lists,
+    # their rows re-ranked in place) but 1 KB of RAM each, and compacting rewrites its
+    # whole re-rank file (10 GB at 10M vectors): it waits for this share of the slots.
+    max_fresh_fraction: float = field(
+        default_factory=lambda: _env_float("SHARD_COMPACT_FRESH_FRACTION", 0.02)
+    )
     # Snapshot when this many seconds passed since the last one and something changed.
     snapshot_every_s: float = field(
         default_factory=lambda: _env_float("SHARD_SNAPSHOT_EVERY_S", 300.0)
@@ -52,7 +58,10 @@ class Upkeep:
         done: list[str] = []
         stats = shard.stats()
         slots = int(stats.get("slots", 0))
-        if int(stats.get("delta_size", 0)) >= self.policy.max_delta or (
+        max_delta = self.policy.max_delta
+        if stats.get("fresh_in_bulk"):
+            max_delta = max(max_delta, int(self.policy.max_fresh_fraction * slots))
+        if int(stats.get("delta_size", 0)) >= max_delta or (
             slots >= self.policy.min_slots
             and float(stats.get("removed_fraction", 0.0)) >= self.policy.max_removed_fraction
         ):
