@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 
 import faiss
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
+from workers.index import snapshot as snap
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
 from workers.index.types import SearchFilter
@@ -52,6 +55,30 @@ def test_exact_ivf_drops_deleted_and_superseded_vectors_from_its_lists_at_once(t
     found = loaded.search(x[20:30], 10, params=EXACT).image_ids
     assert not np.isin(found, ids[:25]).any()
     assert loaded.contains(ids[25:]).all()
+
+
+def test_an_earlier_compressed_snapshot_with_an_exact_delta_loads_into_the_lists(
+    tmp_path,
+) -> None:
+    shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
+    earlier_bulk = tmp_path / "earlier-bulk.faiss"  # no fresh codes: the earlier layout
+    faiss.write_index(shard._bulk, str(earlier_bulk))
+    fresh_ids = np.arange(20_000, 20_030, dtype=np.int64)
+    fresh = random_vectors(30, seed=51)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    path = shard.snapshot(tmp_path / "snap", "7-0")
+    shutil.copyfile(earlier_bulk, path / "bulk.faiss")
+    meta = json.loads((path / snap.META).read_text())
+    meta["fresh_in_bulk"] = False  # what an earlier version wrote for an exact delta
+    meta["files"]["bulk.faiss"] = snap.sha256_file(path / "bulk.faiss")
+    (path / snap.META).write_text(json.dumps(meta))
+    loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
+    assert position == "7-0"
+    assert loaded._bulk.ntotal == 3030
+    assert loaded._rerank.fresh == 30
+    found = loaded.search(fresh, 1, params=EXACT)
+    np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)
+    np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
 
 
 def test_a_graph_folds_its_delta_a_chunk_at_a_time_and_answers_the_same(tmp_path) -> None:
@@ -458,8 +485,6 @@ def test_memory_of_flat_and_graph_bulks_is_counted_without_serialising(tmp_path,
 
 
 def test_a_failed_snapshot_load_leaves_no_rerank_file_behind(tmp_path) -> None:
-    import json
-
     shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
     shard.snapshot(tmp_path / "snap", "1-0")
     newest = shard.snapshot(tmp_path / "snap", "2-0")
