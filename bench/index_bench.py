@@ -66,7 +66,7 @@ def sweep_params(shard: Shard) -> list[SearchParams]:
         probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= spec.nlist]
         rk = tuned.rerank_k
         return [SearchParams(nprobe=p, rerank_k=rk) for p in probes]
-    return [tuned]
+    return []  # exact flat: nothing to sweep, its one row is the tuned one
 
 
 def raw_params(
