@@ -98,7 +98,8 @@ def _shard_gauge(name: str, documentation: str) -> Gauge:
 
 SHARD_VECTORS = _shard_gauge("vps_shard_vectors", "Live vectors in the shard replica.")
 SHARD_DELTA = _shard_gauge(
-    "vps_shard_delta_size", "Vectors in the exact delta index, waiting for compaction."
+    "vps_shard_delta_size",
+    "Fresh vectors waiting for compaction: in the exact delta, or a compressed IVF's rows in RAM.",
 )
 SHARD_REMOVED_FRACTION = _shard_gauge(
     "vps_shard_removed_fraction", "Share of index slots holding removed or superseded vectors."
