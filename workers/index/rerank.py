@@ -5,8 +5,8 @@ candidates is recomputed from these rows. The file is a FAISS ``IndexScalarQuant
 (QT_bf16, inner product) that FAISS reads in place from a memory map, so its rows stay on
 disk (in the page cache) and the re-rank runs inside FAISS as an ``IndexRefine`` over the
 bulk: one C++ call does the compressed search and the exact scores, ~3x faster than
-gathering and widening the rows in numpy. bfloat16 halves the disk of float32 and its score error
-(~1e-4) is far below the gaps between neighbours.
+gathering and widening the rows in numpy. bfloat16 halves the disk of float32 and its
+score error (~1e-4) is far below the gaps between neighbours.
 
 The file is immutable: compaction writes a new one (it rewrites the rows anyway when it
 drops removed vectors), so a snapshot can hard-link the file instead of copying gigabytes.

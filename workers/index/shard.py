@@ -26,6 +26,7 @@ import logging
 import math
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -89,8 +90,7 @@ class Shard:
         self._version = 0
         self._masks: dict[tuple[int, SearchFilter | None], tuple[np.ndarray, int]] = {}
         self._live = (-1, 0)  # (version, live vectors), see `_live_count`
-        self._params_cache: dict[tuple[int, int, int], tuple] = {}
-        self._refine_cache: dict[tuple[int, int, int, int], tuple] = {}
+        self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
     # ------------------------------------------------------------------ state
@@ -628,10 +628,9 @@ class Shard:
         SWIG objects cost ~10 us each to build, more on a cache-cold path (building the
         selector and HNSW parameters per call cost a 100k HNSW shard ~20 us a query). FAISS
         only reads them (but an IDMap delta writes its own selector in: see `_delta_scan`)."""
-        key = (self._version, id(bits), knob)
-        cached = self._params_cache.get(key)
-        if cached is not None:
-            return cached[2]
+        return self._cached_params((self._version, id(bits), knob), bits, self._made_params)
+
+    def _made_params(self, bits: np.ndarray | None, knob: int) -> faiss.SearchParameters:
         sel = self._selector(bits)
         graph = None
         if self._ivf is not None:
@@ -645,12 +644,24 @@ class Shard:
             made = faiss.SearchParameters()
         if sel is not None:
             made.sel = sel
-        value = (bits, (sel, graph), made)
+        made.referenced_objects = [sel, graph]  # `made` does not own them
+        return made
+
+    def _cached_params(
+        self, key: tuple, source: object, make: Callable[..., faiss.SearchParameters]
+    ) -> faiss.SearchParameters:
+        """`make(source, *key[2:])`, once per key within a version of the shard. The entry
+        holds `source` (a bitmap, or the parameters a re-rank wraps) alive, so the id in
+        its key is not reused while cached."""
+        cached = self._params_cache.get(key)
+        if cached is not None:
+            return cached[1]
         cache = self._params_cache
-        if len(cache) >= 4 * _MASK_CACHE or any(v != self._version for v, _, _ in cache):
+        if len(cache) >= 4 * _MASK_CACHE or any(k[0] != self._version for k in cache):
             cache = self._params_cache = {}
-        cache[key] = value  # holds `bits` alive, so its id is not reused while cached
-        return value[2]
+        made = make(source, *key[2:])
+        cache[key] = (source, made)
+        return made
 
     def _delta_scan(
         self, queries: np.ndarray, fetch: int, sel: faiss.IDSelector | None
@@ -682,15 +693,8 @@ class Shard:
             return search_with(self._bulk, queries, fetch, params)
         candidates = max(fetch, rerank_k or 0)
         key = (self._version, id(params), candidates, fetch)
-        cached = self._refine_cache.get(key)
-        if cached is None:  # made once, like the bulk's own parameters (~10 us each)
-            # FAISS takes int(fetch * k_factor) candidates, in float32: half a one of margin
-            refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
-            refine.base_index_params = params  # not owned: the entry holds `params` alive
-            if len(self._refine_cache) >= 4 * _MASK_CACHE:
-                self._refine_cache = {}
-            cached = self._refine_cache[key] = (params, refine)
-        return search_with(self._refine, queries, fetch, cached[1])
+        refine = self._cached_params(key, params, _refine_params)
+        return search_with(self._refine, queries, fetch, refine)
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
@@ -879,6 +883,16 @@ def _flat_or_graph_bytes(index: faiss.Index) -> int:
         links = 4 * graph.neighbors.size() + 8 * graph.offsets.size() + 4 * graph.levels.size()
         return links + _flat_or_graph_bytes(faiss.downcast_index(index.storage))
     return faiss.serialize_index(index).nbytes
+
+
+def _refine_params(
+    base: faiss.SearchParameters, candidates: int, fetch: int
+) -> faiss.IndexRefineSearchParameters:
+    """Re-rank the best `candidates` by code of a bulk searched with `base` (not owned)."""
+    # FAISS takes int(fetch * k_factor) candidates, in float32: half a candidate of margin
+    refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
+    refine.base_index_params = base
+    return refine
 
 
 def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
