@@ -270,6 +270,31 @@ def test_wrong_model_or_dimension_refused(tmp_path) -> None:
         shard.search(random_vectors(1, dim=8), 3)
 
 
+def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path) -> None:
+    """One query takes a shortcut through the checks (one dot product); any query must
+    come out as the same unit vector, and a non-finite one must be refused, either way."""
+    shard, _, _ = filled("Flat", n=300, tmp_path=tmp_path)
+    q = random_vectors(1, seed=3)[0]
+    for scaled in (q * 7.5, q * 1e-30, q * 1e25, (q * 3).astype(np.float64), [q.tolist()]):
+        one = shard.search(scaled, 5)
+        row = shard.search(np.stack([np.asarray(scaled).reshape(-1), q]), 5)
+        np.testing.assert_array_equal(one.image_ids[0], row.image_ids[0])
+        np.testing.assert_allclose(one.scores[0], row.scores[0], rtol=1e-5)
+        np.testing.assert_allclose(one.scores[0], shard.search(q, 5).scores[0], rtol=1e-5)
+    zero = shard.search(np.zeros(DIM, np.float32), 3)  # no direction: every score 0
+    np.testing.assert_array_equal(zero.scores, 0)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = q.copy()
+        broken[5] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            shard.search(broken, 3)
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            shard.search(np.stack([q, broken]), 3)
+    unchanged = q.copy()
+    shard.search(unchanged, 3)
+    np.testing.assert_array_equal(unchanged, q)  # the caller's array is not normalised
+
+
 def test_compressed_shard_reranks_exactly(tmp_path) -> None:
     shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path)
     q = random_vectors(30, seed=11)
