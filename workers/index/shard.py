@@ -105,6 +105,7 @@ class Shard:
         """Replace the whole state (caller holds the write lock or owns the object)."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
+        self._trained = bool(bulk.is_trained)  # read by every search: a SWIG call each time
         compressed = rerank is not None or self.spec.rerank
         self._removes_in_place = self._map_ids(self._ivf, compressed) or self._tombstones()
         self._cols = cols
@@ -604,8 +605,8 @@ class Shard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `fetch` (score, slot) over bulk and delta, through the bitmap selector if any."""
         parts = []
-        bulk_ready = self._bulk.is_trained and self._bulk.ntotal > 0
-        if self._trained_ivf():
+        bulk_ready = self._trained and self._bulk.ntotal > 0
+        if self._trained and self._ivf is not None:
             nprobe = int(params.nprobe or 1)
             ivf_params = self._search_params(bits, nprobe)
             if self._n_delta and self._delta_shares_lists:  # one coarse assignment for both
