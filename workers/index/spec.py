@@ -112,7 +112,7 @@ def _largest_divisor(dim: int, at_most: int) -> int:
     return max(m for m in range(1, at_most + 1) if dim % m == 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchParams:
     """Per-request search knobs; None means the shard's tuned default."""
 

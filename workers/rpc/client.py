@@ -179,7 +179,7 @@ class _Transport:
 # ---------------------------------------------------------------- search
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GatheredResult:
     """The merged top-k of the shards that answered in time, and which ones did."""
 

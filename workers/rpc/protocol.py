@@ -72,7 +72,7 @@ DEFAULT_LIMITS = ProtocolLimits.from_env()
 # ---------------------------------------------------------------- request payloads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchQuery:
     """n query vectors searched for their top-k products under one filter."""
 
@@ -82,13 +82,13 @@ class SearchQuery:
     filters: SearchFilter = field(default_factory=SearchFilter)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextQuery:
     KIND: ClassVar[str] = KIND_ENCODE_TEXT
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageQuery:
     KIND: ClassVar[str] = KIND_ENCODE_IMAGE
     data: bytes  # the encoded image file (JPEG, PNG, ...), decoded by the worker
@@ -97,7 +97,7 @@ class ImageQuery:
 RequestPayload = SearchQuery | TextQuery | ImageQuery
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """One unit of work: answered by pushing a Reply to `reply_to` before `deadline`."""
 
@@ -115,7 +115,7 @@ class Request:
 # ---------------------------------------------------------------- reply payloads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchHits:
     """One shard's top-k for each query of a request, padded with id -1 / score -inf."""
 
@@ -124,7 +124,7 @@ class SearchHits:
     scores: np.ndarray  # float32 (q, k)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Embedding:
     vector: np.ndarray  # float32 (dim,)
     model: str
@@ -133,7 +133,7 @@ class Embedding:
 ReplyPayload = SearchHits | Embedding
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to one request: a payload, or an error message and its kind."""
 
