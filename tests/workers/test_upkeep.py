@@ -7,7 +7,7 @@ import numpy as np
 from tests.workers.index.conftest import attrs_for, random_vectors
 from workers.index.shard import Shard
 from workers.index.types import VectorAttrs
-from workers.serving.upkeep import Upkeep, UpkeepPolicy
+from workers.serving.upkeep import Upkeep, UpkeepPolicy, fold_step
 
 
 class FakeReplicaShell:
@@ -70,3 +70,23 @@ def test_fresh_vectors_of_a_compressed_ivf_wait_for_their_share_of_the_slots(tmp
     graph = Shard(64, "m", "HNSW8", work_dir=tmp_path / "graph")  # an exact delta: max_delta
     graph.upsert(fresh, random_vectors(80, dim=64, seed=3), attrs_for(fresh))
     assert Upkeep(policy).run(FakeReplicaShell(graph, tmp_path)) == ["compact"]
+
+
+def test_a_graph_delta_is_folded_a_chunk_a_step_until_none_is_left(tmp_path):
+    """Each step folds one chunk and asks for a rest while more is left; the last chunk
+    and an empty delta end the folding. Other kinds have nothing to fold."""
+    graph = Shard(16, "m", "HNSW16", work_dir=tmp_path / "graph")
+    ids = np.arange(200, dtype=np.int64)
+    vectors = random_vectors(200, dim=16)
+    graph.upsert(ids, vectors, attrs_for(ids))
+    assert graph.delta_size == 200
+    rests = []
+    while (rest := fold_step(graph)) is not None:
+        rests.append(rest)
+    assert len(rests) == 3  # three chunks of 64 leave more; the last 8 empty the delta
+    assert graph.delta_size == 0
+    assert fold_step(graph) is None
+    assert all(r >= 0 for r in rests)
+    np.testing.assert_array_equal(graph.search(vectors[:5], 1).image_ids[:, 0], ids[:5])
+    flat = _shard(100, tmp_path)
+    assert fold_step(flat) is None

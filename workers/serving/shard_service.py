@@ -27,7 +27,7 @@ from workers.observability.shard_gauges import run_reporter
 from workers.rpc.connection import connect
 from workers.rpc.search import make_search_handler, shard_queue_key
 from workers.rpc.server import RpcServer
-from workers.serving.upkeep import Upkeep
+from workers.serving.upkeep import Upkeep, fold_step
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +131,16 @@ class ShardService:
         assert self.replica is not None
         use_search_threads()
         next_check = 0.0
+        folding = False
         while not self._stop.is_set():
-            self.replica.poll_once(block_ms=200)
+            self.replica.poll_once(block_ms=None if folding else 200)  # no wait mid-fold
+            folding = False
             try:  # upkeep must never stop the log: log a failure, keep serving
-                if self.replica.shard is not None:  # a graph's exact delta, a chunk at a time
-                    self.replica.shard.fold_delta()
+                shard = self.replica.shard
+                rest = fold_step(shard) if shard is not None else None
+                if rest is not None:  # a graph's exact delta, a chunk at a time
+                    folding = True
+                    self._stop.wait(rest)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + self.config.build_check_s
                     self.swap_to_new_build()
