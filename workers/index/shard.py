@@ -422,7 +422,7 @@ class Shard:
             self.spec, self.params, self.tune_report = other.spec, other.params, other.tune_report
             self.last_applied = other.last_applied
             self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
-            self._removes_in_place = other._removes_in_place
+            self._trained, self._removes_in_place = other._trained, other._removes_in_place
             self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
             self._refine, self._fresh_in_bulk = other._refine, other._fresh_in_bulk
             self._delta, self._delta_vectors = other._delta, other._delta_vectors

@@ -295,6 +295,23 @@ def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path) ->
     np.testing.assert_array_equal(unchanged, q)  # the caller's array is not normalised
 
 
+@pytest.mark.parametrize("spec", ["IVF8,Flat", "IVF8,PQ4x4"])
+def test_an_untrained_shard_swapped_to_a_trained_one_searches_its_bulk(spec, tmp_path) -> None:
+    """A new shard waits untrained (fresh vectors exact in its delta) until a build is
+    swapped in; from then on its searches must go through the built bulk."""
+    live = Shard(DIM, "clip-test", spec, work_dir=tmp_path / "live")
+    few = np.arange(10_000, 10_005, dtype=np.int64)
+    live.upsert(few, random_vectors(5, seed=4), attrs_for(few))
+    live.compact()  # too few vectors to train: they stay in the delta
+    assert not live._bulk.is_trained
+    built, ids, x = filled(spec, tmp_path=tmp_path / "built")
+    expected = built.search(x[:20], 5, params=EXACT)
+    live.swap_bulk(built)
+    found = live.search(x[:20], 5, params=EXACT)
+    np.testing.assert_array_equal(found.image_ids, expected.image_ids)
+    np.testing.assert_array_equal(found.image_ids[:, 0], ids[:20])
+
+
 def test_compressed_shard_reranks_exactly(tmp_path) -> None:
     shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path)
     q = random_vectors(30, seed=11)
