@@ -105,7 +105,7 @@ class Shard:
         """Replace the whole state (caller holds the write lock or owns the object)."""
         self._bulk = bulk
         self._ivf = faiss.try_extract_index_ivf(bulk)
-        self._trained = bool(bulk.is_trained)  # read by every search: a SWIG call each time
+        self._trained = bool(bulk.is_trained)  # asked by every search: SWIG costs a call
         compressed = rerank is not None or self.spec.rerank
         self._removes_in_place = self._map_ids(self._ivf, compressed) or self._tombstones()
         self._cols = cols
@@ -137,7 +137,7 @@ class Shard:
             self._delta_vectors = np.zeros((0, self.dim), dtype=row_dtype)
         self._n_delta = 0
         self._delta_shares_lists = False  # an IVF delta probed with the bulk's assignment
-        if self._ivf is not None and self._bulk.is_trained and not self.spec.rerank:
+        if self._trained_ivf() and not self.spec.rerank:
             ivf = self._ivf
             self._delta = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, METRIC)
             self._delta.is_trained = True
@@ -148,7 +148,7 @@ class Shard:
     def _exact_delta(self) -> faiss.Index:
         """An empty exact delta, scanned whole: bfloat16 for a trained compressed graph (a
         compressed IVF takes fresh vectors into its lists and never fills it)."""
-        if self.spec.rerank and self._bulk.is_trained:
+        if self.spec.rerank and self._trained:
             qtype = faiss.ScalarQuantizer.QT_bf16
             return faiss.IndexIDMap(faiss.IndexScalarQuantizer(self.dim, qtype, METRIC))
         return faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
@@ -192,7 +192,7 @@ class Shard:
 
     def _bulk_takes_fresh(self) -> bool:
         """Whether fresh vectors can go straight into the bulk (see `_append_fresh`)."""
-        if not self._bulk.is_trained or self._rerank is not None:
+        if not self._trained or self._rerank is not None:
             return False
         if self._ivf is not None:
             return isinstance(faiss.downcast_index(self._ivf), faiss.IndexIVFFlat)
@@ -306,7 +306,7 @@ class Shard:
         self._n_delta = needed
 
     def _trained_ivf(self) -> bool:
-        return self._ivf is not None and self._bulk.is_trained
+        return self._ivf is not None and self._trained
 
     def delete(self, ids: np.ndarray) -> None:
         """Remove vectors by image id (unknown ids are ignored)."""
@@ -606,7 +606,7 @@ class Shard:
         """Top `fetch` (score, slot) over bulk and delta, through the bitmap selector if any."""
         parts = []
         bulk_ready = self._trained and self._bulk.ntotal > 0
-        if self._trained and self._ivf is not None:
+        if self._trained_ivf():
             nprobe = int(params.nprobe or 1)
             ivf_params = self._search_params(bits, nprobe)
             if self._n_delta and self._delta_shares_lists:  # one coarse assignment for both
@@ -712,7 +712,7 @@ class Shard:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""
         if not isinstance(self._bulk, faiss.IndexPreTransform) or self._ivf is None:
             return x
-        if not self._bulk.is_trained:
+        if not self._trained:
             return x
         for i in range(self._bulk.chain.size()):
             x = self._bulk.chain.at(i).apply(x)
