@@ -46,6 +46,11 @@ METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
 _MAP_BYTES = 48  # per entry of a label -> list position hash map (std::unordered_map)
+# what `swap_bulk` keeps of the receiving shard (the caches are keyed by its version)
+_KEPT_BY_SWAP = frozenset(
+    {"dim", "model", "work_dir", "rebuild_fraction", "_lock", "_writer", "_version"}
+    | {"_masks", "_live", "_params_cache"}
+)
 FOLD_CHUNK = 64  # delta vectors a graph takes per write lock (~20 ms), see `fold_delta`
 
 
@@ -419,14 +424,9 @@ class Shard:
             raise ValueError("cannot swap in a shard of another model or dimension")
         with self._writer, self._lock.write(), other._writer, other._lock.write():
             old_rerank = self._rerank
-            self.spec, self.params, self.tune_report = other.spec, other.params, other.tune_report
-            self.last_applied = other.last_applied
-            self._bulk, self._ivf, self._cols = other._bulk, other._ivf, other._cols
-            self._trained, self._removes_in_place = other._trained, other._removes_in_place
-            self._n_bulk, self._rerank, self._lookup = other._n_bulk, other._rerank, other._lookup
-            self._refine, self._fresh_in_bulk = other._refine, other._fresh_in_bulk
-            self._delta, self._delta_vectors = other._delta, other._delta_vectors
-            self._n_delta, self._delta_shares_lists = other._n_delta, other._delta_shares_lists
+            # everything but the shard's own identity, locks and per-version caches: a
+            # field copied by name is a field a later change forgets (a cached flag was)
+            vars(self).update({k: v for k, v in vars(other).items() if k not in _KEPT_BY_SWAP})
             self._version += 1
             if old_rerank is not None and old_rerank is not self._rerank:
                 old_rerank.close()
