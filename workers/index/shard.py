@@ -630,9 +630,9 @@ class Shard:
         return _merged(parts, len(queries), fetch)
 
     def _selector(self, bits: np.ndarray | None) -> faiss.IDSelector | None:
-        return (
-            None if bits is None else faiss.IDSelectorBitmap(self._cols.size, faiss.swig_ptr(bits))
-        )
+        """A selector over a packed bitmap of slots. FAISS takes its length in bytes: an id
+        past them is never a member (a row scan may reach rows past the last slot)."""
+        return None if bits is None else faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
 
     def _search_params(self, bits: np.ndarray | None, knob: int) -> faiss.SearchParameters:
         """The bulk's search parameters with a bitmap selector over `bits` (if any) and its
