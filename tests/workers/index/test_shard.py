@@ -150,6 +150,44 @@ def test_filter_matching_one_percent_still_returns_k(spec: str, tmp_path) -> Non
     assert ((attrs.prices >= 10) & (attrs.prices <= 30) & attrs.in_stock).all()
 
 
+@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16_SQ8"])
+def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matches(
+    spec: str, tmp_path
+) -> None:
+    """A graph walks on until it holds efSearch matches, slowly and still missing some when
+    a filter keeps few; the shard scores those few from the graph's rows instead (the
+    re-rank rows of a compressed graph), fresh, deleted and superseded vectors included."""
+    shard, ids, x = filled(spec, n=3000, tmp_path=tmp_path)
+    fresh_ids = np.arange(100_001, 100_601, 100, dtype=np.int64)  # category 1, in the delta
+    fresh = random_vectors(len(fresh_ids), seed=61)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    replaced = ids[ids % 100 == 1][:3]  # superseded: their new vectors are in the delta
+    new_rows = random_vectors(3, seed=62)
+    shard.upsert(replaced, new_rows, attrs_for(replaced))
+    shard.delete(ids[ids % 100 == 1][3:6])
+    vectors = dict(zip(ids.tolist(), x, strict=True))
+    vectors.update(zip(fresh_ids.tolist(), fresh, strict=True))
+    vectors.update(zip(replaced.tolist(), new_rows, strict=True))
+    for gone in ids[ids % 100 == 1][3:6].tolist():
+        del vectors[gone]
+    allowed = {i for i in vectors if i % 100 == 1 and i % 3 != 0}  # category 1, in stock
+    flt = SearchFilter(category_ids=frozenset({1}), in_stock=True)
+    q = random_vectors(6, seed=63)
+    expect = brute_force(vectors, {i: i for i in vectors}, q, 10, allowed)
+    faiss.cvar.hnsw_stats.reset()
+    batch = shard.search(q, 10, flt)
+    singles = [shard.search(row, 10, flt) for row in q]
+    for row, exp in enumerate(expect):
+        want = [i for i, _ in exp]
+        assert len(want) == 10
+        assert batch.image_ids[row].tolist() == want
+        assert singles[row].image_ids[0].tolist() == want
+    assert faiss.cvar.hnsw_stats.ndis == 0  # the graph was not walked
+    broad = SearchFilter(in_stock=True)  # two thirds match: the graph is cheaper
+    assert (shard.search(q, 10, broad).image_ids >= 0).all()
+    assert faiss.cvar.hnsw_stats.ndis > 0
+
+
 def test_filtered_results_equal_brute_force_on_the_matching_subset(tmp_path) -> None:
     shard, ids, x = filled("Flat", tmp_path=tmp_path)
     flt = SearchFilter(min_price=5, max_price=9, category_ids=frozenset(range(0, 100, 2)))
