@@ -27,6 +27,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
 IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
@@ -46,7 +47,7 @@ class IndexSpec:
     factory: str
     rerank: bool = False  # compressed codes: re-rank candidates exactly from the 16-bit file
 
-    @property
+    @cached_property  # asked by every search: parsed once
     def kind(self) -> str:
         """flat, ivf, hnsw or other: decides how params are passed and how compaction works."""
         if self.factory == "Flat":
@@ -57,7 +58,7 @@ class IndexSpec:
             return "hnsw"
         return "other"
 
-    @property
+    @cached_property
     def nlist(self) -> int | None:
         match = _NLIST.search(self.factory)
         return int(match.group(1)) if match else None
