@@ -27,7 +27,7 @@ from workers.index.shard import Shard, new_index, repack_ivf
 from workers.index.spec import IndexSpec, choose_spec
 from workers.index.synthetic import normalise
 from workers.index.threads import TRAIN_THREADS, threads
-from workers.index.tune import autotune
+from workers.index.tune import FILTER_DEPTHS, autotune
 from workers.index.types import VectorAttrs
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ def build_bulk(
     cols = Columns()
     ivf = faiss.try_extract_index_ivf(index)
     writer = RowWriter(shard.work_dir, dim) if spec.rerank else None
-    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    depth = max(k, *FILTER_DEPTHS)  # exact neighbours deep enough to tune filtered searches
+    heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
     held_out = np.zeros(n_held, dtype=bool)
     held_out[pick] = True
     offset = 0
@@ -147,12 +148,12 @@ def build_bulk(
                 index.add(vectors)
             if writer is not None:
                 writer.write(vectors)
-            kk = min(k, len(vectors))
+            kk = min(depth, len(vectors))
             scores, rows = faiss.knn(queries, vectors, kk, faiss.METRIC_INNER_PRODUCT)
             found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-            if kk < k:
-                scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=-np.inf)
-                found = np.pad(found, ((0, 0), (0, k - kk)), constant_values=-1)
+            if kk < depth:
+                scores = np.pad(scores, ((0, 0), (0, depth - kk)), constant_values=-np.inf)
+                found = np.pad(found, ((0, 0), (0, depth - kk)), constant_values=-1)
             heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(found))
     rerank = writer.close() if writer is not None else None
     if ivf is not None:

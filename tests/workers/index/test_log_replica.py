@@ -240,5 +240,11 @@ def test_build_tunes_to_recall_target(spec: str, tmp_path: Path) -> None:
     assert built.tune["reached"]
     assert built.tune["recall_at_k"] >= 0.95
     assert built.shard.tune_report["params"] == built.shard.params.to_dict()
+    # how deep a filtered search must probe: recall@100 and @1000 tuned the same way
+    depths = built.shard.tune_report["depths"]
+    probes = [built.shard.params.nprobe, depths["100"]["nprobe"], depths["1000"]["nprobe"]]
+    assert probes == sorted(probes)
+    for entry in depths.values():
+        assert entry["recall"] >= 0.96 or entry["nprobe"] == 16
     assert built.n_vectors == 4000
     assert built.device == "cpu"

@@ -188,6 +188,24 @@ def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matche
     assert faiss.cvar.hnsw_stats.ndis > 0
 
 
+def test_a_filter_probes_as_deep_as_the_tuner_found_its_depth_needs(tmp_path) -> None:
+    """A filter keeping a fraction s puts the k-th match near rank k/s: nprobe follows the
+    tuned depths (log-log between them, proportional past the deepest), or 1/s without."""
+    shard = Shard(DIM, "clip-test", "IVF4096,Flat", work_dir=tmp_path)
+    assert shard._scaled(SearchParams(nprobe=4), 0.05).nprobe == 80  # no table: 1/s
+    shard.tune_report = {
+        "k": 10,
+        "params": {"nprobe": 4},
+        "depths": {"100": {"nprobe": 64, "recall": 0.97}, "1000": {"nprobe": 512, "recall": 0.96}},
+    }
+    probes = {s: shard._scaled(SearchParams(nprobe=4), s).nprobe for s in (0.5, 0.1, 0.05, 0.01)}
+    assert probes[0.1] == 64  # depth 100, as tuned
+    assert probes[0.01] == 512  # depth 1000
+    assert 4 < probes[0.5] < 64 < probes[0.05] < 512
+    assert shard._scaled(SearchParams(nprobe=4), 0.001).nprobe == 4096  # 5120, capped at nlist
+    assert shard._scaled(SearchParams(nprobe=8), 0.1).nprobe == 128  # a request's own nprobe
+
+
 def test_filtered_results_equal_brute_force_on_the_matching_subset(tmp_path) -> None:
     shard, ids, x = filled("Flat", tmp_path=tmp_path)
     flt = SearchFilter(min_price=5, max_price=9, category_ids=frozenset(range(0, 100, 2)))
