@@ -248,3 +248,19 @@ def test_build_tunes_to_recall_target(spec: str, tmp_path: Path) -> None:
         assert entry["recall"] >= 0.96 or entry["nprobe"] == 16
     assert built.n_vectors == 4000
     assert built.device == "cpu"
+
+
+def test_a_graph_build_tunes_the_efsearch_each_depth_needs(tmp_path: Path) -> None:
+    from workers.index.synthetic import clustered_vectors
+
+    x = clustered_vectors(3000, DIM, n_clusters=30)
+    ids = np.arange(3000, dtype=np.int64)
+    built = build_bulk(
+        iter([(ids, x, attrs_for(ids))]), DIM, MODEL, "HNSW16", work_dir=tmp_path, tune_queries=100
+    )
+    depths = built.shard.tune_report["depths"]
+    efs = [built.shard.params.ef_search, depths["100"]["ef_search"], depths["1000"]["ef_search"]]
+    assert efs == sorted(efs)
+    assert efs[1] >= 100  # a graph search keeps at most efSearch candidates
+    assert efs[2] >= 1000
+    assert all(entry["recall"] >= 0.96 for entry in depths.values())
