@@ -40,7 +40,13 @@ from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
 from workers.index.grouping import first_hits, first_hits_of_row
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
-from workers.index.spec import DEFAULT_RERANK_K, IndexSpec, SearchParams, choose_spec
+from workers.index.spec import (
+    DEFAULT_RERANK_K,
+    EF_SEARCH_MAX,
+    IndexSpec,
+    SearchParams,
+    choose_spec,
+)
 from workers.index.types import SearchFilter, SearchResult, VectorAttrs
 
 logger = logging.getLogger(__name__)
@@ -573,7 +579,7 @@ class Shard:
             nprobe = min(self.spec.nlist, math.ceil(nprobe * self._deeper("nprobe", selectivity)))
         ef = params.ef_search
         if ef is not None:
-            ef = min(4096, math.ceil(ef * self._deeper("ef_search", selectivity)))
+            ef = min(EF_SEARCH_MAX, math.ceil(ef * self._deeper("ef_search", selectivity)))
         return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=params.rerank_k)
 
     def _deeper(self, knob: str, selectivity: float) -> float:

@@ -35,6 +35,7 @@ HNSW_M = 32
 PQ_BYTES = 32
 HNSW_QUANTIZER_NLIST = 8192
 DEFAULT_RERANK_K = 200
+EF_SEARCH_MAX = 4096  # the deepest graph search a filter scales to
 
 _COMPRESSED = re.compile(r"(PQ|SQ|LSH|RaBitQ)", re.IGNORECASE)
 _NLIST = re.compile(r"IVF(\d+)")

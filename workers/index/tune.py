@@ -1,7 +1,9 @@
 """Auto-tuning: the cheapest search parameters that reach a recall target on held-out queries.
 
 Recall is measured at the image level against exact neighbours; a held-out query that is
-itself in the index is excluded from both lists, so it cannot inflate the figure.
+itself in the index is excluded from both lists, so it cannot inflate the figure. Besides
+the setting for k, the knob each deeper search needs is tuned too (`tune_depths`): filtered
+searches scale along that table.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from workers.index.shard import Shard
-from workers.index.spec import SearchParams
+from workers.index.spec import EF_SEARCH_MAX, SearchParams
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +25,6 @@ EF_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 # A filter keeping a fraction s of the vectors puts the k-th match near rank k/s: 10% and 1%
 FILTER_DEPTHS = (100, 1000)
 DEPTH_QUERIES = 200  # recall@1000 averages 1000 neighbours a query: fewer queries suffice
-DEPTH_EF_MAX = 4096  # as Shard._scaled
 
 
 def recall_excluding(found: np.ndarray, truth: np.ndarray, own: np.ndarray | None, k: int) -> float:
@@ -136,7 +137,7 @@ def tune_depths(
     recall@200 0.812/0.883/0.948), so `Shard._scaled` reads this table."""
     spec, tuned = shard.spec, shard.params
     if spec.kind == "hnsw":
-        knob, steps = "ef_search", [2**i for i in range(4, 13) if 2**i <= DEPTH_EF_MAX]
+        knob, steps = "ef_search", [2**i for i in range(4, 20) if 2**i <= EF_SEARCH_MAX]
     elif spec.nlist:
         knob, steps = "nprobe", [p for p in (2**i for i in range(20)) if p <= spec.nlist]
     else:
