@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.index_bench import OUT, recall, time_single
+from bench.index_bench import recall, time_single
+from bench.plotting import pyplot, save
 from workers.index.build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import choose_spec
@@ -155,15 +156,7 @@ def measure(
 
 
 def plot(rows: list[dict], tag: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = pyplot.subplots(figsize=(7, 5))
     for spec in dict.fromkeys(r["spec"] for r in rows):
         mine = [r for r in rows if r["spec"] == spec]
         frac = [r["fraction"] for r in mine]
@@ -175,9 +168,7 @@ def plot(rows: list[dict], tag: str) -> None:
     ax.set_ylabel("mean single-query latency, ms")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    path = OUT / f"filter_latency_{tag}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"# plot: {path}")
+    save(fig, f"filter_latency_{tag}.png")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.plotting import pyplot, save
 from workers.index.build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import IndexSpec, SearchParams, choose_spec, nlist_for
@@ -38,7 +39,6 @@ from workers.malloc import keep_freed_memory
 
 K = 10
 REFINE_MAX = 2_000_000  # float32 rows for FAISS's IndexRefine baseline: 4 GB at 2M x 512
-OUT = Path(__file__).resolve().parent / "out"
 
 
 def attrs_for(ids: np.ndarray) -> VectorAttrs:
@@ -367,15 +367,7 @@ def main() -> None:
 
 
 def _plot(curves: dict[str, list], tag: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = pyplot.subplots(figsize=(7, 5))
     for name, pts in curves.items():
         if pts:
             r, q = zip(*sorted(pts), strict=True)
@@ -386,9 +378,7 @@ def _plot(curves: dict[str, list], tag: str) -> None:
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # exact flat alone has no sweep to draw
         ax.legend(fontsize=7)
-    path = OUT / f"index_recall_qps_{tag}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"# plot: {path}")
+    save(fig, f"index_recall_qps_{tag}.png")
 
 
 if __name__ == "__main__":
