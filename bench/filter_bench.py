@@ -5,10 +5,10 @@ Synthetic clustered 512-d vectors (workers.index.synthetic) whose price is unifo
 independent of the vector, so a price cap keeps a known fraction of the shard. For each
 index kind and fraction: recall@10 against the exact top 10 of the matching vectors, how
 many queries came back with fewer than 10 results, single-query latency, and the shard's
-QPS as a ratio of raw FAISS with the parameters the shard scales for that filter (nprobe
-or efSearch divided by the fraction kept, as `Shard._scaled` does). Raw FAISS walks a
-graph until it holds efSearch matches; the shard scans a graph's rows instead when few
-vectors match (`Shard._scans_rows`).
+QPS as a ratio of raw FAISS with the parameters the shard scales for that filter (the
+nprobe or efSearch the tuner found for depth 10 / fraction kept, as `Shard._scaled`
+does). Raw FAISS walks a graph until it holds efSearch matches; the shard scans a graph's
+rows instead when few vectors match (`Shard._scans_rows`).
 
     python bench/filter_bench.py --quick            # 20k vectors, < 2 minutes
     python bench/filter_bench.py                    # 100k vectors
@@ -52,7 +52,7 @@ def attrs_for(ids: np.ndarray) -> VectorAttrs:
 def raw_search(shard: Shard, flt: SearchFilter):
     """Raw FAISS over the shard's own bulk: the same bitmap and the same scaled knob."""
     bits, n_match = shard._allowed(flt)
-    scaled = shard._scaled(shard.params, n_match / shard.n_vectors)
+    scaled = shard._scaled(shard.params, K, n_match / shard.n_vectors)
     if shard.spec.kind == "hnsw":
         params = faiss.SearchParametersHNSW(efSearch=int(scaled.ef_search))
     elif shard.spec.nlist:

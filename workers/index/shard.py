@@ -474,8 +474,10 @@ class Shard:
             if n_match == 0:
                 return _padded(nq, k, {"matches": 0})
             base = self.params if params is None else params.merged_over(self.params)
-            if filters is not None and not filters.is_empty:
-                base = self._scaled(base, n_match / max(1, self._live_count()))
+            if filters is None or filters.is_empty:
+                base = self._scaled(base, k)
+            else:
+                base = self._scaled(base, k, n_match / self._live_count())
             exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, base)
             if nq == 1:
                 return self._search_one(queries, k, bits, n_match, base, exhaustive)
@@ -568,38 +570,44 @@ class Shard:
             pids.astype(np.int64), images.astype(np.int64), scores[:, :k], {"matches": n_match}
         )
 
-    def _scaled(self, params: SearchParams, selectivity: float) -> SearchParams:
-        """Probe deeper when a filter keeps few vectors: the k-th match then lies near rank
-        k/selectivity, so nprobe / efSearch grow as the tuner measured for that depth
-        (`tune.tune_depths`), or as 1/selectivity without its table."""
-        if selectivity >= 1.0:
+    def _scaled(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
+        """Search deeper when the k-th result lies past the depth the knobs were tuned for:
+        a request may ask for more than the tuned k, and a filter keeping a fraction of the
+        vectors puts the k-th match near rank k / kept. nprobe / efSearch grow as the tuner
+        measured for that depth (`tune.tune_depths`), or in proportion to it without its
+        table; re-rank candidates in proportion to k (a filter acts before they are taken)."""
+        tuned_k = int(self.tune_report.get("k") or 10)
+        depth = k / kept
+        if depth <= tuned_k:
             return params
         nprobe = params.nprobe
         if nprobe is not None and self.spec.nlist:
-            nprobe = min(self.spec.nlist, math.ceil(nprobe * self._deeper("nprobe", selectivity)))
+            nprobe = min(self.spec.nlist, math.ceil(nprobe * self._deeper("nprobe", depth)))
         ef = params.ef_search
         if ef is not None:
-            ef = min(EF_SEARCH_MAX, math.ceil(ef * self._deeper("ef_search", selectivity)))
-        return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=params.rerank_k)
+            ef = min(EF_SEARCH_MAX, math.ceil(ef * self._deeper("ef_search", depth)))
+        rerank_k = params.rerank_k
+        if rerank_k is not None and k > tuned_k:
+            rerank_k = math.ceil(rerank_k * k / tuned_k)
+        return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=rerank_k)
 
-    def _deeper(self, knob: str, selectivity: float) -> float:
-        """How many times the tuned `knob` a search needs to reach depth k/selectivity:
-        log-log interpolation between the tuned depths, proportional past the deepest."""
+    def _deeper(self, knob: str, depth: float) -> float:
+        """How many times the tuned `knob` a search needs to reach `depth`: log-log
+        interpolation between the tuned depths, proportional past the deepest."""
         report = self.tune_report
+        k = int(report.get("k") or 10)
         base = (report.get("params") or {}).get(knob)
         depths = report.get("depths") or {}
         if not base or not depths:
-            return 1.0 / max(selectivity, 1e-6)
-        k = int(report.get("k") or 10)
+            return depth / k
         deeper = ((int(d), e.get(knob)) for d, e in depths.items())
         points = [(k, float(base)), *sorted((d, float(v)) for d, v in deeper if v and d > k)]
-        wanted = k / max(selectivity, 1e-6)
         for (d0, v0), (d1, v1) in itertools.pairwise(points):
-            if wanted <= d1:
+            if depth <= d1:
                 slope = math.log(v1 / v0) / math.log(d1 / d0)
-                return v0 * (wanted / d0) ** slope / base
-        depth, value = points[-1]
-        return value * (wanted / depth) / base
+                return v0 * (depth / d0) ** slope / base
+        last, value = points[-1]
+        return value * (depth / last) / base
 
     def _scans_rows(self, bits: np.ndarray | None, n_match: int, params: SearchParams) -> bool:
         """Whether a graph search through a bitmap should scan the graph's rows instead:

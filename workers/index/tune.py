@@ -3,7 +3,7 @@
 Recall is measured at the image level against exact neighbours; a held-out query that is
 itself in the index is excluded from both lists, so it cannot inflate the figure. Besides
 the setting for k, the knob each deeper search needs is tuned too (`tune_depths`): filtered
-searches scale along that table.
+searches and requests for more than k results scale along that table.
 """
 
 from __future__ import annotations
