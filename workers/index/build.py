@@ -27,7 +27,7 @@ from workers.index.shard import Shard, new_index, repack_ivf
 from workers.index.spec import IndexSpec, choose_spec
 from workers.index.synthetic import normalise
 from workers.index.threads import TRAIN_THREADS, threads
-from workers.index.tune import FILTER_DEPTHS, autotune
+from workers.index.tune import DEPTHS, autotune
 from workers.index.types import VectorAttrs
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def build_bulk(
     cols = Columns()
     ivf = faiss.try_extract_index_ivf(index)
     writer = RowWriter(shard.work_dir, dim) if spec.rerank else None
-    depth = max(k, *FILTER_DEPTHS)  # exact neighbours deep enough to tune filtered searches
+    depth = max(k, *DEPTHS)  # exact neighbours deep enough to tune filtered searches
     heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
     held_out = np.zeros(n_held, dtype=bool)
     held_out[pick] = True

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 RERANK_STEPS = (25, 50, 100, 200, 400, 800, 1600, 3200)
 PLATEAU_GAIN = 0.001  # recall gained by doubling nprobe below which a group stops
 EF_STEPS = (16, 32, 64, 128, 256, 512, 1024)
-# A filter keeping a fraction s of the vectors puts the k-th match near rank k/s: 10% and 1%
-FILTER_DEPTHS = (100, 1000)
+# Depths past k a search may need: the API's default k, and the 10th match of a filter
+# keeping 10% or 1% of the vectors (a fraction s puts the k-th match near rank k/s)
+DEPTHS = (20, 100, 1000)
 DEPTH_QUERIES = 200  # recall@1000 averages 1000 neighbours a query: fewer queries suffice
 
 
@@ -131,7 +132,7 @@ def tune_depths(
     own: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """The smallest nprobe / efSearch reaching `target` recall@d at each depth d of
-    FILTER_DEPTHS that `truth` is deep enough for, from the tuned one up. A filter keeping
+    DEPTHS that `truth` is deep enough for, from the tuned one up. A filter keeping
     a fraction s of the vectors needs about what depth k/s needs (100k IVF1024, a random
     5% filter at nprobe 80/160/320: filtered recall@10 0.800/0.875/0.940, unfiltered
     recall@200 0.812/0.883/0.948), so `Shard._scaled` reads this table."""
@@ -145,7 +146,7 @@ def tune_depths(
     extra = 1 if own is not None else 0
     current = int(getattr(tuned, knob) or 1)
     table: dict[str, dict[str, float]] = {}
-    for depth in FILTER_DEPTHS:
+    for depth in (d for d in DEPTHS if d > k):
         if truth.shape[1] < depth + extra or shard.n_vectors < 2 * depth:
             break
         chosen, previous = None, -1.0
