@@ -51,7 +51,7 @@ def attrs_for(ids: np.ndarray) -> VectorAttrs:
 
 def raw_search(shard: Shard, flt: SearchFilter):
     """Raw FAISS over the shard's own bulk: the same bitmap and the same scaled knob."""
-    bits, n_match = shard._allowed(flt)
+    bits, n_match, _ = shard._allowed(flt)
     scaled = shard._scaled(shard.params, K, n_match / shard.n_vectors)
     if shard.spec.kind == "hnsw":
         params = faiss.SearchParametersHNSW(efSearch=int(scaled.ef_search))

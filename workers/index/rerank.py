@@ -98,7 +98,7 @@ class RerankStore:
         self.size = size
         self._room = room
         rows = mapped[offset:].view(np.uint16).reshape(size + room, self.dim)
-        self._rows, self._tail = rows[:size], rows[size:]
+        self._every, self._rows, self._tail = rows, rows[:size], rows[size:]
 
     @property
     def fresh_rows(self) -> np.ndarray:
@@ -148,8 +148,9 @@ class RerankStore:
         return RerankStore.written(self.path.parent, self.dim, blocks())
 
     def gather(self, slots: np.ndarray) -> np.ndarray:
-        """float32 rows for the given slots (in range)."""
-        return from_rows(self._rows[np.asarray(slots, dtype=np.int64)], BFLOAT16)
+        """float32 rows for the given slots, the file's and the fresh ones after them."""
+        rows = self._every[: self.size + self.fresh]
+        return from_rows(rows[np.asarray(slots, dtype=np.int64)], BFLOAT16)
 
     def refined(self, base: faiss.Index) -> faiss.IndexRefine:
         """`base` whose candidates are re-scored from these rows, fresh ones included

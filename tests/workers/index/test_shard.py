@@ -152,18 +152,15 @@ def test_filter_matching_one_percent_still_returns_k(spec: str, tmp_path) -> Non
     assert ((attrs.prices >= 10) & (attrs.prices <= 30) & attrs.in_stock).all()
 
 
-@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16_SQ8"])
-def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matches(
-    spec: str, tmp_path
-) -> None:
-    """A graph walks on until it holds efSearch matches, slowly and still missing some when
-    a filter keeps few; the shard scores those few from the graph's rows instead (the
-    re-rank rows of a compressed graph), fresh, deleted and superseded vectors included."""
+def churned(spec: str, tmp_path) -> tuple[Shard, dict[int, np.ndarray], set[int]]:
+    """3000 vectors, then fresh ones of category 1 (in the delta of a graph), superseded
+    and deleted ones of category 1; the live vectors by id, for brute force, and the ids
+    upserted last."""
     shard, ids, x = filled(spec, n=3000, tmp_path=tmp_path)
-    fresh_ids = np.arange(100_001, 100_601, 100, dtype=np.int64)  # category 1, in the delta
+    fresh_ids = np.arange(100_001, 100_601, 100, dtype=np.int64)  # category 1
     fresh = random_vectors(len(fresh_ids), seed=61)
     shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
-    replaced = ids[ids % 100 == 1][:3]  # superseded: their new vectors are in the delta
+    replaced = ids[ids % 100 == 1][:3]  # superseded: their new vectors are fresh too
     new_rows = random_vectors(3, seed=62)
     shard.upsert(replaced, new_rows, attrs_for(replaced))
     shard.delete(ids[ids % 100 == 1][3:6])
@@ -172,11 +169,15 @@ def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matche
     vectors.update(zip(replaced.tolist(), new_rows, strict=True))
     for gone in ids[ids % 100 == 1][3:6].tolist():
         del vectors[gone]
-    allowed = {i for i in vectors if i % 100 == 1 and i % 3 != 0}  # category 1, in stock
-    flt = SearchFilter(category_ids=frozenset({1}), in_stock=True)
+    return shard, vectors, {*fresh_ids.tolist(), *replaced.tolist()}
+
+
+def assert_exact_filtered(shard: Shard, vectors: dict, categories: set[int]) -> None:
+    """Batch and single searches through the filter equal brute force on its matches."""
+    allowed = {i for i in vectors if i % 100 in categories and i % 3 != 0}  # in stock
+    flt = SearchFilter(category_ids=frozenset(categories), in_stock=True)
     q = random_vectors(6, seed=63)
     expect = brute_force(vectors, {i: i for i in vectors}, q, 10, allowed)
-    faiss.cvar.hnsw_stats.reset()
     batch = shard.search(q, 10, flt)
     singles = [shard.search(row, 10, flt) for row in q]
     for row, exp in enumerate(expect):
@@ -184,10 +185,48 @@ def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matche
         assert len(want) == 10
         assert batch.image_ids[row].tolist() == want
         assert singles[row].image_ids[0].tolist() == want
+
+
+@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16_SQ8"])
+def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matches(
+    spec: str, tmp_path
+) -> None:
+    """A graph walks on until it holds efSearch matches, slowly and still missing some when
+    a filter keeps few; the shard scores those few from the graph's rows instead (the
+    re-rank rows of a compressed graph), fresh, deleted and superseded vectors included."""
+    shard, vectors, _ = churned(spec, tmp_path)
+    categories = set(range(1, 8))  # ~7%: more than a gather of rows pays for
+    assert shard._selection(SearchFilter(category_ids=frozenset(categories))).slots is None
+    faiss.cvar.hnsw_stats.reset()
+    assert_exact_filtered(shard, vectors, categories)
     assert faiss.cvar.hnsw_stats.ndis == 0  # the graph was not walked
     broad = SearchFilter(in_stock=True)  # two thirds match: the graph is cheaper
+    q = random_vectors(6, seed=63)
     assert (shard.search(q, 10, broad).image_ids >= 0).all()
     assert faiss.cvar.hnsw_stats.ndis > 0
+
+
+@pytest.mark.parametrize(
+    "spec", ["Flat", "IVF8,Flat", "IVF16_HNSW8,Flat", "IVF8,PQ4x4", "HNSW16", "HNSW16_SQ8"]
+)
+def test_a_rare_filter_scores_its_matches_alone_and_finds_the_exact_ones(
+    spec: str, tmp_path
+) -> None:
+    """When few vectors match, the shard gathers their rows (flat storage, IVF lists through
+    the label map, or re-rank rows) and scores them alone: no list probed, no graph walked,
+    no row of the rest tested; fresh, deleted and superseded vectors included."""
+    shard, vectors, fresh = churned(spec, tmp_path)
+    gathered: list[int] = []
+    gather = shard._gather
+    shard._gather = lambda slots: gathered.append(len(slots)) or gather(slots)  # counted
+    faiss.cvar.hnsw_stats.reset()
+    faiss.cvar.indexIVF_stats.reset()
+    assert_exact_filtered(shard, vectors, {1})
+    assert faiss.cvar.hnsw_stats.ndis == 0
+    assert faiss.cvar.indexIVF_stats.nq == 0
+    matches = {i for i in vectors if i % 100 == 1 and i % 3 != 0}
+    in_delta = matches & fresh if shard._graph_rows is not None else set()  # scanned there
+    assert gathered == [len(matches - in_delta)] * 7  # a batch of 6 queries, then each alone
 
 
 def test_a_search_probes_as_deep_as_the_tuner_found_its_depth_needs(tmp_path) -> None:
@@ -308,7 +347,7 @@ def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
     shard, ids, x = filled("Flat", n=1200, tmp_path=tmp_path)
     shard.delete(ids[:50])
     shard.upsert(ids[50:60], random_vectors(10, seed=41), attrs_for(ids[50:60]))
-    assert shard._selection(None) == (None, 1150)  # no bitmap to test in the scan
+    assert shard._selection(None) == (None, 1150, None)  # no bitmap to test in the scan
     assert np.isnan(shard._bulk.reconstruct(0)).all()  # the row of a deleted vector
     live_ids = np.concatenate([ids[60:], ids[50:60]])
     live_x = np.vstack([x[60:], shard._bulk.reconstruct_n(1200, 10)])
@@ -333,10 +372,10 @@ def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
 @pytest.mark.parametrize("spec", ["IVF8,PQ4x4", "HNSW16"])
 def test_a_shard_with_nothing_removed_searches_without_a_selector(spec: str, tmp_path) -> None:
     shard, ids, x = filled(spec, tmp_path=tmp_path)
-    assert shard._selection(None) == (None, len(ids))
+    assert shard._selection(None) == (None, len(ids), None)
     before = shard.search(x[:5], 10, params=EXACT)
     shard.delete(ids[:1])  # now the removed vector must be masked out inside the search
-    bits, n_match = shard._selection(None)
+    bits, n_match, _ = shard._selection(None)
     assert bits is not None
     assert n_match == len(ids) - 1
     after = shard.search(x[:5], 10, params=EXACT)
