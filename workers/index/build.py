@@ -128,7 +128,7 @@ def build_bulk(
     cols = Columns()
     ivf = faiss.try_extract_index_ivf(index)
     writer = RowWriter(shard.work_dir, dim) if spec.rerank else None
-    depth = max(k, *DEPTHS)  # exact neighbours deep enough to tune filtered searches
+    depth = max(k, *DEPTHS)  # exact neighbours deep enough to tune deeper searches
     heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
     held_out = np.zeros(n_held, dtype=bool)
     held_out[pick] = True

@@ -117,7 +117,7 @@ class Shard:
         self._writer = threading.RLock()  # one writer at a time (compaction may be long)
         self._version = 0
         self._masks: dict[tuple[int, SearchFilter | None], Selection] = {}
-        self._live = (-1, 0)  # (version, live vectors), see `_live_count`
+        self._live = (-1, Selection(None, 0))  # (version, live vectors), see `_unfiltered`
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
@@ -509,16 +509,15 @@ class Shard:
             if n_match == 0:
                 return _padded(nq, k, {"matches": 0})
             base = self.params if params is None else params.merged_over(self.params)
-            if filters is None or filters.is_empty:
-                base = self._scaled(base, k)
-            else:
+            if filters is not None and not filters.is_empty:
                 base = self._scaled(base, k, n_match / self._live_count())
+            elif k > (self.tune_report.get("k") or 10):  # (most requests skip the call)
+                base = self._scaled(base, k)
             exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, base)
-            subset = self._subset(slots, n_match, base, exhaustive)
+            subset = None if slots is None else self._subset(slots, n_match, base, exhaustive)
             exhaustive = exhaustive or subset is not None  # every match scored: no retry
             if nq == 1:
-                selected = Selection(bits, n_match, subset)
-                return self._search_one(queries, k, selected, base, exhaustive)
+                return self._search_one(queries, k, bits, n_match, base, exhaustive, subset)
             out = _padded(nq, k, {"matches": n_match})
             out_p, out_i, out_s = out.product_ids, out.image_ids, out.scores
             products = self._cols.data["product_ids"]
@@ -557,15 +556,15 @@ class Shard:
         self,
         query: np.ndarray,
         k: int,
-        selected: Selection,
+        bits: np.ndarray | None,
+        n_match: int,
         params: SearchParams,
         exhaustive: bool,
+        subset: np.ndarray | None,
     ) -> SearchResult:
         """`search` of a single query (most of the traffic): the same rounds as the batch
         loop with the grouping in plain Python, where a batch's array operations would cost
-        more than the FAISS search of a cheap query. `selected.slots`: the matches to score
-        alone, if any (see `_subset`)."""
-        bits, n_match, subset = selected
+        more than the FAISS search of a cheap query."""
         products = self._cols.data["product_ids"]
         fetch = min(n_match, 2 * k)
         while True:
@@ -694,19 +693,23 @@ class Shard:
         selector costs even when it passes everything: ~4% of an IVF scan, 7-15% of a flat
         one at 20k here."""
         if flt is None or flt.is_empty:
-            live = self._live_count()
-            if self._removes_in_place or live == self._cols.size:
-                return Selection(None, live)
+            everything = self._unfiltered()
+            if self._removes_in_place or everything.n_match == self._cols.size:
+                return everything
         return self._allowed(flt)
 
-    def _live_count(self) -> int:
-        """Live vectors, counted once per version: without building the unfiltered bitmap,
-        which a shard removing in place never passes (~0.36 ms at 1M after every write)."""
-        version, count = self._live
+    def _unfiltered(self) -> Selection:
+        """Every live vector and no bitmap, counted once per version: without building
+        the unfiltered bitmap, which a shard removing in place never passes (~0.36 ms at
+        1M after every write)."""
+        version, everything = self._live
         if version != self._version:
-            count = int(np.count_nonzero(self._cols["alive"]))
-            self._live = (self._version, count)
-        return count
+            everything = Selection(None, int(np.count_nonzero(self._cols["alive"])))
+            self._live = (self._version, everything)
+        return everything
+
+    def _live_count(self) -> int:
+        return self._unfiltered().n_match
 
     def _allowed(self, flt: SearchFilter | None) -> Selection:
         """Packed bitmap over slots of the live vectors matching the filter, their count,
