@@ -8,7 +8,9 @@ many queries came back with fewer than 10 results, single-query latency, and the
 QPS as a ratio of raw FAISS with the parameters the shard scales for that filter (the
 nprobe or efSearch the tuner found for depth 10 / fraction kept, as `Shard._scaled`
 does). Raw FAISS walks a graph until it holds efSearch matches; the shard scans a graph's
-rows instead when few vectors match (`Shard._scans_rows`).
+rows instead when few vectors match (`Shard._scans_rows`). For a compressed kind
+(`--kinds ivfpq`, not in the default run: OPQ training takes minutes) raw FAISS searches
+the bare codes, without the shard's exact re-ranking of its candidates.
 
     python bench/filter_bench.py --quick            # 20k vectors, < 2 minutes
     python bench/filter_bench.py                    # 100k vectors

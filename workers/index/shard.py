@@ -44,6 +44,7 @@ from workers.index.rwlock import RWLock
 from workers.index.spec import (
     DEFAULT_RERANK_K,
     EF_SEARCH_MAX,
+    RERANK_K_MAX,
     IndexSpec,
     SearchParams,
     choose_spec,
@@ -615,7 +616,10 @@ class Shard:
         a request may ask for more than the tuned k, and a filter keeping a fraction of the
         vectors puts the k-th match near rank k / kept. nprobe / efSearch grow as the tuner
         measured for that depth (`tune.tune_depths`), or in proportion to it without its
-        table; re-rank candidates in proportion to k (a filter acts before they are taken)."""
+        table; re-rank candidates in proportion to it: the k-th match of a filter keeping
+        10% of a compressed shard is ordered by codes as well as the 100th neighbour is
+        (100k OPQ32,IVF1024,PQ32 at every nprobe, a 10% / 2% filter: recall@10 with 50
+        candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800 0.975 / 0.99)."""
         tuned_k = int(self.tune_report.get("k") or 10)
         depth = k / kept
         if depth <= tuned_k:
@@ -627,8 +631,8 @@ class Shard:
         if ef is not None:
             ef = min(EF_SEARCH_MAX, math.ceil(ef * self._deeper("ef_search", depth)))
         rerank_k = params.rerank_k
-        if rerank_k is not None and k > tuned_k:
-            rerank_k = math.ceil(rerank_k * k / tuned_k)
+        if rerank_k is not None:
+            rerank_k = max(rerank_k, min(RERANK_K_MAX, math.ceil(rerank_k * depth / tuned_k)))
         return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=rerank_k)
 
     def _deeper(self, knob: str, depth: float) -> float:

@@ -250,10 +250,11 @@ def test_a_search_probes_as_deep_as_the_tuner_found_its_depth_needs(tmp_path) ->
     assert shard._scaled(SearchParams(nprobe=4), 100).nprobe == 64
     assert shard._scaled(SearchParams(nprobe=4), 5).nprobe == 4
     assert shard._scaled(SearchParams(nprobe=4), 50, 0.5).nprobe == probes[0.1]
-    # re-rank candidates follow k, not the filter: a filter acts before they are taken
+    # re-rank candidates follow the depth too, up to a cap
     compressed = SearchParams(nprobe=4, rerank_k=200)
-    assert shard._scaled(compressed, 10, 0.01).rerank_k == 200
-    assert shard._scaled(compressed, 40, 0.5).rerank_k == 800
+    assert shard._scaled(compressed, 10).rerank_k == 200
+    assert shard._scaled(compressed, 40, 0.5).rerank_k == 1600
+    assert shard._scaled(compressed, 10, 0.01).rerank_k == 10_000
 
 
 def test_a_request_for_more_than_the_tuned_k_probes_deeper(tmp_path) -> None:
