@@ -616,10 +616,9 @@ class Shard:
         a request may ask for more than the tuned k, and a filter keeping a fraction of the
         vectors puts the k-th match near rank k / kept. nprobe / efSearch grow as the tuner
         measured for that depth (`tune.tune_depths`), or in proportion to it without its
-        table; re-rank candidates in proportion to it: the k-th match of a filter keeping
-        10% of a compressed shard is ordered by codes as well as the 100th neighbour is
-        (100k OPQ32,IVF1024,PQ32 at every nprobe, a 10% / 2% filter: recall@10 with 50
-        candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800 0.975 / 0.99)."""
+        table; re-rank candidates in proportion to it too, up to a cap (100k
+        OPQ32,IVF1024,PQ32 under a filter keeping 10% / 2%, at any nprobe: recall@10 with
+        the tuned 50 candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800 0.975 / 0.99)."""
         tuned_k = int(self.tune_report.get("k") or 10)
         depth = k / kept
         if depth <= tuned_k:

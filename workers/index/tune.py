@@ -160,9 +160,9 @@ def tune_depths(
             if tuned.rerank_k is not None:
                 # the lists' coverage, not the codes' order: a filter keeping 2% of 100k
                 # OPQ32,IVF1024,PQ32 reached recall@10 0.90 / 0.98 / 0.998 at nprobe 338 /
-                # 676 / 1024 with 2500 candidates, while recall@100 with the tuned 5
-                # candidates a result stopped at 0.86 from nprobe 64 on (the search
-                # scales its candidates with the depth itself, see `Shard._scaled`)
+                # 676 / 1024 with 2500 candidates, while recall@100 measured with 5
+                # candidates a result (as tuned) plateaued at 0.86 by nprobe 128, too few
+                # lists (the search scales its candidates itself, see `Shard._scaled`)
                 params = replace(params, rerank_k=RERANK_K_MAX)
             recall, _ = measure(
                 shard,
