@@ -177,9 +177,8 @@ class Shard:
         exact rows (codes only, or vectors behind a transform)."""
         if self._rerank is not None:
             return self._rerank.gather  # bfloat16 rows, the scores a re-rank would give
-        flat = faiss.downcast_index(self._bulk)
-        if isinstance(flat, faiss.IndexHNSW):
-            flat = faiss.downcast_index(flat.storage)
+        graph_rows = self._graph_rows  # a graph's flat storage (see `_scannable_rows`)
+        flat = graph_rows if graph_rows is not None else faiss.downcast_index(self._bulk)
         if isinstance(flat, faiss.IndexFlat):
 
             def rows_of_flat(slots: np.ndarray) -> np.ndarray:
@@ -665,7 +664,7 @@ class Shard:
         return 2 * n_match <= int(params.ef_search or 64) * self._graph_m
 
     def _subset(
-        self, slots: np.ndarray | None, n_match: int, params: SearchParams, exhaustive: bool
+        self, slots: np.ndarray, n_match: int, params: SearchParams, exhaustive: bool
     ) -> np.ndarray | None:
         """The matching slots when scoring their rows alone beats the search: a rare
         filter's matches are gathered and scored (~0.3-0.4 us each) where a bitmap scan
@@ -673,11 +672,11 @@ class Shard:
         (filter_bench, 512-d, shard against raw FAISS through the bitmap: 1M IVF4096 0.1%
         0.63 vs 3.44 ms, 0.3% 1.49 vs 2.01; 100k IVF1024 1% 0.52 vs 0.78). A graph walk
         is weighed against its row scan first (`_scans_rows`); past it only a scan is."""
-        if slots is None or self._gather is None or not (self._trained and self._n_bulk):
+        if self._gather is None or not (self._trained and self._n_bulk):
             return None
-        visited = float(self._n_bulk)
         if self._graph_rows is not None and not exhaustive:
             return None  # a walk of the graph, cheaper than a scan of its rows
+        visited = float(self._n_bulk)
         if self._ivf is not None and not exhaustive:
             visited *= min(1.0, int(params.nprobe or 1) / self._ivf.nlist)
         return slots if SUBSET_COST * n_match <= visited else None
