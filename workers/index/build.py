@@ -20,10 +20,12 @@ import faiss
 import numpy as np
 
 from workers.index.columns import Columns
+from workers.index.faiss_calls import new_index
 from workers.index.gpu import train_index
+from workers.index.ivf_lists import repack_ivf
 from workers.index.log import START
 from workers.index.rerank import RowWriter
-from workers.index.shard import Shard, new_index, repack_ivf
+from workers.index.shard import Shard
 from workers.index.spec import IndexSpec, choose_spec
 from workers.index.synthetic import normalise
 from workers.index.threads import TRAIN_THREADS, threads

@@ -38,25 +38,34 @@ import numpy as np
 
 from workers.index import snapshot as snap
 from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
+from workers.index.faiss_calls import (
+    METRIC,
+    merged,
+    new_index,
+    preassigned,
+    refine_params,
+    search_with,
+)
+from workers.index.footprint import bulk_bytes, delta_bytes
 from workers.index.grouping import first_hits, first_hits_of_row
+from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
 from workers.index.spec import (
-    DEFAULT_RERANK_K,
     EF_SEARCH_MAX,
     RERANK_K_MAX,
     IndexSpec,
     SearchParams,
     choose_spec,
+    default_params,
+    min_train,
 )
 from workers.index.types import SearchFilter, SearchResult, VectorAttrs
 
 logger = logging.getLogger(__name__)
 
-METRIC = faiss.METRIC_INNER_PRODUCT
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
 _MASK_CACHE = 16
-_MAP_BYTES = 48  # per entry of a label -> list position hash map (std::unordered_map)
 # what `swap_bulk` keeps of the receiving shard (the caches are keyed by its version)
 _KEPT_BY_SWAP = frozenset(
     {"dim", "model", "work_dir", "rebuild_fraction", "_lock", "_writer", "_version"}
@@ -76,19 +85,6 @@ class Selection(NamedTuple):
     bits: np.ndarray | None
     n_match: int
     slots: np.ndarray | None = None
-
-
-def new_index(spec: IndexSpec, dim: int) -> faiss.Index:
-    return faiss.index_factory(dim, spec.factory, METRIC)
-
-
-def default_params(spec: IndexSpec) -> SearchParams:
-    nlist = spec.nlist
-    return SearchParams(
-        nprobe=min(nlist, max(1, nlist // 64)) if nlist else None,
-        ef_search=64 if spec.kind == "hnsw" else None,
-        rerank_k=DEFAULT_RERANK_K if spec.rerank else None,
-    )
 
 
 class Shard:
@@ -222,8 +218,8 @@ class Shard:
         """Give a trained IVF-Flat bulk a hash map from label to list position (rebuilt
         here: compaction rewrites the lists), so deletes remove vectors from their lists at
         once. Its unfiltered searches then need no selector: a bitmap test per scanned
-        vector cost ~4% of a 1M-vector query. _MAP_BYTES a vector, beside 2 KB of floats;
-        compressed shards keep the selector and their memory budget."""
+        vector cost ~4% of a 1M-vector query. `footprint.MAP_BYTES` a vector, beside 2 KB of
+        floats; compressed shards keep the selector and their memory budget."""
         if ivf is None or compressed or not ivf.is_trained:
             return False
         if not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat):
@@ -417,7 +413,7 @@ class Shard:
             bulk = self._bulk
             if not bulk.is_trained:
                 train = np.ascontiguousarray(delta[alive[self._n_bulk :]])
-                if len(train) < _min_train(self.spec):
+                if len(train) < min_train(self.spec):
                     return  # too few vectors to train: everything stays exact in delta
                 bulk.train(train)
                 self._ivf = faiss.try_extract_index_ivf(bulk)
@@ -772,7 +768,7 @@ class Shard:
                 parts.append(self._bulk_hits(queries, fetch, bulk_params, params.rerank_k))
             if self._n_delta:
                 parts.append(self._delta_scan(queries, fetch, bulk_params.sel))
-        return _merged(parts, len(queries), fetch)
+        return merged(parts, len(queries), fetch)
 
     def _subset_and_delta(
         self, queries: np.ndarray, fetch: int, bits: np.ndarray | None, subset: np.ndarray
@@ -792,7 +788,7 @@ class Shard:
         parts = [(scores, labels)]
         if self._n_delta and not self._fresh_in_bulk:
             parts.append(self._delta_scan(queries, fetch, self._search_params(bits, None).sel))
-        return _merged(parts, nq, fetch)
+        return merged(parts, nq, fetch)
 
     def _selector(self, bits: np.ndarray | None) -> faiss.IDSelector | None:
         """A selector over a packed bitmap of slots. FAISS takes its length in bytes: an id
@@ -873,7 +869,7 @@ class Shard:
             return search_with(self._bulk, queries, fetch, params)
         candidates = max(fetch, rerank_k or 0)
         key = (self._version, id(params), candidates, fetch)
-        refine = self._cached_params(key, params, _refine_params)
+        refine = self._cached_params(key, params, refine_params)
         return search_with(self._refine, queries, fetch, refine)
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
@@ -955,24 +951,8 @@ class Shard:
         total += sum(
             m.bits.nbytes + (0 if m.slots is None else m.slots.nbytes) for m in self._masks.values()
         )
-        delta = faiss.downcast_index(self._delta)
-        if isinstance(delta, faiss.IndexIVF):
-            total += delta.ntotal * (delta.invlists.code_size + 8)
-        else:  # IDMap of a flat or bfloat16 scan
-            total += delta.ntotal * (faiss.downcast_index(delta.index).code_size + 8)
-        if self._ivf is not None:
-            total += self._ivf.ntotal * (self._ivf.invlists.code_size + 8)  # codes + int64 ids
-            if self._removes_in_place:
-                total += self._ivf.ntotal * _MAP_BYTES
-            quantizer = faiss.downcast_index(self._ivf.quantizer)
-            total += quantizer.ntotal * quantizer.d * 4  # coarse centroids
-            if isinstance(quantizer, faiss.IndexHNSW):
-                graph = quantizer.hnsw
-                total += 4 * graph.neighbors.size() + 8 * graph.offsets.size()
-            if isinstance(self._bulk, faiss.IndexPreTransform):
-                total += self.dim * self.dim * 4
-        elif self._bulk.ntotal:
-            total += _flat_or_graph_bytes(faiss.downcast_index(self._bulk))
+        total += delta_bytes(self._delta)
+        total += bulk_bytes(self._bulk, self._ivf, self._removes_in_place)
         return total
 
     # ------------------------------------------------------------ persistence
@@ -1055,28 +1035,6 @@ class Shard:
         return shard
 
 
-def _flat_or_graph_bytes(index: faiss.Index) -> int:
-    """Bytes of a flat-coded or HNSW index, counted: serialising it to measure (as for
-    other kinds) copies the whole index, every few seconds when metrics are reported."""
-    if isinstance(index, faiss.IndexFlatCodes):
-        return index.ntotal * index.code_size
-    if isinstance(index, faiss.IndexHNSW):
-        graph = index.hnsw
-        links = 4 * graph.neighbors.size() + 8 * graph.offsets.size() + 4 * graph.levels.size()
-        return links + _flat_or_graph_bytes(faiss.downcast_index(index.storage))
-    return faiss.serialize_index(index).nbytes
-
-
-def _refine_params(
-    base: faiss.SearchParameters, candidates: int, fetch: int
-) -> faiss.IndexRefineSearchParameters:
-    """Re-rank the best `candidates` by code of a bulk searched with `base` (not owned)."""
-    # FAISS takes int(fetch * k_factor) candidates, in float32: half a candidate of margin
-    refine = faiss.IndexRefineSearchParameters(k_factor=(candidates + 0.5) / fetch)
-    refine.base_index_params = base
-    return refine
-
-
 def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
     """A result with no hits yet: ids -1 and scores -inf everywhere."""
     return SearchResult(
@@ -1094,98 +1052,3 @@ def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndar
     row = np.full((1, k), fill, dtype=dtype)
     row[0, : len(values)] = values
     return row
-
-
-def _merged(
-    parts: list[tuple[np.ndarray, np.ndarray]], nq: int, fetch: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best `fetch` (score, slot) per query over the parts searched; past the hits,
-    slot -1 with a score of -inf or FAISS's lowest float."""
-    if not parts:
-        return np.full((nq, 1), -np.inf, np.float32), np.full((nq, 1), -1, np.int64)
-    if len(parts) == 1:  # one index searched: FAISS (or the re-rank) already sorted it
-        return parts[0]
-    scores = np.concatenate([p[0] for p in parts], axis=1)
-    slots = np.concatenate([p[1] for p in parts], axis=1)
-    scores = np.where(slots >= 0, scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(slots, order, 1)
-
-
-def search_with(
-    index: faiss.Index, x: np.ndarray, k: int, params: faiss.SearchParameters
-) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` minus the Python wrapper's checks (`x` is checked C-contiguous
-    float32 of the index's dimension): a few microseconds of a single query."""
-    n = len(x)
-    scores = np.empty((n, k), dtype=np.float32)
-    labels = np.empty((n, k), dtype=np.int64)
-    index.search_c(n, faiss.swig_ptr(x), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)
-    return scores, labels
-
-
-def preassigned(
-    ivf: faiss.IndexIVF,
-    x: np.ndarray,
-    k: int,
-    coarse_i: np.ndarray,
-    coarse_d: np.ndarray,
-    params: faiss.SearchParametersIVF,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``search_preassigned`` with search parameters (the Python wrapper refuses them)."""
-    n = len(x)
-    scores = np.empty((n, k), dtype=np.float32)
-    labels = np.empty((n, k), dtype=np.int64)
-    ivf.search_preassigned_c(
-        n,
-        faiss.swig_ptr(x),
-        k,
-        faiss.swig_ptr(np.ascontiguousarray(coarse_i)),
-        faiss.swig_ptr(np.ascontiguousarray(coarse_d)),
-        faiss.swig_ptr(scores),
-        faiss.swig_ptr(labels),
-        False,
-        params,
-    )
-    return scores, labels
-
-
-def repack_ivf(ivf: faiss.IndexIVF, n_labels: int) -> None:
-    """Copy every inverted list (labels below `n_labels`) once into storage of exactly its
-    size: lists grown batch by batch keep up to 2x spare capacity, gigabytes at 10M."""
-    relabel_ivf(ivf, np.arange(n_labels, dtype=np.int64))
-
-
-def relabel_ivf(ivf: faiss.IndexIVF, new_of_old: np.ndarray) -> None:
-    """Rewrite every inverted list with new labels, dropping entries mapped to -1."""
-    invlists = ivf.invlists
-    code_size = invlists.code_size
-    fresh = faiss.ArrayInvertedLists(ivf.nlist, code_size)
-    total = 0
-    for list_no in range(ivf.nlist):
-        size = invlists.list_size(list_no)
-        if size == 0:
-            continue
-        old = faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy()
-        codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * code_size).copy()
-        new = new_of_old[old]
-        kept = new >= 0
-        n_kept = int(kept.sum())
-        if n_kept:
-            ids = np.ascontiguousarray(new[kept], dtype=np.int64)
-            kept_codes = np.ascontiguousarray(codes.reshape(size, code_size)[kept])
-            fresh.add_entries(list_no, n_kept, faiss.swig_ptr(ids), faiss.swig_ptr(kept_codes))
-            total += n_kept
-    ivf.replace_invlists(fresh, True)
-    fresh.this.disown()
-    ivf.ntotal = total
-
-
-def _min_train(spec: IndexSpec) -> int:
-    """Vectors needed before an untrained spec can be trained from the delta."""
-    need = 1
-    if spec.nlist:
-        need = max(need, 4 * spec.nlist)
-    if spec.rerank:
-        need = max(need, 1024)
-    return need

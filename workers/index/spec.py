@@ -143,3 +143,23 @@ class SearchParams:
                 for key in ("nprobe", "ef_search", "rerank_k")
             }
         )
+
+
+def default_params(spec: IndexSpec) -> SearchParams:
+    """Search knobs of an untuned shard (a build's tuning replaces them)."""
+    nlist = spec.nlist
+    return SearchParams(
+        nprobe=min(nlist, max(1, nlist // 64)) if nlist else None,
+        ef_search=64 if spec.kind == "hnsw" else None,
+        rerank_k=DEFAULT_RERANK_K if spec.rerank else None,
+    )
+
+
+def min_train(spec: IndexSpec) -> int:
+    """Vectors needed before an untrained spec can be trained from a shard's delta."""
+    need = 1
+    if spec.nlist:
+        need = max(need, 4 * spec.nlist)
+    if spec.rerank:
+        need = max(need, 1024)
+    return need
