@@ -6,7 +6,7 @@ independent of the vector, so a price cap keeps a known fraction of the shard. F
 index kind and fraction: recall@10 against the exact top 10 of the matching vectors, how
 many queries came back with fewer than 10 results, single-query latency, and the shard's
 QPS as a ratio of raw FAISS with the parameters the shard scales for that filter (the
-nprobe or efSearch the tuner found for depth 10 / fraction kept, as `Shard._scaled`
+nprobe or efSearch the tuner found for depth 10 / fraction kept, as `Shard.scaled_params`
 does). Raw FAISS walks a graph until it holds efSearch matches; the shard scans a graph's
 rows instead when few vectors match (`Shard._scans_rows`). For a compressed kind
 (`--kinds ivfpq`, not in the default run: OPQ training takes minutes) raw FAISS searches
@@ -54,7 +54,7 @@ def attrs_for(ids: np.ndarray) -> VectorAttrs:
 def raw_search(shard: Shard, flt: SearchFilter):
     """Raw FAISS over the shard's own bulk: the same bitmap and the same scaled knob."""
     bits, n_match, _ = shard._allowed(flt)
-    scaled = shard._scaled(shard.params, K, n_match / shard.n_vectors)
+    scaled = shard.scaled_params(shard.params, K, n_match / shard.n_vectors)
     if shard.spec.kind == "hnsw":
         params = faiss.SearchParametersHNSW(efSearch=int(scaled.ef_search))
     elif shard.spec.nlist:

@@ -41,7 +41,7 @@ from workers.index.types import VectorAttrs
 from workers.malloc import keep_freed_memory
 
 K = 10
-K_API = 20  # the search API's default k: scaled past the tuned k=10 (`Shard._scaled`)
+K_API = 20  # the search API's default k: scaled past the tuned k=10 (`Shard.scaled_params`)
 REFINE_MAX = 2_000_000  # float32 rows for FAISS's IndexRefine baseline: 4 GB at 2M x 512
 
 
@@ -275,7 +275,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
             for p in [*sweep_params(shard), shard.params]:
                 point(p)
             as_tuned = recall(shard.search_images(queries, K_API)[1], truth, K_API)
-            point(shard._scaled(shard.params, K_API), f" k={K_API} ({as_tuned:.3f})", K_API)
+            point(shard.scaled_params(shard.params, K_API), f" k={K_API} ({as_tuned:.3f})", K_API)
             if shard.fold_delta():  # a graph: what a live replica's queries see a moment later
                 while shard.fold_delta():
                     pass

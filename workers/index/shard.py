@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ import numpy as np
 
 from workers.index import snapshot as snap
 from workers.index.columns import ALL_COLUMNS, Columns, IdLookup
+from workers.index.depth import DepthTable
 from workers.index.faiss_calls import (
     METRIC,
     merged,
@@ -52,8 +52,6 @@ from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
 from workers.index.spec import (
-    EF_SEARCH_MAX,
-    RERANK_K_MAX,
     IndexSpec,
     SearchParams,
     choose_spec,
@@ -106,7 +104,7 @@ class Shard:
         self.model = str(model)
         self.spec = spec if isinstance(spec, IndexSpec) else choose_spec(0, dim, spec)
         self.params = params or default_params(self.spec)
-        self.tune_report: dict[str, object] = {}
+        self.tune_report = {}
         self.rebuild_fraction = rebuild_fraction
         self.last_applied: str | None = None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="shard-"))
@@ -117,6 +115,16 @@ class Shard:
         self._live = (-1, Selection(None, 0))  # (version, live vectors), see `_unfiltered`
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
+
+    @property
+    def tune_report(self) -> dict[str, object]:
+        """What the tuner chose and measured (`tune.autotune`), kept in snapshots."""
+        return self._tune_report
+
+    @tune_report.setter
+    def tune_report(self, report: dict[str, object]) -> None:
+        self._tune_report = report
+        self._depths = DepthTable.from_report(report)  # read by searches past the tuned k
 
     # ------------------------------------------------------------------ state
 
@@ -505,10 +513,11 @@ class Shard:
             if n_match == 0:
                 return _padded(nq, k, {"matches": 0})
             base = self.params if params is None else params.merged_over(self.params)
+            depths = self._depths  # scaled to the depth of the k-th result asked for
             if filters is not None and not filters.is_empty:
-                base = self._scaled(base, k, n_match / self._live_count())
-            elif k > (self.tune_report.get("k") or 10):  # (most requests skip the call)
-                base = self._scaled(base, k)
+                base = depths.scaled(base, k, n_match / self._live_count(), self.spec.nlist)
+            elif k > depths.k:  # (most requests skip the call)
+                base = depths.scaled(base, k, nlist=self.spec.nlist)
             exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, base)
             subset = None if slots is None else self._subset(slots, n_match, base, exhaustive)
             exhaustive = exhaustive or subset is not None  # every match scored: no retry
@@ -606,51 +615,15 @@ class Shard:
             pids.astype(np.int64), images.astype(np.int64), scores[:, :k], {"matches": n_match}
         )
 
-    def _scaled(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
-        """Search deeper when the k-th result lies past the depth the knobs were tuned for:
-        a request may ask for more than the tuned k, and a filter keeping a fraction of the
-        vectors puts the k-th match near rank k / kept. nprobe / efSearch grow as the tuner
-        measured for that depth (`tune.tune_depths`), or in proportion to it without its
-        table; re-rank candidates in proportion to it too, up to a cap (100k
-        OPQ32,IVF1024,PQ32 under a filter keeping 10% / 2%, at any nprobe: recall@10 with
-        the tuned 50 candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800 0.975 / 0.99)."""
-        tuned_k = int(self.tune_report.get("k") or 10)
-        depth = k / kept
-        if depth <= tuned_k:
-            return params
-        nprobe = params.nprobe
-        if nprobe is not None and self.spec.nlist:
-            nprobe = min(self.spec.nlist, math.ceil(nprobe * self._deeper("nprobe", depth)))
-        ef = params.ef_search
-        if ef is not None:
-            ef = min(EF_SEARCH_MAX, math.ceil(ef * self._deeper("ef_search", depth)))
-        rerank_k = params.rerank_k
-        if rerank_k is not None:
-            rerank_k = max(rerank_k, min(RERANK_K_MAX, math.ceil(rerank_k * depth / tuned_k)))
-        return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=rerank_k)
-
-    def _deeper(self, knob: str, depth: float) -> float:
-        """How many times the tuned `knob` a search needs to reach `depth`: log-log
-        interpolation between the tuned depths, proportional past the deepest."""
-        report = self.tune_report
-        k = int(report.get("k") or 10)
-        base = (report.get("params") or {}).get(knob)
-        depths = report.get("depths") or {}
-        if not base or not depths:
-            return depth / k
-        deeper = ((int(d), e.get(knob)) for d, e in depths.items())
-        points = [(k, float(base)), *sorted((d, float(v)) for d, v in deeper if v and d > k)]
-        for (d0, v0), (d1, v1) in itertools.pairwise(points):
-            if depth <= d1:
-                slope = math.log(v1 / v0) / math.log(d1 / d0)
-                return v0 * (depth / d0) ** slope / base
-        last, value = points[-1]
-        return value * (depth / last) / base
+    def scaled_params(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
+        """The knobs a search for `k` results runs with under a filter keeping a fraction
+        `kept` of the vectors (see `depth.py`): what benchmarks give raw FAISS."""
+        return self._depths.scaled(params, k, kept, self.spec.nlist)
 
     def _scans_rows(self, bits: np.ndarray | None, n_match: int, params: SearchParams) -> bool:
         """Whether a graph search through a bitmap should scan the graph's rows instead:
         FAISS's graph search walks on until it holds efSearch matches, so a selective
-        filter (efSearch scaled up, see `_scaled`) costs it ~4.6 us a unit of efSearch and
+        filter (efSearch scaled up, see `depth.py`) costs it ~4.6 us a unit of efSearch and
         can still miss some, while the scan tests the bitmap (~2.5 ns a row) and scores
         the matches only (~0.3 us each, from rows cold in cache): the scan is cheaper below
         about efSearch * M / 2 matches (100k HNSW32, 512-d: a 1% filter 0.46 ms by scan,

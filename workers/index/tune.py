@@ -138,7 +138,7 @@ def tune_depths(
     DEPTHS that `truth` is deep enough for, from the tuned one up. A filter keeping
     a fraction s of the vectors needs about what depth k/s needs (100k IVF1024, a random
     5% filter at nprobe 80/160/320: filtered recall@10 0.800/0.875/0.940, unfiltered
-    recall@200 0.812/0.883/0.948), so `Shard._scaled` reads this table."""
+    recall@200 0.812/0.883/0.948), so `Shard.scaled_params` reads this table."""
     spec, tuned = shard.spec, shard.params
     if spec.kind == "hnsw":
         knob, steps = "ef_search", [2**i for i in range(4, 20) if 2**i <= EF_SEARCH_MAX]
@@ -162,7 +162,7 @@ def tune_depths(
                 # OPQ32,IVF1024,PQ32 reached recall@10 0.90 / 0.98 / 0.998 at nprobe 338 /
                 # 676 / 1024 with 2500 candidates, while recall@100 measured with 5
                 # candidates a result (as tuned) plateaued at 0.86 by nprobe 128, too few
-                # lists (the search scales its candidates itself, see `Shard._scaled`)
+                # lists (the search scales its candidates itself, see `Shard.scaled_params`)
                 params = replace(params, rerank_k=RERANK_K_MAX)
             recall, _ = measure(
                 shard,

@@ -229,34 +229,6 @@ def test_a_rare_filter_scores_its_matches_alone_and_finds_the_exact_ones(
     assert gathered == [len(matches - in_delta)] * 7  # a batch of 6 queries, then each alone
 
 
-def test_a_search_probes_as_deep_as_the_tuner_found_its_depth_needs(tmp_path) -> None:
-    """The k-th result of a filter keeping a fraction s lies near rank k/s, and a request
-    may ask for more than the tuned k: nprobe follows the tuned depths (log-log between
-    them, proportional past the deepest), or the depth itself without them."""
-    shard = Shard(DIM, "clip-test", "IVF4096,Flat", work_dir=tmp_path)
-    assert shard._scaled(SearchParams(nprobe=4), 10, 0.05).nprobe == 80  # no table: 1/s
-    shard.tune_report = {
-        "k": 10,
-        "params": {"nprobe": 4},
-        "depths": {"100": {"nprobe": 64, "recall": 0.97}, "1000": {"nprobe": 512, "recall": 0.96}},
-    }
-    probes = {s: shard._scaled(SearchParams(nprobe=4), 10, s).nprobe for s in (0.5, 0.1, 0.01)}
-    assert probes[0.1] == 64  # depth 100, as tuned
-    assert probes[0.01] == 512  # depth 1000
-    assert 4 < probes[0.5] < 64
-    assert shard._scaled(SearchParams(nprobe=4), 10, 0.001).nprobe == 4096  # 5120, at nlist
-    assert shard._scaled(SearchParams(nprobe=8), 10, 0.1).nprobe == 128  # a request's own
-    # more results than the tuned k: as deep as k itself (k=5 keeps the k=10 setting)
-    assert shard._scaled(SearchParams(nprobe=4), 100).nprobe == 64
-    assert shard._scaled(SearchParams(nprobe=4), 5).nprobe == 4
-    assert shard._scaled(SearchParams(nprobe=4), 50, 0.5).nprobe == probes[0.1]
-    # re-rank candidates follow the depth too, up to a cap
-    compressed = SearchParams(nprobe=4, rerank_k=200)
-    assert shard._scaled(compressed, 10).rerank_k == 200
-    assert shard._scaled(compressed, 40, 0.5).rerank_k == 1600
-    assert shard._scaled(compressed, 10, 0.01).rerank_k == 10_000
-
-
 def test_a_request_for_more_than_the_tuned_k_probes_deeper(tmp_path) -> None:
     """k=50 on a shard tuned for k=10 probes as deep as the tuner found depth 50 needs,
     and reaches the recall target there, which the k=10 setting does not."""
@@ -264,7 +236,7 @@ def test_a_request_for_more_than_the_tuned_k_probes_deeper(tmp_path) -> None:
     ids = np.arange(6000, dtype=np.int64)
     batches = iter([(ids, x, attrs_for(ids))])
     shard = build_bulk(batches, 64, "clip-test", "IVF64,Flat", work_dir=tmp_path).shard
-    assert shard._scaled(shard.params, 50).nprobe > shard.params.nprobe
+    assert shard.scaled_params(shard.params, 50).nprobe > shard.params.nprobe
     q = clustered_vectors(100, 64, n_clusters=30, seed=72)
     truth = np.argsort(-(q @ x.T), axis=1)[:, :50]
 
