@@ -30,7 +30,6 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -51,6 +50,7 @@ from workers.index.grouping import first_hits, first_hits_of_row
 from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
+from workers.index.selection import SUBSET_COST, Selection, Selections
 from workers.index.spec import (
     IndexSpec,
     SearchParams,
@@ -63,26 +63,13 @@ from workers.index.types import SearchFilter, SearchResult, VectorAttrs
 logger = logging.getLogger(__name__)
 
 REBUILD_FRACTION = 0.2  # graph indexes are rebuilt to drop removed vectors past this fraction
-_MASK_CACHE = 16
+_CACHED_PARAMS = 64  # search parameters of recent (bitmap, knob) pairs, see `_cached_params`
 # what `swap_bulk` keeps of the receiving shard (the caches are keyed by its version)
 _KEPT_BY_SWAP = frozenset(
     {"dim", "model", "work_dir", "rebuild_fraction", "_lock", "_writer", "_version"}
-    | {"_masks", "_live", "_params_cache"}
+    | {"_selections", "_params_cache"}
 )
 FOLD_CHUNK = 64  # delta vectors a graph takes per write lock (~20 ms), see `fold_delta`
-# what gathering and scoring one matching row costs, in rows a bitmap scan skips (~0.3-0.4
-# us against ~5 ns at 100k, 512-d), see `_subset`
-SUBSET_COST = 70
-
-
-class Selection(NamedTuple):
-    """What a search may return: a packed bitmap over slots (None: everything in the
-    indexes), how many vectors match, and their slots when few enough to gather (see
-    `_subset`)."""
-
-    bits: np.ndarray | None
-    n_match: int
-    slots: np.ndarray | None = None
 
 
 class Shard:
@@ -111,8 +98,7 @@ class Shard:
         self._lock = RWLock()
         self._writer = threading.RLock()  # one writer at a time (compaction may be long)
         self._version = 0
-        self._masks: dict[tuple[int, SearchFilter | None], Selection] = {}
-        self._live = (-1, Selection(None, 0))  # (version, live vectors), see `_unfiltered`
+        self._selections = Selections()  # of the current version
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
@@ -664,39 +650,16 @@ class Shard:
         selector costs even when it passes everything: ~4% of an IVF scan, 7-15% of a flat
         one at 20k here."""
         if flt is None or flt.is_empty:
-            everything = self._unfiltered()
+            everything = self._selections.live(self._version, self._cols)
             if self._removes_in_place or everything.n_match == self._cols.size:
                 return everything
         return self._allowed(flt)
 
-    def _unfiltered(self) -> Selection:
-        """Every live vector and no bitmap, counted once per version: without building
-        the unfiltered bitmap, which a shard removing in place never passes (~0.36 ms at
-        1M after every write)."""
-        version, everything = self._live
-        if version != self._version:
-            everything = Selection(None, int(np.count_nonzero(self._cols["alive"])))
-            self._live = (self._version, everything)
-        return everything
-
     def _live_count(self) -> int:
-        return self._unfiltered().n_match
+        return self._selections.live(self._version, self._cols).n_match
 
     def _allowed(self, flt: SearchFilter | None) -> Selection:
-        """Packed bitmap over slots of the live vectors matching the filter, their count,
-        and their slots if few enough for `_subset` to take (cached per version)."""
-        key = (self._version, None if flt is None or flt.is_empty else flt)
-        cached = self._masks.get(key)
-        if cached is not None:
-            return cached
-        mask = self._cols.filter_mask(key[1])
-        n_match = int(np.count_nonzero(mask))
-        slots = np.flatnonzero(mask) if SUBSET_COST * n_match <= len(mask) else None
-        value = Selection(np.packbits(mask, bitorder="little"), n_match, slots)
-        if len(self._masks) >= _MASK_CACHE or any(v != self._version for v, _ in self._masks):
-            self._masks = {}
-        self._masks[key] = value
-        return value
+        return self._selections.matching(self._version, self._cols, flt)
 
     def _search_slots(
         self,
@@ -806,7 +769,7 @@ class Shard:
         if cached is not None:
             return cached[1]
         cache = self._params_cache
-        if len(cache) >= 4 * _MASK_CACHE or any(k[0] != self._version for k in cache):
+        if len(cache) >= _CACHED_PARAMS or any(k[0] != self._version for k in cache):
             cache = self._params_cache = {}
         made = make(source, *key[2:])
         cache[key] = (source, made)
@@ -921,9 +884,7 @@ class Shard:
         """Resident bytes: FAISS index + delta + columns + id lookup + cached filter bitmaps
         (not the re-rank file, which stays on disk)."""
         total = self._cols.nbytes + self._lookup.order.nbytes + self._delta_vectors.nbytes
-        total += sum(
-            m.bits.nbytes + (0 if m.slots is None else m.slots.nbytes) for m in self._masks.values()
-        )
+        total += self._selections.nbytes
         total += delta_bytes(self._delta)
         total += bulk_bytes(self._bulk, self._ivf, self._removes_in_place)
         return total
