@@ -1,13 +1,17 @@
-"""Grouping ranked image hits by product, for a whole batch of queries at once.
+"""Grouping ranked image hits by product into search results.
 
 A product with several images must appear once, at the rank of its best image. Doing that
 row by row in Python costs more than the FAISS search itself for cheap queries, so the
-first hit of each product is found with a handful of array operations over the batch.
+first hit of each product is found with a handful of array operations over a batch, and a
+single query (most of the traffic) first tries the usual case: k images of k products.
+Hits come as (score, slot) rows; the shard's columns give each slot's product and image.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from workers.index.types import SearchResult
 
 
 def first_hits(products: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +60,88 @@ def first_hits_of_row(products: list[int], valid: list[bool], k: int) -> list[in
             if len(chosen) == k:
                 break
     return chosen
+
+
+def padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
+    """A result with no hits yet: ids -1 and scores -inf everywhere."""
+    return SearchResult(
+        np.full((nq, k), -1, dtype=np.int64),
+        np.full((nq, k), -1, dtype=np.int64),
+        np.full((nq, k), -np.inf, dtype=np.float32),
+        meta,
+    )
+
+
+def place_hits(
+    out: SearchResult,
+    rows_of: np.ndarray,
+    scores: np.ndarray,
+    slots: np.ndarray,
+    products: np.ndarray,
+    image_ids: np.ndarray,
+    k: int,
+) -> np.ndarray:
+    """Write the first k distinct products of each row of hits into rows `rows_of` of
+    `out` (replacing what an earlier round wrote there); how many each row found."""
+    valid = slots >= 0
+    columns, counts = first_hits(products[np.maximum(slots, 0)], valid, k)
+    out.product_ids[rows_of], out.image_ids[rows_of], out.scores[rows_of] = -1, -1, -np.inf
+    rows, cols = np.nonzero(columns >= 0)
+    hit_columns = columns[rows, cols]
+    hit_slots = slots[rows, hit_columns]
+    out.product_ids[rows_of[rows], cols] = products[hit_slots]
+    out.image_ids[rows_of[rows], cols] = image_ids[hit_slots]
+    out.scores[rows_of[rows], cols] = scores[rows, hit_columns]
+    return counts
+
+
+def distinct_top(
+    scores: np.ndarray,
+    slots: np.ndarray,
+    k: int,
+    products: np.ndarray,
+    image_ids: np.ndarray,
+    meta: dict[str, object],
+) -> SearchResult | None:
+    """The answer of one query whose k best images are of k different products (the usual
+    case), in a few array calls; None otherwise. The general grouping costs ~30 us more
+    at 1M vectors: after a scan has flushed the CPU caches every call and loop runs
+    cold (index_bench 1M IVF4096,Flat, tuned nprobe 8: shard/raw 0.85x -> 0.90x)."""
+    if slots.shape[1] < k or slots[0, k - 1] < 0:  # sorted: a miss (-1) comes last
+        return None
+    top = slots[:, :k]
+    pids = products.take(top)
+    if len(set(pids[0].tolist())) < k:
+        return None
+    images = image_ids.take(top)  # columns may be narrower than int64
+    return SearchResult(pids.astype(np.int64), images.astype(np.int64), scores[:, :k], meta)
+
+
+def row_result(
+    scores: np.ndarray,
+    row: np.ndarray,
+    chosen: list[int],
+    k: int,
+    products: np.ndarray,
+    image_ids: np.ndarray,
+    meta: dict[str, object],
+) -> SearchResult:
+    """The result of one query from the `chosen` columns of its row of slots (and its
+    scores), padded past them."""
+    columns = np.array(chosen, dtype=np.intp)
+    hits = row.take(columns)
+    return SearchResult(
+        _result_row(products.take(hits), k, -1, np.int64),
+        _result_row(image_ids.take(hits), k, -1, np.int64),
+        _result_row(scores.take(columns), k, -np.inf, np.float32),
+        meta,
+    )
+
+
+def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndarray:
+    """A (1, k) result row: `values`, then `fill` if fewer than k were found."""
+    if len(values) == k:
+        return values.astype(dtype).reshape(1, k)
+    row = np.full((1, k), fill, dtype=dtype)
+    row[0, : len(values)] = values
+    return row

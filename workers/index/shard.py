@@ -46,7 +46,7 @@ from workers.index.faiss_calls import (
     search_with,
 )
 from workers.index.footprint import bulk_bytes, delta_bytes
-from workers.index.grouping import first_hits, first_hits_of_row
+from workers.index.grouping import distinct_top, first_hits_of_row, padded, place_hits, row_result
 from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
@@ -497,7 +497,7 @@ class Shard:
         with self._lock.read():
             bits, n_match, slots = self._selection(filters)
             if n_match == 0:
-                return _padded(nq, k, {"matches": 0})
+                return padded(nq, k, {"matches": 0})
             base = self.params if params is None else params.merged_over(self.params)
             depths = self._depths  # scaled to the depth of the k-th result asked for
             if filters is not None and not filters.is_empty:
@@ -507,41 +507,45 @@ class Shard:
             exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, base)
             subset = None if slots is None else self._subset(slots, n_match, base, exhaustive)
             exhaustive = exhaustive or subset is not None  # every match scored: no retry
-            if nq == 1:
-                return self._search_one(queries, k, bits, n_match, base, exhaustive, subset)
-            out = _padded(nq, k, {"matches": n_match})
-            out_p, out_i, out_s = out.product_ids, out.image_ids, out.scores
-            products = self._cols.data["product_ids"]
-            image_ids = self._cols.data["image_ids"]
-            todo = np.arange(nq)
-            fetch = min(n_match, 2 * k)
-            while len(todo):
-                scores, slots = self._search_slots(
-                    queries[todo], fetch, bits, base, exhaustive, subset
-                )
-                valid = slots >= 0
-                pids = products[np.maximum(slots, 0)]
-                columns, counts = first_hits(pids, valid, k)
-                out_p[todo], out_i[todo], out_s[todo] = -1, -1, -np.inf  # a retry replaces
-                rows, cols = np.nonzero(columns >= 0)
-                hit_slots = slots[rows, columns[rows, cols]]
-                out_p[todo[rows], cols] = products[hit_slots]
-                out_i[todo[rows], cols] = image_ids[hit_slots]
-                out_s[todo[rows], cols] = scores[rows, columns[rows, cols]]
-                short = counts < k
-                if not short.any():
-                    break
-                # several images per product: fetch more images; else the search missed matches
-                grow = short & (valid.sum(axis=1) >= fetch) & (fetch < n_match)
-                deepen = short & ~grow & (not exhaustive)
-                if not (grow.any() or deepen.any()):
-                    break
-                todo = todo[grow | deepen]
-                if grow.any():
-                    fetch = min(n_match, fetch * 4)
-                if deepen.any():
-                    exhaustive = True
-            return out
+            search = self._search_one if nq == 1 else self._search_batch
+            return search(queries, k, bits, n_match, base, exhaustive, subset)
+
+    def _search_batch(
+        self,
+        queries: np.ndarray,
+        k: int,
+        bits: np.ndarray | None,
+        n_match: int,
+        params: SearchParams,
+        exhaustive: bool,
+        subset: np.ndarray | None,
+    ) -> SearchResult:
+        """`search` of several queries: rounds over the queries still short of k products,
+        fetching more images where products repeat, probing everything where the search
+        missed matches."""
+        out = padded(len(queries), k, {"matches": n_match})
+        products, image_ids = self._cols.data["product_ids"], self._cols.data["image_ids"]
+        todo = np.arange(len(queries))
+        fetch = min(n_match, 2 * k)
+        while len(todo):
+            scores, slots = self._search_slots(
+                queries[todo], fetch, bits, params, exhaustive, subset
+            )
+            counts = place_hits(out, todo, scores, slots, products, image_ids, k)
+            short = counts < k
+            if not short.any():
+                break
+            # several images per product: fetch more images; else the search missed matches
+            grow = short & ((slots >= 0).sum(axis=1) >= fetch) & (fetch < n_match)
+            deepen = short & ~grow & (not exhaustive)
+            if not (grow.any() or deepen.any()):
+                break
+            todo = todo[grow | deepen]
+            if grow.any():
+                fetch = min(n_match, fetch * 4)
+            if deepen.any():
+                exhaustive = True
+        return out
 
     def _search_one(
         self,
@@ -554,13 +558,14 @@ class Shard:
         subset: np.ndarray | None,
     ) -> SearchResult:
         """`search` of a single query (most of the traffic): the same rounds as the batch
-        loop with the grouping in plain Python, where a batch's array operations would cost
+        with the grouping in plain Python, where a batch's array operations would cost
         more than the FAISS search of a cheap query."""
-        products = self._cols.data["product_ids"]
+        products, image_ids = self._cols.data["product_ids"], self._cols.data["image_ids"]
+        meta = {"matches": n_match}
         fetch = min(n_match, 2 * k)
         while True:
             scores, slots = self._search_slots(query, fetch, bits, params, exhaustive, subset)
-            distinct = self._distinct_top(scores, slots, k, n_match)
+            distinct = distinct_top(scores, slots, k, products, image_ids, meta)
             if distinct is not None:
                 return distinct
             row = slots[0]
@@ -574,32 +579,7 @@ class Shard:
                 exhaustive = True  # the search missed matches: probe everything
             else:
                 break
-        columns = np.array(chosen, dtype=np.intp)
-        hits = row.take(columns)
-        return SearchResult(
-            _result_row(products.take(hits), k, -1, np.int64),
-            _result_row(self._cols.data["image_ids"].take(hits), k, -1, np.int64),
-            _result_row(scores[0].take(columns), k, -np.inf, np.float32),
-            {"matches": n_match},
-        )
-
-    def _distinct_top(
-        self, scores: np.ndarray, slots: np.ndarray, k: int, n_match: int
-    ) -> SearchResult | None:
-        """The answer when a query's k best images are of k different products (the usual
-        case), in a few array calls; None otherwise. The general grouping costs ~30 us more
-        at 1M vectors: after a scan has flushed the CPU caches every call and loop runs
-        cold (index_bench 1M IVF4096,Flat, tuned nprobe 8: shard/raw 0.85x -> 0.90x)."""
-        if slots.shape[1] < k or slots[0, k - 1] < 0:  # sorted: a miss (-1) comes last
-            return None
-        top = slots[:, :k]
-        pids = self._cols.data["product_ids"].take(top)
-        if len(set(pids[0].tolist())) < k:
-            return None
-        images = self._cols.data["image_ids"].take(top)  # columns may be narrower than int64
-        return SearchResult(
-            pids.astype(np.int64), images.astype(np.int64), scores[:, :k], {"matches": n_match}
-        )
+        return row_result(scores[0], row, chosen, k, products, image_ids, meta)
 
     def scaled_params(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
         """The knobs a search for `k` results runs with under a filter keeping a fraction
@@ -967,22 +947,3 @@ class Shard:
             raise
         shard.last_applied = str(meta["log_position"])
         return shard
-
-
-def _padded(nq: int, k: int, meta: dict[str, object]) -> SearchResult:
-    """A result with no hits yet: ids -1 and scores -inf everywhere."""
-    return SearchResult(
-        np.full((nq, k), -1, dtype=np.int64),
-        np.full((nq, k), -1, dtype=np.int64),
-        np.full((nq, k), -np.inf, dtype=np.float32),
-        meta,
-    )
-
-
-def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndarray:
-    """A (1, k) result row: `values`, then `fill` if fewer than k were found."""
-    if len(values) == k:
-        return values.astype(dtype).reshape(1, k)
-    row = np.full((1, k), fill, dtype=dtype)
-    row[0, : len(values)] = values
-    return row
