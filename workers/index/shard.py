@@ -761,9 +761,10 @@ class Shard:
         """Top `fetch` of an exact (IDMap) delta. Its parameters are made per call:
         IndexIDMap swaps its own selector into the ones it is given while it searches, so
         parameters shared with concurrent searches would race."""
+        if sel is None:
+            return search_with(self._delta, queries, fetch, None)
         params = faiss.SearchParameters()
-        if sel is not None:
-            params.sel = sel
+        params.sel = sel
         return search_with(self._delta, queries, fetch, params)
 
     def _coarse(self, xq: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
