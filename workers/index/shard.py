@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import threading
 from collections.abc import Callable
@@ -59,6 +58,7 @@ from workers.index.spec import (
     min_train,
 )
 from workers.index.types import SearchFilter, SearchResult, VectorAttrs
+from workers.index.vectors import unit_queries, unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -257,37 +257,6 @@ class Shard:
         kept = self._delta_vectors[rows]
         return from_rows(kept, BFLOAT16) if kept.dtype == np.uint16 else kept
 
-    def _check(self, vectors: np.ndarray, model: str | None) -> np.ndarray:
-        if model is not None and model != self.model:
-            raise ValueError(f"vectors of model {model!r} cannot enter a {self.model!r} shard")
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(
-                f"vectors must have shape (n, {self.dim}) for model {self.model!r}, "
-                f"got {vectors.shape}"
-            )
-        vectors = np.array(vectors, dtype=np.float32, order="C", copy=True)
-        if not np.isfinite(vectors).all():
-            raise ValueError("vectors contain NaN or infinity")
-        # norms in float64: float32 squares of very large or small components overflow
-        # or vanish, and FAISS's normalize_L2 then turns the vector into zeros
-        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
-        np.divide(vectors, norms[:, None], out=vectors, where=norms[:, None] > 0)
-        return vectors
-
-    def _queries(self, queries: np.ndarray) -> np.ndarray:
-        """`_check` of query vectors, with a shortcut for one query (most of the traffic):
-        its squared norm is finite only if every component is, so one dot product checks
-        and scales it (~5 us after a search has cooled the CPU caches, the general checks
-        ~12: a tenth of a 100 us query)."""
-        one = np.array(queries, dtype=np.float32, order="C", ndmin=2)  # a copy of its own
-        if one.shape == (1, self.dim):
-            square = float(np.vdot(one, one))
-            if 0.0 < square < math.inf:  # else NaN, infinity, overflow or underflow
-                one *= 1.0 / math.sqrt(square)
-                return one
-        return self._check(one, None)
-
     # ----------------------------------------------------------------- writes
 
     def upsert(
@@ -295,7 +264,9 @@ class Shard:
     ) -> None:
         """Insert or replace vectors by image id; a replaced vector is never returned again."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        vectors = self._check(vectors, model)
+        if model is not None and model != self.model:
+            raise ValueError(f"vectors of model {model!r} cannot enter a {self.model!r} shard")
+        vectors = unit_rows(vectors, self.dim)
         if len(vectors) != len(ids) or len(attrs) != len(ids):
             raise ValueError("ids, vectors and attrs must have the same length")
         if len(ids) == 0:
@@ -490,7 +461,7 @@ class Shard:
         params: SearchParams | None = None,
     ) -> SearchResult:
         """Top-k products per query (best image each), excluding removed ids, inside FAISS."""
-        queries = self._queries(queries)
+        queries = unit_queries(queries, self.dim)
         if k <= 0:
             raise ValueError("k must be positive")
         nq = len(queries)
@@ -803,7 +774,7 @@ class Shard:
         self, queries: np.ndarray, k: int, params: SearchParams | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Ungrouped top-k (scores, image ids): what the tuner and benchmarks measure."""
-        queries = self._queries(queries)
+        queries = unit_queries(queries, self.dim)
         with self._lock.read():
             bits = self._selection(None).bits
             p = (params or SearchParams()).merged_over(self.params)
