@@ -50,13 +50,7 @@ from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
 from workers.index.selection import SUBSET_COST, Selection, Selections
-from workers.index.spec import (
-    IndexSpec,
-    SearchParams,
-    choose_spec,
-    default_params,
-    min_train,
-)
+from workers.index.spec import IndexSpec, SearchParams, choose_spec, default_params, min_train
 from workers.index.types import SearchFilter, SearchResult, VectorAttrs
 from workers.index.vectors import unit_queries, unit_rows
 
