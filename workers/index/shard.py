@@ -464,11 +464,10 @@ class Shard:
             if n_match == 0:
                 return padded(nq, k, {"matches": 0})
             base = self.params if params is None else params.merged_over(self.params)
-            depths = self._depths  # scaled to the depth of the k-th result asked for
             if filters is not None and not filters.is_empty:
-                base = depths.scaled(base, k, n_match / self._live_count(), self.spec.nlist)
-            elif k > depths.k:  # (most requests skip the call)
-                base = depths.scaled(base, k, nlist=self.spec.nlist)
+                base = self.scaled_params(base, k, n_match / self._live_count())
+            elif k > self._depths.k:  # (most requests skip the call)
+                base = self.scaled_params(base, k)
             exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, base)
             subset = None if slots is None else self._subset(slots, n_match, base, exhaustive)
             exhaustive = exhaustive or subset is not None  # every match scored: no retry
