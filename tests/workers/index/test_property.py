@@ -1,4 +1,10 @@
-"""Random operation sequences against a brute-force model of the same operations."""
+"""Random operation sequences against a brute-force model of the same operations.
+
+Every operation goes to shards directly and to the shard's update log on the private Redis,
+which a replica follows; the replica snapshots, trims the log, and restarts from its
+snapshot with a replay of what came after. After every step each shard must answer as
+numpy does: batched and single queries, with and without a filter.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +12,61 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
+from workers.index.log import UpdateLog, log_key, positions_key
+from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
+from workers.index.types import SearchFilter
 
 IDS = st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=12)
 QUERIES = random_vectors(3, seed=99)
 EXHAUSTIVE = SearchParams(nprobe=4)
+IN_STOCK = SearchFilter(in_stock=True)  # attrs_for: ids not divisible by 3
+LOG_SHARD = 90
+MODEL = "m"
 
 
 class ShardModel(RuleBasedStateMachine):
-    """Flat (exact) and IVF-Flat with every list probed (also exact) against numpy."""
+    """Flat (exact), IVF-Flat with every list probed (also exact), and an IVF-Flat replica
+    fed by the log (trained from its delta on its first compaction), against numpy."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
         self.root = Path(self.tmp.name)
+        self.client = client
+        client.delete(log_key(LOG_SHARD), positions_key(LOG_SHARD))
+        self.log = UpdateLog(client, LOG_SHARD, MODEL, DIM)
         self.shards = {
-            "Flat": Shard(DIM, "m", "Flat", work_dir=self.root / "flat-work"),
+            "Flat": Shard(DIM, MODEL, "Flat", work_dir=self.root / "flat-work"),
             "IVF4,Flat": self._trained_ivf(),
         }
+        self.replica = self._replica()
         self.vectors: dict[int, np.ndarray] = {}
         self.products: dict[int, int] = {}
         self.log_position = 0
         self.seed = 1000
 
     def _trained_ivf(self) -> Shard:
-        shard = Shard(DIM, "m", "IVF4,Flat", work_dir=self.root / "ivf-work")
+        shard = Shard(DIM, MODEL, "IVF4,Flat", work_dir=self.root / "ivf-work")
         warm = np.arange(10_000, 10_064, dtype=np.int64)
         shard.upsert(warm, random_vectors(64, seed=5), attrs_for(warm))
         shard.compact()  # trains the coarse quantizer
         shard.delete(warm)
         return shard
+
+    def _replica(self) -> ShardReplica:
+        replica = ShardReplica(
+            self.client, LOG_SHARD, MODEL, DIM, self.root / "replica", spec="IVF4,Flat", name="r"
+        )
+        replica.start()
+        return replica
 
     @rule(ids=IDS, images_per_product=st.sampled_from([1, 3]))
     def upsert(self, ids: list[int], images_per_product: int) -> None:
@@ -51,6 +76,7 @@ class ShardModel(RuleBasedStateMachine):
         attrs = attrs_for(arr, images_per_product)
         for shard in self.shards.values():
             shard.upsert(arr, x, attrs)
+        self.log.append_upserts(arr, x, attrs)
         for i, image_id in enumerate(ids):
             self.vectors[image_id] = x[i]
             self.products[image_id] = int(attrs.product_ids[i])
@@ -60,6 +86,7 @@ class ShardModel(RuleBasedStateMachine):
     def delete(self, ids: list[int]) -> None:
         for shard in self.shards.values():
             shard.delete(np.array(ids, dtype=np.int64))
+        self.log.append_deletes(np.array(ids, dtype=np.int64))
         for image_id in ids:
             self.vectors.pop(image_id, None)
         self.log_position += 1
@@ -68,6 +95,8 @@ class ShardModel(RuleBasedStateMachine):
     def compact(self) -> None:
         for shard in self.shards.values():
             shard.compact()
+        self.replica.catch_up()
+        self.replica.shard.compact()
 
     @rule()
     def snapshot_and_reload(self) -> None:
@@ -78,18 +107,44 @@ class ShardModel(RuleBasedStateMachine):
             assert position == f"{self.log_position}-0"
             self.shards[name] = loaded
 
+    @rule()
+    def replica_snapshots(self) -> None:
+        self.replica.catch_up()
+        self.replica.snapshot()
+
+    @rule()
+    def replica_trims_the_log(self) -> None:
+        self.replica.catch_up()
+        self.replica.trim_log()  # only behind its snapshot: a restart replays the rest
+
+    @rule(caught_up=st.booleans())
+    def replica_restarts(self, caught_up: bool) -> None:
+        """A new process: the newest snapshot, then the log from its position (with or
+        without the old replica having applied everything before it stopped)."""
+        if caught_up:
+            self.replica.catch_up()
+        self.replica = self._replica()
+
     @invariant()
     def same_results_as_brute_force(self) -> None:
-        expect = brute_force(self.vectors, self.products, QUERIES, 5)
+        self.replica.catch_up()
         live = np.array(sorted(self.vectors), dtype=np.int64)
-        for shard in self.shards.values():
-            result = shard.search(QUERIES, 5, params=EXHAUSTIVE)
-            for row, exp in enumerate(expect):
-                got = [int(p) for p in result.product_ids[row] if p >= 0]
-                assert got == [p for p, _ in exp]
-                np.testing.assert_allclose(
-                    result.scores[row][: len(exp)], [s for _, s in exp], rtol=1e-4, atol=1e-5
-                )
+        in_stock = {i for i in self.vectors if i % 3 != 0}
+        expected = {
+            None: brute_force(self.vectors, self.products, QUERIES, 5),
+            IN_STOCK: brute_force(self.vectors, self.products, QUERIES, 5, allowed=in_stock),
+        }
+        for shard in [*self.shards.values(), self.replica.shard]:
+            for flt, expect in expected.items():
+                batch = shard.search(QUERIES, 5, flt, params=EXHAUSTIVE)
+                for row, exp in enumerate(expect):
+                    single = shard.search(QUERIES[row], 5, flt, params=EXHAUSTIVE)
+                    for result, at in ((batch, row), (single, 0)):
+                        got = [int(p) for p in result.product_ids[at] if p >= 0]
+                        assert got == [p for p, _ in exp]
+                        np.testing.assert_allclose(
+                            result.scores[at][: len(exp)], [s for _, s in exp], rtol=1e-4, atol=1e-5
+                        )
             np.testing.assert_array_equal(shard.ids(), live)
             assert shard.contains(live).all()
 
@@ -97,10 +152,15 @@ class ShardModel(RuleBasedStateMachine):
         self.tmp.cleanup()
 
 
-ShardModel.TestCase.settings = settings(
-    max_examples=25,
-    stateful_step_count=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-TestShardModel = ShardModel.TestCase
+def test_shards_and_a_log_fed_replica_match_a_brute_force_model(
+    redis_client: redis.Redis,
+) -> None:
+    run_state_machine_as_test(
+        lambda: ShardModel(redis_client),
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=20,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
