@@ -107,7 +107,7 @@ def run(n: int, kinds: list[str], args: argparse.Namespace) -> list[dict]:
             shard = built.shard
             print(
                 f"# {spec.factory}: built in {time.perf_counter() - t:.0f}s, "
-                f"tuned {shard.params.to_dict()}",
+                f"tuned {shard.params.to_dict()}, depths {shard.tune_report.get('depths')}",
                 flush=True,
             )
             for fraction in FRACTIONS:
@@ -117,7 +117,8 @@ def run(n: int, kinds: list[str], args: argparse.Namespace) -> list[dict]:
                     f"{n:>9,} {spec.factory:<16} {fraction:>7.3f} {row['matches']:>8,} "
                     f"{row['recall']:>6.3f} {row['raw_recall']:>6.3f} "
                     f"{row['short']:>4}/{row['raw_short']:<4} "
-                    f"{row['ms']:>8.2f} {row['raw_ms']:>8.2f} {row['ratio']:>7.2f}",
+                    f"{row['ms']:>8.2f} {row['raw_ms']:>8.2f} {row['ratio']:>7.2f}  "
+                    f"{row['knobs']}",
                     flush=True,
                 )
             del shard, built
@@ -142,6 +143,7 @@ def measure(
     slots = raw(queries)[1]  # FAISS labels are the shard's slots
     raw_found = np.where(slots >= 0, shard._cols["image_ids"][np.maximum(slots, 0)], -1)
     qps, _, _, raw_qps = time_single(lambda q: shard.search(q, K, flt), raw, queries[:single])
+    scaled = shard.scaled_params(shard.params, K, int(match.sum()) / shard.n_vectors)
     return {
         "n": len(ids),
         "spec": shard.spec.factory,
@@ -154,6 +156,7 @@ def measure(
         "ms": 1e3 / qps,
         "raw_ms": 1e3 / raw_qps,
         "ratio": qps / raw_qps,
+        "knobs": ",".join(f"{k}={v}" for k, v in scaled.to_dict().items() if v is not None),
     }
 
 
@@ -189,7 +192,7 @@ def main() -> None:
     started = time.perf_counter()
     print(
         f"{'n':>9} {'spec':<16} {'kept':>7} {'matches':>8} {'rec@10':>6} {'raw':>6} "
-        f"{'short/raw':>9} {'ms':>8} {'raw ms':>8} {'x raw':>7}"
+        f"{'short/raw':>9} {'ms':>8} {'raw ms':>8} {'x raw':>7}  knobs scaled to"
     )
     rows = run(n, args.kinds.split(","), args)
     plot(rows, "quick" if args.quick else f"{n}")
