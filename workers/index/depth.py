@@ -6,6 +6,11 @@ filter keeping a fraction of the vectors, puts the k-th result near rank k / kep
 search follows that table there: log-log between its depths, proportional past the deepest,
 and proportional to the depth itself when a shard has no table (untuned or loaded from an
 earlier version).
+
+A compressed shard's table also holds the re-rank candidates that a random filter keeping
+k / depth of the vectors needed to find its k best matches. Codes order a filter's matches
+as they order all vectors, so k results under a filter keeping `kept` need about
+k / (tuned k) times the candidates measured at depth k / kept.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from dataclasses import dataclass, field
 
 from workers.index.spec import EF_SEARCH_MAX, RERANK_K_MAX, SearchParams
 
-KNOBS = ("nprobe", "ef_search")
+KNOBS = ("nprobe", "ef_search", "rerank_k")
 
 
 @dataclass(frozen=True)
 class DepthTable:
-    """The tuned k and, per knob, (depth, value) points from the tuned setting down."""
+    """The tuned k and, per knob measured deeper, (depth, value) points from the tuned
+    setting down."""
 
     k: int = 10
     points: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
@@ -36,13 +42,10 @@ class DepthTable:
         points = {}
         for knob in KNOBS:
             base = tuned.get(knob)
-            if not base or not depths:
-                continue
             deeper = ((int(d), entry.get(knob)) for d, entry in depths.items())
-            points[knob] = (
-                (k, float(base)),
-                *sorted((d, float(v)) for d, v in deeper if v and d > k),
-            )
+            measured = sorted((d, float(v)) for d, v in deeper if v and d > k)
+            if base and measured:
+                points[knob] = ((k, float(base)), *measured)
         return cls(k, points)
 
     def factor(self, knob: str, depth: float) -> float:
@@ -62,10 +65,11 @@ class DepthTable:
         self, params: SearchParams, k: int, kept: float = 1.0, nlist: int | None = None
     ) -> SearchParams:
         """`params` for the k-th of the results a filter keeping `kept` of the vectors
-        leaves (nprobe at most `nlist`). Re-rank candidates grow with the depth too, up to
-        a cap (100k OPQ32,IVF1024,PQ32 under a filter keeping 10% / 2%, at any nprobe:
-        recall@10 with the tuned 50 candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800
-        0.975 / 0.99)."""
+        leaves (nprobe at most `nlist`). Re-rank candidates grow with the depth too (see
+        the module's docstring), in proportion to it without a measured table, up to a cap
+        (100k OPQ32,IVF1024,PQ32 under a filter keeping 10% / 2%, at any nprobe: recall@10
+        with the tuned 50 candidates 0.84 / 0.67, with 200 0.93 / 0.89, with 800 0.975 /
+        0.99)."""
         depth = k / kept
         if depth <= self.k:
             return params
@@ -77,5 +81,9 @@ class DepthTable:
             ef = min(EF_SEARCH_MAX, math.ceil(ef * self.factor("ef_search", depth)))
         rerank_k = params.rerank_k
         if rerank_k is not None:
-            rerank_k = max(rerank_k, min(RERANK_K_MAX, math.ceil(rerank_k * depth / self.k)))
+            if "rerank_k" in self.points:
+                grow = self.factor("rerank_k", depth) * k / self.k
+            else:
+                grow = depth / self.k
+            rerank_k = max(rerank_k, min(RERANK_K_MAX, math.ceil(rerank_k * grow)))
         return SearchParams(nprobe=nprobe, ef_search=ef, rerank_k=rerank_k)

@@ -763,13 +763,27 @@ class Shard:
             x = self._bulk.chain.at(i).apply(x)
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    def selection_of(self, image_ids: np.ndarray) -> Selection:
+        """The live vectors among `image_ids`, for `search_images`: a filter the tuner
+        draws at random, as attributes cannot."""
+        with self._lock.read():
+            slots = self._lookup.find(np.asarray(image_ids, dtype=np.int64), self._cols)
+            mask = np.zeros(self._cols.size, dtype=bool)
+            mask[slots[slots >= 0]] = True
+            return Selection(np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask)))
+
     def search_images(
-        self, queries: np.ndarray, k: int, params: SearchParams | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        params: SearchParams | None = None,
+        selection: Selection | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Ungrouped top-k (scores, image ids): what the tuner and benchmarks measure."""
+        """Ungrouped top-k (scores, image ids), through `selection` if given (made by
+        `selection_of` since the last write): what the tuner and benchmarks measure."""
         queries = unit_queries(queries, self.dim)
         with self._lock.read():
-            bits = self._selection(None).bits
+            bits = (self._selection(None) if selection is None else selection).bits
             p = (params or SearchParams()).merged_over(self.params)
             scores, slots = self._search_slots(queries, k, bits, p)
             ids = np.where(slots >= 0, self._cols.data["image_ids"][np.maximum(slots, 0)], -1)

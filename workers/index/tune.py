@@ -2,8 +2,9 @@
 
 Recall is measured at the image level against exact neighbours; a held-out query that is
 itself in the index is excluded from both lists, so it cannot inflate the figure. Besides
-the setting for k, the knob each deeper search needs is tuned too (`tune_depths`): filtered
-searches and requests for more than k results scale along that table.
+the setting for k, the knob each deeper search needs is tuned too (`tune_depths`), and for
+compressed shards the re-rank candidates a filter needs: filtered searches and requests for
+more than k results scale along that table (`depth.DepthTable`).
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ def tune_depths(
     DEPTHS that `truth` is deep enough for, from the tuned one up. A filter keeping
     a fraction s of the vectors needs about what depth k/s needs (100k IVF1024, a random
     5% filter at nprobe 80/160/320: filtered recall@10 0.800/0.875/0.940, unfiltered
-    recall@200 0.812/0.883/0.948), so `Shard.scaled_params` reads this table."""
+    recall@200 0.812/0.883/0.948), so `Shard.scaled_params` reads this table. A
+    compressed shard's entries also hold the re-rank candidates a filter keeping k/d
+    needs there (`tune_candidates`)."""
     spec, tuned = shard.spec, shard.params
     if spec.kind == "hnsw":
         knob, steps = "ef_search", [2**i for i in range(4, 20) if 2**i <= EF_SEARCH_MAX]
@@ -148,6 +151,7 @@ def tune_depths(
         return {}
     extra = 1 if own is not None else 0
     current = int(getattr(tuned, knob) or 1)
+    candidates = tuned.rerank_k
     table: dict[str, dict[str, float]] = {}
     for depth in (d for d in DEPTHS if d > k):
         if truth.shape[1] < depth + extra or shard.n_vectors < 2 * depth:
@@ -181,4 +185,51 @@ def tune_depths(
             break
         table[str(depth)] = {knob: chosen[0], "recall": chosen[1]}
         current = chosen[0]
+        if tuned.rerank_k is not None:  # from the shallower depth's count up, as the knob
+            at_depth = replace(tuned, **{knob: chosen[0]}, rerank_k=candidates)
+            candidates, recall = tune_candidates(
+                shard, queries, truth, at_depth, k=k, depth=depth, target=target, own=own
+            )
+            table[str(depth)].update(rerank_k=candidates, filtered_recall=recall)
     return table
+
+
+def tune_candidates(
+    shard: Shard,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    params: SearchParams,
+    *,
+    k: int,
+    depth: int,
+    target: float,
+    own: np.ndarray | None = None,
+) -> tuple[int, float]:
+    """The fewest re-rank candidates (`params`' count, doubled up to RERANK_K_MAX) with
+    which a compressed shard finds the k best matches of a random filter keeping k / depth
+    of its vectors at `target` recall, probing as `params` do; and that recall. Doubling
+    stops on a plateau at the cheaper count: past some count the lists probed, not the
+    candidates, bound the recall. The filter's exact top k are its members among each
+    query's exact neighbours (`truth`, image ids, best first), as deep as `truth` goes; a
+    query's own id counts in neither."""
+    ids = shard.ids()
+    allowed = ids[np.random.default_rng(depth).random(len(ids)) < k / depth]
+    selection = shard.selection_of(allowed)
+    member = np.isin(truth, allowed)
+    if own is not None:
+        member &= truth != own[:, None]
+    expected = [row[keep][:k] for row, keep in zip(truth, member, strict=True)]
+    n_expected = max(1, sum(len(e) for e in expected))
+    chosen: tuple[int, float] | None = None
+    candidates = int(params.rerank_k or k)
+    while True:
+        asked = replace(params, rerank_k=candidates)
+        _, found = shard.search_images(queries, k + (own is not None), asked, selection)
+        hits = sum(np.intersect1d(f, e).size for f, e in zip(found, expected, strict=True))
+        recall = hits / n_expected
+        if chosen is not None and recall < chosen[1] + DEPTH_PLATEAU_GAIN:
+            return chosen
+        chosen = (candidates, recall)
+        if recall >= target or candidates >= RERANK_K_MAX:
+            return chosen
+        candidates = min(RERANK_K_MAX, 2 * candidates)

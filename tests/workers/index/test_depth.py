@@ -54,3 +54,23 @@ def test_a_graph_scales_its_ef_search_and_a_report_without_the_knob_is_proportio
     assert table.scaled(SearchParams(ef_search=64), 10, 0.1).ef_search == 256
     assert table.scaled(SearchParams(ef_search=64), 10, 0.01).ef_search == 2560  # past: x10
     assert table.factor("nprobe", 100) == 10.0  # the report tunes no nprobe
+
+
+def test_measured_candidates_scale_with_the_results_asked_for() -> None:
+    """A compressed shard's table holds the candidates a filter keeping k/depth needed
+    for the tuned k; twice the results need twice the candidates of the same depth."""
+    report = {
+        "k": 10,
+        "params": {"nprobe": 4, "rerank_k": 50},
+        "depths": {
+            "100": {"nprobe": 64, "rerank_k": 400},
+            "1000": {"nprobe": 512, "rerank_k": 800},
+        },
+    }
+    table = DepthTable.from_report(report)
+    asked = SearchParams(nprobe=4, rerank_k=50)
+    assert table.scaled(asked, 10, 0.1, nlist=4096).rerank_k == 400  # as measured
+    assert table.scaled(asked, 10, 0.01, nlist=4096).rerank_k == 800
+    assert table.scaled(asked, 20, 0.2, nlist=4096).rerank_k == 800  # depth 100, k 20
+    assert 400 < table.scaled(asked, 10, 0.05, nlist=4096).rerank_k < 800
+    assert table.scaled(asked, 10, 0.0001, nlist=4096).rerank_k == 10_000  # the cap

@@ -250,6 +250,31 @@ def test_build_tunes_to_recall_target(spec: str, tmp_path: Path) -> None:
     assert built.device == "cpu"
 
 
+def test_a_compressed_build_tunes_the_candidates_a_filter_needs(tmp_path: Path) -> None:
+    """Each depth's entry holds the re-rank candidates a random filter keeping k/depth
+    needed; a real filter keeping 10% (categories 0-9), searched with them, finds its
+    exact top 10."""
+    from workers.index.synthetic import clustered_vectors
+    from workers.index.types import SearchFilter
+
+    x = clustered_vectors(6000, DIM, n_clusters=30)
+    ids = np.arange(6000, dtype=np.int64)
+    built = build_bulk(
+        iter([(ids, x, attrs_for(ids))]), DIM, MODEL, "IVF16,PQ4x4", work_dir=tmp_path
+    )
+    shard = built.shard
+    depths = shard.tune_report["depths"]
+    counts = [shard.params.rerank_k] + [depths[d]["rerank_k"] for d in ("20", "100", "1000")]
+    assert counts == sorted(counts)  # each depth's ladder starts at the shallower count
+    assert all(0 < depths[d]["filtered_recall"] <= 1 for d in depths)
+    q = clustered_vectors(100, DIM, n_clusters=30, seed=71)
+    found = shard.search(q, 10, SearchFilter(category_ids=frozenset(range(10)))).image_ids
+    scores = np.where(ids % 100 < 10, q @ x.T, -np.inf)
+    truth = ids[np.argsort(-scores, axis=1)[:, :10]]
+    recall = np.mean([np.intersect1d(f, t).size / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+
+
 def test_a_graph_build_tunes_the_efsearch_each_depth_needs(tmp_path: Path) -> None:
     from workers.index.synthetic import clustered_vectors
 
