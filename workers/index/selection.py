@@ -28,46 +28,53 @@ class Selection(NamedTuple):
 
 class Selections:
     """Selections of one version of a shard's columns: the live count and the bitmaps of
-    the last CACHED_FILTERS filters. Asking with a newer version drops the older ones."""
+    the last CACHED_FILTERS filters. Asking with a newer version drops the older ones.
+
+    Concurrent searches share it (all at one version: a write waits for them). Its state
+    is one tuple replaced in one store, so a search racing another's refresh finds one
+    version's state or the next's, never a newer version beside older bitmaps."""
 
     def __init__(self) -> None:
-        self._version = -1
-        self._live: Selection | None = None
-        self._filtered: dict[SearchFilter | None, Selection] = {}
+        self._state: tuple[int, Selection | None, dict[SearchFilter | None, Selection]]
+        self._state = (-1, None, {})
 
-    def _at(self, version: int) -> None:
-        if version != self._version:
-            self._version, self._live, self._filtered = version, None, {}
+    def _at(self, version: int) -> tuple[int, Selection | None, dict]:
+        state = self._state
+        if state[0] != version:
+            state = self._state = (version, None, {})
+        return state
 
     def live(self, version: int, cols: Columns) -> Selection:
         """Every live vector and no bitmap: counted, without building the unfiltered
         bitmap, which a shard removing in place never passes (~0.36 ms at 1M after every
         write)."""
-        if version != self._version or self._live is None:
-            self._at(version)
-            self._live = Selection(None, int(np.count_nonzero(cols["alive"])))
-        return self._live
+        _, live, filtered = self._at(version)
+        if live is None:
+            live = Selection(None, int(np.count_nonzero(cols["alive"])))
+            self._state = (version, live, filtered)
+        return live
 
     def matching(self, version: int, cols: Columns, flt: SearchFilter | None) -> Selection:
         """The packed bitmap of the live vectors matching `flt`, their count, and their
         slots if few enough for a gather to take."""
-        self._at(version)
+        _, live, filtered = self._at(version)
         key = None if flt is None or flt.is_empty else flt
-        found = self._filtered.get(key)
+        found = filtered.get(key)
         if found is not None:
             return found
         mask = cols.filter_mask(key)
         n_match = int(np.count_nonzero(mask))
         slots = np.flatnonzero(mask) if SUBSET_COST * n_match <= len(mask) else None
         found = Selection(np.packbits(mask, bitorder="little"), n_match, slots)
-        if len(self._filtered) >= CACHED_FILTERS:
-            self._filtered = {}
-        self._filtered[key] = found
+        if len(filtered) >= CACHED_FILTERS:
+            filtered = {}
+            self._state = (version, live, filtered)
+        filtered[key] = found
         return found
 
     @property
     def nbytes(self) -> int:
         return sum(
             s.bits.nbytes + (0 if s.slots is None else s.slots.nbytes)
-            for s in self._filtered.values()
+            for s in self._state[2].values()
         )
