@@ -166,7 +166,7 @@ def tune_depths(
                 # OPQ32,IVF1024,PQ32 reached recall@10 0.90 / 0.98 / 0.998 at nprobe 338 /
                 # 676 / 1024 with 2500 candidates, while recall@100 measured with 5
                 # candidates a result (as tuned) plateaued at 0.86 by nprobe 128, too few
-                # lists (the search scales its candidates itself, see `Shard.scaled_params`)
+                # lists (the candidates each depth needs are tuned next: `tune_candidates`)
                 params = replace(params, rerank_k=RERANK_K_MAX)
             recall, _ = measure(
                 shard,
