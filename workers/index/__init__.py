@@ -8,7 +8,8 @@ snapshots and builds.
   (hits grouped by product into results), `faiss_calls` (the C++ entry points below the
   Python wrapper), `vectors` (checks and normalisation), `rerank` + `privatemap` (a
   compressed shard's exact rows, memory mapped), `footprint` (memory counts),
-  `ivf_lists` (list rewrites), `rwlock`.
+  `ivf_lists` (list rewrites), `rwlock`. A single query's lock, check and grouping run
+  compiled (`_hotpath.c`, chosen in `native`) where the install built it.
 - `spec`: which FAISS index (`auto` by vector count); `tune`: auto-tuning to a recall
   target; `build`: streaming bulk builds (`gpu` trains on a GPU when there is one);
   `builds`: where a shard's replicas find a finished build; `threads`: OpenMP counts.

@@ -45,7 +45,7 @@ from workers.index.faiss_calls import (
     search_with,
 )
 from workers.index.footprint import bulk_bytes, delta_bytes
-from workers.index.grouping import distinct_top, first_hits_of_row, padded, place_hits, row_result
+from workers.index.grouping import padded, place_hits, top_products
 from workers.index.ivf_lists import relabel_ivf
 from workers.index.rerank import BFLOAT16, RerankStore, from_rows, to_bfloat16
 from workers.index.rwlock import RWLock
@@ -522,28 +522,22 @@ class Shard:
         subset: np.ndarray | None,
     ) -> SearchResult:
         """`search` of a single query (most of the traffic): the same rounds as the batch
-        with the grouping in plain Python, where a batch's array operations would cost
-        more than the FAISS search of a cheap query."""
+        with the grouping of one row (`top_products`, compiled where built), where a
+        batch's array operations would cost more than the FAISS search of a cheap query."""
         products, image_ids = self._cols.data["product_ids"], self._cols.data["image_ids"]
         meta = {"matches": n_match}
         fetch = min(n_match, 2 * k)
         while True:
             scores, slots = self._search_slots(query, fetch, bits, params, exhaustive, subset)
-            distinct = distinct_top(scores, slots, k, products, image_ids, meta)
-            if distinct is not None:
-                return distinct
-            row = slots[0]
-            valid = (row >= 0).tolist()
-            chosen = first_hits_of_row(products.take(row, mode="clip").tolist(), valid, k)
-            if len(chosen) == k:
-                break
-            if sum(valid) >= fetch and fetch < n_match:
+            result, found, valid = top_products(scores, slots, k, products, image_ids, meta)
+            if found == k:
+                return result
+            if valid >= fetch and fetch < n_match:
                 fetch = min(n_match, fetch * 4)  # several images per product: fetch more
             elif not exhaustive:
                 exhaustive = True  # the search missed matches: probe everything
             else:
-                break
-        return row_result(scores[0], row, chosen, k, products, image_ids, meta)
+                return result
 
     def scaled_params(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
         """The knobs a search for `k` results runs with under a filter keeping a fraction

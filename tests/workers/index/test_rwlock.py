@@ -5,7 +5,17 @@ from __future__ import annotations
 import threading
 import time
 
-from workers.index.rwlock import RWLock
+import pytest
+
+from workers.index.native import hotpath
+from workers.index.rwlock import PyRWLock
+
+LOCKS = [PyRWLock] + ([] if hotpath is None else [hotpath.RWLock])
+
+
+@pytest.fixture(params=LOCKS, ids=lambda cls: cls.__module__.rsplit(".", 1)[-1])
+def lock_class(request):
+    return request.param
 
 
 def _started(target) -> threading.Thread:
@@ -18,8 +28,8 @@ def _settle() -> None:
     time.sleep(0.05)  # long enough for a woken thread to run; only ordering is checked
 
 
-def test_readers_share_and_a_writer_waits_for_the_last_one() -> None:
-    lock = RWLock()
+def test_readers_share_and_a_writer_waits_for_the_last_one(lock_class) -> None:
+    lock = lock_class()
     events: list[str] = []
     first, second = lock.read(), lock.read()
     first.__enter__()
@@ -40,8 +50,8 @@ def test_readers_share_and_a_writer_waits_for_the_last_one() -> None:
     assert events == ["write"]  # the last reader out woke it
 
 
-def test_a_waiting_writer_goes_before_new_readers_and_then_lets_them_in() -> None:
-    lock = RWLock()
+def test_a_waiting_writer_goes_before_new_readers_and_then_lets_them_in(lock_class) -> None:
+    lock = lock_class()
     events: list[str] = []
     held = lock.read()
     held.__enter__()
@@ -65,8 +75,8 @@ def test_a_waiting_writer_goes_before_new_readers_and_then_lets_them_in() -> Non
     assert events == ["write", "read"]
 
 
-def test_many_threads_never_overlap_a_writer() -> None:
-    lock = RWLock()
+def test_many_threads_never_overlap_a_writer(lock_class) -> None:
+    lock = lock_class()
     inside = {"readers": 0, "writers": 0}
     overlaps: list[str] = []
     guard = threading.Lock()
