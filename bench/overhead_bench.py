@@ -7,9 +7,12 @@ ids deleted, 1% fresh), each nprobe times, query by query and alternating:
 
 - raw: ``index.search`` through FAISS's Python API, the baseline of every ratio;
 - C++ call: the same search through ``search_c`` without the wrapper (``search_with``);
-- least wrapper: a readers-writer lock, ``unit_queries``, the C++ call for 2k hits and
-  ``distinct_top``, with nothing else (no deletes, no delta, no filters, no retries);
-- shard: ``Shard.search``.
+- least wrapper in Python: a readers-writer lock, the query check, the C++ call for 2k
+  hits and the grouping by product, with nothing else (no deletes, no delta, no filters,
+  no retries), as the shard runs them without its C extension (``INDEX_NATIVE=0``);
+- least wrapper compiled: the same with the extension's lock, check and grouping
+  (``workers/index/_hotpath.c``), skipped when it is not built;
+- shard: ``Shard.search`` (compiled steps unless ``INDEX_NATIVE=0``).
 
     python bench/overhead_bench.py --quick          # < 1 minute
     python bench/overhead_bench.py                  # 100k IVF1024,Flat, nprobe 1..64
@@ -32,14 +35,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.index_bench import attrs_for
 from workers.index.build import build_bulk
 from workers.index.faiss_calls import search_with
-from workers.index.grouping import distinct_top
-from workers.index.rwlock import RWLock
+from workers.index.grouping import top_products_py
+from workers.index.native import hotpath
+from workers.index.rwlock import PyRWLock
 from workers.index.spec import IndexSpec, SearchParams, choose_spec
 from workers.index.synthetic import ClusterModel
-from workers.index.vectors import unit_queries
+from workers.index.types import SearchResult
+from workers.index.vectors import unit_rows
 from workers.malloc import keep_freed_memory
 
 K = 10
+
+
+def python_check(q: np.ndarray, dim: int) -> np.ndarray:
+    """The shard's single-query check without the extension (`vectors.unit_queries`)."""
+    one = np.array(q, dtype=np.float32, order="C", ndmin=2)
+    if one.shape == (1, dim):
+        square = float(np.vdot(one, one))
+        if 0.0 < square < np.inf:
+            one *= 1.0 / np.sqrt(square)
+            return one
+    return unit_rows(one, dim)
 
 
 def timed(variants: dict[str, object], queries: np.ndarray, reps: int) -> dict[str, float]:
@@ -92,43 +108,61 @@ def main() -> None:
         del x
         raw = shard._bulk  # the shard's own lists, searched by FAISS alone (as index_bench)
         products = images = ids  # one image a product, as attrs_for says
-        lock = RWLock()
+        py_lock = PyRWLock()
+        c_lock = None if hotpath is None else hotpath.RWLock()
         tuned = int(shard.params.nprobe)
         probes = [1, tuned, 16] if args.quick else sorted({1, 2, 4, 8, 16, 32, 64, tuned})
         print(f"# {n:,} x {dim} {spec.factory}, tuned nprobe {tuned}; microseconds a query")
         print(
-            f"{'nprobe':>6} {'raw':>8} {'C++ call':>9} {'x raw':>6} {'least':>8} {'x raw':>6} "
-            f"{'shard':>8} {'x raw':>6} {'shard-least':>11}"
+            f"{'nprobe':>6} {'raw':>8} {'C++ call':>9} {'x raw':>6} {'least py':>9} {'x raw':>6} "
+            f"{'least C':>8} {'x raw':>6} {'shard':>8} {'x raw':>6} {'shard-least':>11}"
         )
         rows = []
         for nprobe in probes:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
             asked = SearchParams(nprobe=nprobe)
 
-            def least(q, params=params):
-                with lock.read():
-                    one = unit_queries(q, dim)
-                    scores, labels = search_with(raw, one, 2 * K, params)
-                    return distinct_top(scores, labels, K, products, images, {"matches": n})
+            def least_py(q, params=params):
+                with py_lock.read():
+                    scores, labels = search_with(raw, python_check(q, dim), 2 * K, params)
+                    meta = {"matches": n}
+                    return top_products_py(scores, labels, K, products, images, meta)[0]
+
+            def least_c(q, params=params):
+                with c_lock.read():
+                    scores, labels = search_with(raw, hotpath.unit_query(q, dim), 2 * K, params)
+                    best = hotpath.first_products(scores, labels, products, images, K)
+                    return SearchResult(*best[:3], {"matches": n})
 
             variants = {
                 "raw": lambda q, params=params: raw.search(q, K, params=params),
                 "call": lambda q, params=params: search_with(raw, q, K, params),
-                "least": least,
+                "least_py": least_py,
+                "least_c": least_c,
                 "shard": lambda q, asked=asked: shard.search(q, K, params=asked),
             }
+            if hotpath is None:
+                del variants["least_c"]
             t = timed(variants, queries, 1 if args.quick else 3)
             rows.append((nprobe, t))
+            least = t.get("least_c", t["least_py"])
+            compiled = (
+                f"{t['least_c']:8.1f} {t['raw'] / t['least_c']:6.2f}"
+                if "least_c" in t
+                else f"{'-':>8} {'-':>6}"
+            )
             print(
                 f"{nprobe:>6} {t['raw']:8.1f} {t['call']:9.1f} {t['raw'] / t['call']:6.2f} "
-                f"{t['least']:8.1f} {t['raw'] / t['least']:6.2f} {t['shard']:8.1f} "
-                f"{t['raw'] / t['shard']:6.2f} {t['shard'] - t['least']:11.1f}",
+                f"{t['least_py']:9.1f} {t['raw'] / t['least_py']:6.2f} {compiled} "
+                f"{t['shard']:8.1f} {t['raw'] / t['shard']:6.2f} {t['shard'] - least:11.1f}",
                 flush=True,
             )
     t = dict(rows)[tuned]
+    least = t.get("least_c", t["least_py"])
     print(
         f"SUMMARY {n:,} {spec.factory} tuned nprobe {tuned}: raw {t['raw']:.0f} us a query; "
-        f"shard {t['raw'] / t['shard']:.2f}x raw, least wrapper {t['raw'] / t['least']:.2f}x, "
+        f"shard {t['raw'] / t['shard']:.2f}x raw ({'compiled' if hotpath else 'Python'} steps), "
+        f"least wrapper {t['raw'] / least:.2f}x, in Python {t['raw'] / t['least_py']:.2f}x, "
         f"bare C++ call {t['raw'] / t['call']:.2f}x; {time.perf_counter() - started:.0f}s"
     )
 
