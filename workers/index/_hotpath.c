@@ -3,8 +3,9 @@
  * A cheap FAISS query (100k IVF-Flat, nprobe 1-4) takes 45-80 us; the Python around it
  * (the read lock, the query check, the grouping of hits by product) cost ~14 us of that,
  * most of it interpreter overhead run with caches the scan has just flushed. These three
- * pieces do the same work here; workers/index/hotpath.py picks them or their Python twins
- * (see that module), which stay the reference the tests compare against.
+ * pieces do the same work here; workers/index/native.py picks them or their Python twins
+ * (rwlock.PyRWLock, vectors.unit_queries, grouping.top_products_py), which stay the
+ * reference the tests compare against.
  *
  * - RWLock: readers share, a writer is exclusive, waiting writers block new readers;
  *   every wait releases the GIL.
@@ -45,17 +46,17 @@ one_row_of(PyArrayObject *a, npy_intp dim)
 
 /* The sum of squares with eight partial sums: one running sum is a chain of dependent
  * additions, 4x slower on 512 components. */
-#define SQUARES(x, dim, out)                                         \
-    do {                                                                   \
-        double part[8] = {0};                                              \
-        npy_intp i = 0;                                                    \
-        for (; i + 8 <= (dim); i += 8)                                     \
-            for (int j = 0; j < 8; j++)                                    \
-                part[j] += (double)(x)[i + j] * (double)(x)[i + j];       \
-        for (; i < (dim); i++)                                             \
-            part[0] += (double)(x)[i] * (double)(x)[i];                    \
-        (out) = ((part[0] + part[1]) + (part[2] + part[3])) +              \
-                ((part[4] + part[5]) + (part[6] + part[7]));               \
+#define SQUARES(x, dim, out)                                        \
+    do {                                                            \
+        double part[8] = {0};                                       \
+        npy_intp i = 0;                                             \
+        for (; i + 8 <= (dim); i += 8)                              \
+            for (int j = 0; j < 8; j++)                             \
+                part[j] += (double)(x)[i + j] * (double)(x)[i + j]; \
+        for (; i < (dim); i++)                                      \
+            part[0] += (double)(x)[i] * (double)(x)[i];             \
+        (out) = ((part[0] + part[1]) + (part[2] + part[3])) +       \
+                ((part[4] + part[5]) + (part[6] + part[7]));        \
     } while (0)
 
 /* ---------------------------------------------------------------- unit_query */
