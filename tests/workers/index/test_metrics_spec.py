@@ -7,7 +7,7 @@ import numpy as np
 
 from workers.index.columns import narrowest_int_dtype
 from workers.index.metrics import merge_results, merge_topk, recall_at_k
-from workers.index.spec import FLAT_MAX, IVFPQ_MIN, choose_spec
+from workers.index.spec import FLAT_MAX, IVFPQ_MIN, SearchParams, choose_spec
 from workers.index.types import SearchResult
 
 
@@ -57,6 +57,16 @@ def test_choose_spec_table() -> None:
     custom = choose_spec(10, 512, "IVF256,SQ8")
     assert custom.rerank
     assert custom.nlist == 256
+
+
+def test_request_params_fill_their_gaps_from_the_tuned_ones() -> None:
+    tuned = SearchParams(nprobe=8, rerank_k=200)
+    assert SearchParams(nprobe=2).merged_over(tuned) == SearchParams(nprobe=2, rerank_k=200)
+    assert SearchParams(rerank_k=50).merged_over(tuned) == SearchParams(nprobe=8, rerank_k=50)
+    assert SearchParams().merged_over(tuned) == tuned
+    complete = SearchParams(nprobe=2, rerank_k=50)
+    assert complete.merged_over(tuned) is complete  # nothing to fill: no new instance
+    assert SearchParams(nprobe=2).merged_over(SearchParams(nprobe=8)) == SearchParams(nprobe=2)
 
 
 def test_narrowest_int_dtype() -> None:
