@@ -2,7 +2,7 @@
 
 The shard's single-query path in C (workers/index/_hotpath.c) is optional: without a C
 compiler the install goes on and the shard runs the same steps in Python
-(workers/index/hotpath.py)."""
+(see workers/index/native.py)."""
 
 import numpy
 from setuptools import Extension, setup
