@@ -1,7 +1,8 @@
 """A readers-writer lock: many concurrent searches, one exclusive writer, writers not starved.
 
-`RWLock` is the compiled one where it was built (see `native.py`): ~0.3 us a search's
-read lock against ~2 after a scan has cooled the caches; `PyRWLock` is its Python twin."""
+`RWLock` is the compiled one where it was built (see `native.py`): a search's read lock
+then costs 0.1 us warm and under 1 after a scan has cooled the caches, against ~2 for
+`PyRWLock`, its Python twin."""
 
 from __future__ import annotations
 
