@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from workers.index.depth import DepthTable
 from workers.index.spec import SearchParams
 
@@ -38,6 +40,21 @@ def test_more_results_than_the_tuned_k_go_as_deep_as_k() -> None:
     assert nprobe(table, 100) == 64
     assert nprobe(table, 5) == 4  # k=5 keeps the k=10 setting
     assert nprobe(table, 50, 0.5) == nprobe(table, 10, 0.1)
+
+
+def test_an_unfiltered_scaling_is_computed_once_and_stays_what_it_was() -> None:
+    table = DepthTable.from_report(REPORT)
+    first = table.scaled(SearchParams(nprobe=4), 20, nlist=4096)
+    assert table.scaled(SearchParams(nprobe=4), 20, nlist=4096) is first
+    assert first == DepthTable.from_report(REPORT).scaled(
+        SearchParams(nprobe=4), 20, 0.999999999, 4096
+    )
+    grow = table.factor("nprobe", 20)
+    assert first.nprobe == math.ceil(4 * grow)
+    assert nprobe(table, 20, asked=8) == math.ceil(8 * grow)  # other keys, other answers
+    assert nprobe(table, 100) == 64
+    for asked in range(1, 200):  # more keys than it keeps: it starts over, still right
+        assert nprobe(table, 20, asked=asked) == min(4096, math.ceil(asked * grow))
 
 
 def test_rerank_candidates_follow_the_depth_up_to_a_cap() -> None:
