@@ -41,21 +41,10 @@ from workers.index.rwlock import PyRWLock
 from workers.index.spec import IndexSpec, SearchParams, choose_spec
 from workers.index.synthetic import ClusterModel
 from workers.index.types import SearchResult
-from workers.index.vectors import unit_rows
+from workers.index.vectors import unit_queries_py
 from workers.malloc import keep_freed_memory
 
 K = 10
-
-
-def python_check(q: np.ndarray, dim: int) -> np.ndarray:
-    """The shard's single-query check without the extension (`vectors.unit_queries`)."""
-    one = np.array(q, dtype=np.float32, order="C", ndmin=2)
-    if one.shape == (1, dim):
-        square = float(np.vdot(one, one))
-        if 0.0 < square < np.inf:
-            one *= 1.0 / np.sqrt(square)
-            return one
-    return unit_rows(one, dim)
 
 
 def timed(variants: dict[str, object], queries: np.ndarray, reps: int) -> dict[str, float]:
@@ -124,7 +113,7 @@ def main() -> None:
 
             def least_py(q, params=params):
                 with py_lock.read():
-                    scores, labels = search_with(raw, python_check(q, dim), 2 * K, params)
+                    scores, labels = search_with(raw, unit_queries_py(q, dim), 2 * K, params)
                     meta = {"matches": n}
                     return top_products_py(scores, labels, K, products, images, meta)[0]
 
