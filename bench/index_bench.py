@@ -4,7 +4,9 @@ Synthetic clustered 512-d vectors (workers.index.synthetic), held-out queries, e
 truth. For each index kind: build + train time, auto-tuned parameters, a sweep of
 nprobe/efSearch (and re-rank candidates), bytes per vector, and the shard's QPS as a ratio
 of raw FAISS searching the same trained index with the same parameters, measured in the same
-run with 1% of the ids deleted and 1% of the vectors in the delta. A graph (HNSW) is timed
+run with 1% of the ids deleted and 1% of the vectors in the delta. The shard searches with
+each row's knobs as its own and is given none per query, as the RPC server calls it (see
+`knobs_of`). A graph (HNSW) is timed
 once more after folding its delta, as a live replica does a chunk at a time ("folded").
 The "k=20" row asks for the API's default k with the tuned setting, which the shard
 scales to the depth it needs (its recall column is recall@20; raw FAISS gets the same
@@ -18,6 +20,7 @@ scaled knob), and its note gives recall@20 with the k=10 setting unscaled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import logging
@@ -25,6 +28,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -71,6 +75,19 @@ def sweep_params(shard: Shard) -> list[SearchParams]:
         rk = tuned.rerank_k
         return [SearchParams(nprobe=p, rerank_k=rk) for p in probes]
     return []  # exact flat: nothing to sweep, its one row is the tuned one
+
+
+@contextlib.contextmanager
+def knobs_of(shard: Shard, params: SearchParams) -> Iterator[None]:
+    """`shard` searching with `params` as its own knobs, as a shard tuned to them does: its
+    searches then take no params, as the RPC server's do (an explicit request's knobs go
+    through the general path, see `Shard._plain_query`)."""
+    tuned = shard.params
+    shard.params = params
+    try:
+        yield
+    finally:
+        shard.params = tuned
 
 
 def raw_params(
@@ -226,8 +243,8 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
             faiss.omp_set_num_threads(1)
             single_q = queries[: args.single]
 
-            def shard_fn(p: SearchParams | None, k: int = K, shard: Shard = shard):
-                return lambda q: shard.search(q, k, params=p)
+            def shard_fn(k: int = K, shard: Shard = shard):
+                return lambda q: shard.search(q, k)
 
             def raw_fn(
                 p: SearchParams, k: int = K, shard: Shard = shard, index: faiss.Index = raw_index
@@ -248,11 +265,12 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
             ) -> None:
                 """One row: recall@k, single and batched QPS against raw FAISS at `p`
                 (k past the tuned one: the shard scales its tuned setting to `p` itself)."""
-                asked = p if k == K else None
-                found = shard.search(queries, k, params=asked).image_ids
-                shard_k, raw_k = shard_fn(asked, k), raw_fn(p, k)
-                qps1, p50, p99, raw1 = time_single(shard_k, raw_k, single_q)
-                qpsb = time_batch(shard_k, queries)
+                tuned = p == shard.params and k == K
+                shard_k, raw_k = shard_fn(k), raw_fn(p, k)
+                with knobs_of(shard, p if k == K else shard.params):  # k=20 scales the tuned
+                    found = shard.search(queries, k).image_ids
+                    qps1, p50, p99, raw1 = time_single(shard_k, raw_k, single_q)
+                    qpsb = time_batch(shard_k, queries)
                 rawb = time_batch(raw_k, queries)
                 row = {
                     "n": n,
@@ -265,7 +283,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                     "qpsb": qpsb,
                     "ratio1": qps1 / raw1,
                     "ratiob": qpsb / rawb,
-                    "tuned": p == shard.params and k == K,
+                    "tuned": tuned,
                 }
                 if p != shard.params and k == K:
                     curve.append((row["recall"], qps1))

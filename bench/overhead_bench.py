@@ -12,7 +12,9 @@ ids deleted, 1% fresh), each nprobe times, query by query and alternating:
   no retries), as the shard runs them without its C extension (``INDEX_NATIVE=0``);
 - least wrapper compiled: the same with the extension's lock, check and grouping
   (``workers/index/_hotpath.c``), skipped when it is not built;
-- shard: ``Shard.search`` (compiled steps unless ``INDEX_NATIVE=0``).
+- shard: ``Shard.search`` as the RPC server calls it, the nprobe being the shard's own knobs
+  (compiled steps unless ``INDEX_NATIVE=0``): the plan of an unfiltered single query;
+- knobs given: the same with the nprobe given per query, the general path.
 
     python bench/overhead_bench.py --quick          # < 1 minute
     python bench/overhead_bench.py                  # 100k IVF1024,Flat, nprobe 1..64
@@ -32,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.index_bench import attrs_for
+from bench.index_bench import attrs_for, knobs_of
 from workers.index.build import build_bulk
 from workers.index.faiss_calls import search_with
 from workers.index.grouping import top_products_py
@@ -104,7 +106,8 @@ def main() -> None:
         print(f"# {n:,} x {dim} {spec.factory}, tuned nprobe {tuned}; microseconds a query")
         print(
             f"{'nprobe':>6} {'raw':>8} {'C++ call':>9} {'x raw':>6} {'least py':>9} {'x raw':>6} "
-            f"{'least C':>8} {'x raw':>6} {'shard':>8} {'x raw':>6} {'shard-least':>11}"
+            f"{'least C':>8} {'x raw':>6} {'shard':>8} {'x raw':>6} {'shard-least':>11} "
+            f"{'given':>8} {'x raw':>6}"
         )
         rows = []
         for nprobe in probes:
@@ -128,11 +131,13 @@ def main() -> None:
                 "call": lambda q, params=params: search_with(raw, q, K, params),
                 "least_py": least_py,
                 "least_c": least_c,
-                "shard": lambda q, asked=asked: shard.search(q, K, params=asked),
+                "shard": lambda q: shard.search(q, K),
+                "given": lambda q, asked=asked: shard.search(q, K, params=asked),
             }
             if hotpath is None:
                 del variants["least_c"]
-            t = timed(variants, queries, 1 if args.quick else 3)
+            with knobs_of(shard, asked):
+                t = timed(variants, queries, 1 if args.quick else 3)
             rows.append((nprobe, t))
             least = t.get("least_c", t["least_py"])
             compiled = (
@@ -143,14 +148,16 @@ def main() -> None:
             print(
                 f"{nprobe:>6} {t['raw']:8.1f} {t['call']:9.1f} {t['raw'] / t['call']:6.2f} "
                 f"{t['least_py']:9.1f} {t['raw'] / t['least_py']:6.2f} {compiled} "
-                f"{t['shard']:8.1f} {t['raw'] / t['shard']:6.2f} {t['shard'] - least:11.1f}",
+                f"{t['shard']:8.1f} {t['raw'] / t['shard']:6.2f} {t['shard'] - least:11.1f} "
+                f"{t['given']:8.1f} {t['raw'] / t['given']:6.2f}",
                 flush=True,
             )
     t = dict(rows)[tuned]
     least = t.get("least_c", t["least_py"])
     print(
         f"SUMMARY {n:,} {spec.factory} tuned nprobe {tuned}: raw {t['raw']:.0f} us a query; "
-        f"shard {t['raw'] / t['shard']:.2f}x raw ({'compiled' if hotpath else 'Python'} steps), "
+        f"shard {t['raw'] / t['shard']:.2f}x raw ({'compiled' if hotpath else 'Python'} steps; "
+        f"{t['raw'] / t['given']:.2f}x given the knobs), "
         f"least wrapper {t['raw'] / least:.2f}x, in Python {t['raw'] / t['least_py']:.2f}x, "
         f"bare C++ call {t['raw'] / t['call']:.2f}x; {time.perf_counter() - started:.0f}s"
     )

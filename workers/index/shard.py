@@ -29,6 +29,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -61,9 +62,23 @@ _CACHED_PARAMS = 64  # search parameters of recent (bitmap, knob) pairs, see `_c
 # what `swap_bulk` keeps of the receiving shard (the caches are keyed by its version)
 _KEPT_BY_SWAP = frozenset(
     {"dim", "model", "work_dir", "rebuild_fraction", "_lock", "_writer", "_version"}
-    | {"_selections", "_params_cache"}
+    | {"_selections", "_params_cache", "_plain"}
 )
 FOLD_CHUNK = 64  # delta vectors a graph takes per write lock (~20 ms), see `fold_delta`
+_PLAIN_PLANS = 128  # plans of unfiltered single queries kept per version (one per k asked)
+
+
+class _PlainQuery(NamedTuple):
+    """How an unfiltered single query for k results at the shard's own knobs runs when one
+    FAISS call answers it (see `Shard._plain_query`)."""
+
+    index: faiss.Index  # the bulk, or the re-rank over it
+    faiss_params: faiss.SearchParameters
+    fetch: int  # hits asked of FAISS: 2k, or every match when fewer
+    n_match: int
+    params: SearchParams  # the knobs, scaled to k: what later rounds search with
+    exhaustive: bool
+    columns: tuple[np.ndarray, np.ndarray]  # product and image ids by slot
 
 
 class Shard:
@@ -94,6 +109,7 @@ class Shard:
         self._version = 0
         self._selections = Selections()  # of the current version
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
+        self._plain: tuple = (-1,)  # see `_plain_query`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
     @property
@@ -460,6 +476,17 @@ class Shard:
             raise ValueError("k must be positive")
         nq = len(queries)
         with self._lock.read():
+            if nq == 1 and params is None and (filters is None or filters.is_empty):
+                plain = self._plain_query(k)  # most of the traffic: planned once per version
+                if plain is not None:
+                    hits = search_with(plain.index, queries, plain.fetch, plain.faiss_params)
+                    meta = {"matches": plain.n_match}
+                    result, found, _ = top_products(*hits, k, *plain.columns, meta)
+                    if found == k:
+                        return result
+                    return self._search_one(
+                        queries, k, None, plain.n_match, plain.params, plain.exhaustive, None, hits
+                    )
             bits, n_match, slots = self._selection(filters)
             if n_match == 0:
                 return padded(nq, k, {"matches": 0})
@@ -473,6 +500,47 @@ class Shard:
             exhaustive = exhaustive or subset is not None  # every match scored: no retry
             search = self._search_one if nq == 1 else self._search_batch
             return search(queries, k, bits, n_match, base, exhaustive, subset)
+
+    def _plain_query(self, k: int) -> _PlainQuery | None:
+        """The plan of an unfiltered single query for `k` results at the shard's own knobs,
+        made once per version, knobs and k (None: the query takes more than one FAISS call,
+        or nothing matches). Making the general path's choices per query cost a 100k
+        IVF1024,Flat shard ~10 us of a 50-100 us query, most of its distance to raw FAISS."""
+        state = self._plain
+        if state[0] != self._version or state[1] is not self.params or state[2] is not self._depths:
+            state = self._plain = (self._version, self.params, self._depths, {})
+        plans = state[3]
+        if k in plans:
+            return plans[k]
+        if len(plans) >= _PLAIN_PLANS:
+            plans.clear()
+        plan = plans[k] = self._plan_plain(k)
+        return plan
+
+    def _plan_plain(self, k: int) -> _PlainQuery | None:
+        """The choices `search` makes for an unfiltered single query, when `_search_slots`
+        answers it with one FAISS call of the bulk (tests compare the two paths)."""
+        bits, n_match, slots = self._selection(None)
+        if n_match == 0 or slots is not None or not (self._trained and self._bulk.ntotal > 0):
+            return None  # nothing to find, a gather of the few left, or no bulk yet
+        params = self.params if k <= self._depths.k else self.scaled_params(self.params, k)
+        exhaustive = self.spec.kind == "flat" or self._scans_rows(bits, n_match, params)
+        if exhaustive and bits is not None and self._graph_rows is not None:
+            return None  # a scan of the graph's rows
+        searched = self._exhaustive(params) if exhaustive else params
+        if self._trained_ivf():
+            if self._n_delta and (self._delta_shares_lists or not self._fresh_in_bulk):
+                return None  # a delta searched beside the bulk
+            knob = int(searched.nprobe or 1)
+        elif self._n_delta:
+            return None
+        else:
+            knob = int(searched.ef_search or 64) if self.spec.kind == "hnsw" else 0
+        fetch = min(n_match, 2 * k)
+        bulk_params = self._search_params(bits, knob)
+        index, faiss_params = self._bulk_call(fetch, bulk_params, searched.rerank_k)
+        columns = (self._cols.data["product_ids"], self._cols.data["image_ids"])
+        return _PlainQuery(index, faiss_params, fetch, n_match, params, exhaustive, columns)
 
     def _search_batch(
         self,
@@ -520,16 +588,20 @@ class Shard:
         params: SearchParams,
         exhaustive: bool,
         subset: np.ndarray | None,
+        first: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> SearchResult:
         """`search` of a single query (most of the traffic): the same rounds as the batch
         with the grouping of one row (`top_products`, compiled where built), where a
-        batch's array operations would cost more than the FAISS search of a cheap query."""
+        batch's array operations would cost more than the FAISS search of a cheap query.
+        `first`: the first round's hits, when the caller searched already."""
         products, image_ids = self._cols.data["product_ids"], self._cols.data["image_ids"]
         meta = {"matches": n_match}
         fetch = min(n_match, 2 * k)
+        hits = first
         while True:
-            scores, slots = self._search_slots(query, fetch, bits, params, exhaustive, subset)
-            result, found, valid = top_products(scores, slots, k, products, image_ids, meta)
+            if hits is None:
+                hits = self._search_slots(query, fetch, bits, params, exhaustive, subset)
+            result, found, valid = top_products(*hits, k, products, image_ids, meta)
             if found == k:
                 return result
             if valid >= fetch and fetch < n_match:
@@ -538,6 +610,7 @@ class Shard:
                 exhaustive = True  # the search missed matches: probe everything
             else:
                 return result
+            hits = None
 
     def scaled_params(self, params: SearchParams, k: int, kept: float = 1.0) -> SearchParams:
         """The knobs a search for `k` results runs with under a filter keeping a fraction
@@ -738,14 +811,21 @@ class Shard:
     def _bulk_hits(
         self, queries: np.ndarray, fetch: int, params: faiss.SearchParameters, rerank_k: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top `fetch` (score, slot) of the bulk; a compressed bulk's come re-ranked, inside
-        FAISS, from its best max(fetch, rerank_k) candidates by code."""
+        """Top `fetch` (score, slot) of the bulk."""
+        index, index_params = self._bulk_call(fetch, params, rerank_k)
+        return search_with(index, queries, fetch, index_params)
+
+    def _bulk_call(
+        self, fetch: int, params: faiss.SearchParameters, rerank_k: int | None
+    ) -> tuple[faiss.Index, faiss.SearchParameters]:
+        """The index and parameters a search of the bulk for `fetch` hits calls: a
+        compressed bulk's hits come re-ranked, inside FAISS, from its best
+        max(fetch, rerank_k) candidates by code."""
         if self._refine is None:
-            return search_with(self._bulk, queries, fetch, params)
+            return self._bulk, params
         candidates = max(fetch, rerank_k or 0)
         key = (self._version, id(params), candidates, fetch)
-        refine = self._cached_params(key, params, refine_params)
-        return search_with(self._refine, queries, fetch, refine)
+        return self._refine, self._cached_params(key, params, refine_params)
 
     def _to_ivf_space(self, x: np.ndarray) -> np.ndarray:
         """Apply the bulk's pre-transform chain (OPQ rotation) when the delta is an IVF."""

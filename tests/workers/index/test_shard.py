@@ -314,6 +314,64 @@ def test_a_single_query_gets_its_row_of_the_batch_answer(
             np.testing.assert_allclose(one.scores[0], batch.scores[row], rtol=1e-5)
 
 
+PLAIN_STATES = [
+    ("Flat", True, True),
+    ("IVF8,Flat", True, True),
+    ("IVF16_HNSW8,Flat", True, True),
+    ("IVF8,PQ4x4", True, True),  # fresh codes in the lists, removed ones through a bitmap
+    ("HNSW16", False, False),  # fresh vectors in a delta beside the graph
+    ("HNSW16", True, True),  # folded into the graph, removed ones through a bitmap
+    ("IVF8,Flat", False, False),  # untrained: everything in the delta
+]
+
+
+@pytest.mark.parametrize("images_per_product", [1, 3])
+@pytest.mark.parametrize(("spec", "folded", "planned"), PLAIN_STATES)
+def test_an_unfiltered_single_query_answers_as_the_general_path(
+    spec: str, folded: bool, planned: bool, images_per_product: int, tmp_path, search_path
+) -> None:
+    """An unfiltered single query at the shard's own knobs runs a plan made once per
+    version (one FAISS call where one suffices); it must answer as the general path does
+    with the same knobs, and follow every write and change of knobs."""
+    shard = Shard(DIM, "clip-test", spec, work_dir=tmp_path)
+    ids = np.arange(1500, dtype=np.int64)
+    shard.upsert(ids, random_vectors(1500, seed=8), attrs_for(ids, images_per_product))
+    if folded or spec != "IVF8,Flat":
+        shard.compact()
+    fresh = np.arange(2000, 2040, dtype=np.int64)
+    shard.upsert(fresh, random_vectors(40, seed=9), attrs_for(fresh, images_per_product))
+    shard.upsert(ids[:20], random_vectors(20, seed=11), attrs_for(ids[:20], images_per_product))
+    shard.delete(ids[100:140])
+    if folded and spec.startswith("HNSW"):
+        while shard.fold_delta():
+            pass
+    q = random_vectors(8, seed=10)
+
+    def assert_same(k: int) -> None:
+        for row in range(len(q)):
+            plain = shard.search(q[row], k)
+            general = shard.search(q[row], k, params=shard.params)
+            np.testing.assert_array_equal(plain.product_ids, general.product_ids)
+            np.testing.assert_array_equal(plain.image_ids, general.image_ids)
+            np.testing.assert_array_equal(plain.scores, general.scores)
+            assert plain.meta == general.meta
+            empty = shard.search(q[row], k, SearchFilter())  # what the RPC server passes
+            np.testing.assert_array_equal(empty.image_ids, plain.image_ids)
+
+    for k in (1, 10, 25):  # 25: past the tuned k, scaled as the general path scales it
+        assert (shard._plain_query(k) is not None) == planned
+        assert_same(k)
+    hits = shard.search(q[0], 10).image_ids[0]
+    shard.delete(hits[:2])  # a new version: the plan made before it must not answer
+    assert not np.isin(shard.search(q[0], 10).image_ids, hits[:2]).any()
+    assert_same(10)
+    shard.upsert(fresh[:1], q[:1], attrs_for(fresh[:1], images_per_product))
+    assert shard.search(q[0], 1).image_ids[0, 0] == fresh[0]
+    if shard.params.nprobe is not None:
+        shard.params = SearchParams(nprobe=1, rerank_k=shard.params.rerank_k)  # new knobs
+        assert_same(10)
+
+
 def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
     tmp_path,
 ) -> None:
