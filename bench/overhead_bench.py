@@ -87,8 +87,9 @@ def main() -> None:
     queries = layout.sample(500 if args.quick else args.queries, np.random.default_rng(999))
     ids = np.arange(n + len(fresh), dtype=np.int64)
     spec = choose_spec(n, dim, "ivf")
+    base = ids[:n]  # (the fresh ids follow)
     batches = (
-        (ids[j : j + 50_000], x[j : j + 50_000], attrs_for(ids[j : j + 50_000]))
+        (base[j : j + 50_000], x[j : j + 50_000], attrs_for(base[j : j + 50_000]))
         for j in range(0, n, 50_000)
     )
     with tempfile.TemporaryDirectory() as work:
