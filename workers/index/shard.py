@@ -66,6 +66,7 @@ _KEPT_BY_SWAP = frozenset(
 )
 FOLD_CHUNK = 64  # delta vectors a graph takes per write lock (~20 ms), see `fold_delta`
 _PLAIN_PLANS = 128  # plans of unfiltered single queries kept per version (one per k asked)
+_UNPLANNED = object()  # a k with no plan made yet (None: one FAISS call cannot answer it)
 
 
 class _PlainQuery(NamedTuple):
@@ -79,6 +80,15 @@ class _PlainQuery(NamedTuple):
     params: SearchParams  # the knobs, scaled to k: what later rounds search with
     exhaustive: bool
     columns: tuple[np.ndarray, np.ndarray]  # product and image ids by slot
+
+
+class _PlainPlans(NamedTuple):
+    """The plans of unfiltered single queries made for one version, knobs and depth table."""
+
+    version: int
+    params: SearchParams | None
+    depths: DepthTable | None
+    by_k: dict[int, _PlainQuery | None]
 
 
 class Shard:
@@ -109,7 +119,7 @@ class Shard:
         self._version = 0
         self._selections = Selections()  # of the current version
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
-        self._plain: tuple = (-1,)  # see `_plain_query`
+        self._plain = _PlainPlans(-1, None, None, {})  # see `_plain_query`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
     @property
@@ -506,15 +516,16 @@ class Shard:
         made once per version, knobs and k (None: the query takes more than one FAISS call,
         or nothing matches). Making the general path's choices per query cost a 100k
         IVF1024,Flat shard ~10 us of a 50-100 us query, most of its distance to raw FAISS."""
-        state = self._plain
-        if state[0] != self._version or state[1] is not self.params or state[2] is not self._depths:
-            state = self._plain = (self._version, self.params, self._depths, {})
-        plans = state[3]
-        if k in plans:
-            return plans[k]
-        if len(plans) >= _PLAIN_PLANS:
-            plans.clear()
-        plan = plans[k] = self._plan_plain(k)
+        made = self._plain
+        current = (self._version, self.params, self._depths)
+        if (made.version, made.params, made.depths) != current:
+            made = self._plain = _PlainPlans(*current, {})
+        plans = made.by_k
+        plan = plans.get(k, _UNPLANNED)  # one lookup: a concurrent search may clear them
+        if plan is _UNPLANNED:
+            if len(plans) >= _PLAIN_PLANS:
+                plans.clear()
+            plan = plans[k] = self._plan_plain(k)
         return plan
 
     def _plan_plain(self, k: int) -> _PlainQuery | None:

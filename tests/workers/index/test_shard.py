@@ -491,6 +491,8 @@ def test_concurrent_searches_during_updates_never_error(tmp_path) -> None:
     errors: list[BaseException] = []
     stop = threading.Event()
     q = random_vectors(4, seed=12)
+    churned, doomed = ids[:1000], list(ids[1000:1300])  # doomed ones are deleted for good
+    gone: list[int] = []  # deleted before the search that checks them began
 
     def reader() -> None:
         try:
@@ -502,14 +504,34 @@ def test_concurrent_searches_during_updates_never_error(tmp_path) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(3)]
+    def single_reader(seed: int) -> None:
+        """Unfiltered single queries at the shard's own knobs (their plans made per version
+        and k, by several threads at once; past 128 values of k they are cleared)."""
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                k = int(rng.integers(1, 200))
+                deleted = set(gone)
+                result = shard.search(q[int(rng.integers(4))], k)
+                found = result.image_ids[0]
+                assert (found >= 0).all()
+                assert len(set(result.product_ids[0].tolist())) == k
+                assert not deleted.intersection(found.tolist())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    threads += [threading.Thread(target=single_reader, args=(seed,)) for seed in range(2)]
     for t in threads:
         t.start()
     rng = np.random.default_rng(0)
     for round_no in range(30):
-        batch = rng.choice(ids, 50, replace=False)
+        batch = rng.choice(churned, 50, replace=False)
         shard.upsert(batch, random_vectors(50, seed=100 + round_no), attrs_for(batch))
-        shard.delete(rng.choice(ids, 10, replace=False))
+        shard.delete(rng.choice(churned, 10, replace=False))
+        victims = [doomed.pop() for _ in range(10)]
+        shard.delete(np.array(victims, dtype=np.int64))
+        gone.extend(victims)
         if round_no % 10 == 9:
             shard.compact()
     stop.set()
