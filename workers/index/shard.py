@@ -19,6 +19,10 @@
   file, inside FAISS (an ``IndexRefine`` over the bulk, see ``rerank.py``).
 - A readers-writer lock lets searches run concurrently (FAISS releases the GIL) and never
   see half an update. Per-request parameters are arguments, never set on the shared index.
+- An unfiltered single query at the shard's own knobs (what the RPC server sends, most of
+  the traffic) runs a plan made once per version, knobs and k: the one FAISS call that
+  answers it and the columns to group by (`_plain_query`); everything else, and that
+  query's later rounds when its hits hold fewer than k products, takes the general path.
 """
 
 from __future__ import annotations
