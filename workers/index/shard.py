@@ -80,10 +80,15 @@ class _PlainQuery(NamedTuple):
     index: faiss.Index  # the bulk, or the re-rank over it
     faiss_params: faiss.SearchParameters
     fetch: int  # hits asked of FAISS: 2k, or every match when fewer
+    bits: np.ndarray | None  # the live slots' bitmap, when removed ones are still indexed
     n_match: int
     params: SearchParams  # the knobs, scaled to k: what later rounds search with
     exhaustive: bool
     columns: tuple[np.ndarray, np.ndarray]  # product and image ids by slot
+    # what `faiss_params` point into without owning it, held here (the caches they came
+    # from may drop theirs at any search): the bulk's own parameters under a re-rank's;
+    # `bits`, which their selector reads
+    bulk_params: faiss.SearchParameters
 
 
 class _PlainPlans(NamedTuple):
@@ -498,8 +503,9 @@ class Shard:
                     result, found, _ = top_products(*hits, k, *plain.columns, meta)
                     if found == k:
                         return result
+                    n_match, bits = plain.n_match, plain.bits
                     return self._search_one(
-                        queries, k, None, plain.n_match, plain.params, plain.exhaustive, None, hits
+                        queries, k, bits, n_match, plain.params, plain.exhaustive, None, hits
                     )
             bits, n_match, slots = self._selection(filters)
             if n_match == 0:
@@ -555,7 +561,9 @@ class Shard:
         bulk_params = self._search_params(bits, knob)
         index, faiss_params = self._bulk_call(fetch, bulk_params, searched.rerank_k)
         columns = (self._cols.data["product_ids"], self._cols.data["image_ids"])
-        return _PlainQuery(index, faiss_params, fetch, n_match, params, exhaustive, columns)
+        return _PlainQuery(
+            index, faiss_params, fetch, bits, n_match, params, exhaustive, columns, bulk_params
+        )
 
     def _search_batch(
         self,

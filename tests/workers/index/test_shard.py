@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import threading
+import weakref
 
 import faiss
 import numpy as np
@@ -15,7 +17,7 @@ from workers.index import snapshot as snap
 from workers.index.build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
-from workers.index.synthetic import clustered_vectors
+from workers.index.synthetic import clustered_vectors, normalise
 from workers.index.types import SearchFilter
 
 SPECS = ["Flat", "IVF8,Flat", "HNSW16", "IVF8,PQ4x4", "IVF16_HNSW8,Flat"]
@@ -335,13 +337,21 @@ def test_an_unfiltered_single_query_answers_as_the_general_path(
     with the same knobs, and follow every write and change of knobs."""
     shard = Shard(DIM, "clip-test", spec, work_dir=tmp_path)
     ids = np.arange(1500, dtype=np.int64)
-    shard.upsert(ids, random_vectors(1500, seed=8), attrs_for(ids, images_per_product))
+    # a product's images lie close together, so a query's 2k best hits often hold fewer
+    # than k products and the search goes on past the plan's one call
+    centres = random_vectors(2100 // images_per_product, seed=8)
+
+    def images_of(image_ids: np.ndarray, seed: int) -> np.ndarray:
+        noise = random_vectors(len(image_ids), seed=seed)
+        return normalise(centres[image_ids // images_per_product] + 0.3 * noise)
+
+    shard.upsert(ids, images_of(ids, 9), attrs_for(ids, images_per_product))
     if folded or spec != "IVF8,Flat":
         shard.compact()
     fresh = np.arange(2000, 2040, dtype=np.int64)
-    shard.upsert(fresh, random_vectors(40, seed=9), attrs_for(fresh, images_per_product))
-    shard.upsert(ids[:20], random_vectors(20, seed=11), attrs_for(ids[:20], images_per_product))
-    shard.delete(ids[100:140])
+    shard.upsert(fresh, images_of(fresh, 10), attrs_for(fresh, images_per_product))
+    shard.upsert(ids[:20], images_of(ids[:20], 11), attrs_for(ids[:20], images_per_product))
+    shard.delete(ids[90:150])
     if folded and spec.startswith("HNSW"):
         while shard.fold_delta():
             pass
@@ -355,6 +365,7 @@ def test_an_unfiltered_single_query_answers_as_the_general_path(
             np.testing.assert_array_equal(plain.image_ids, general.image_ids)
             np.testing.assert_array_equal(plain.scores, general.scores)
             assert plain.meta == general.meta
+            assert not np.isin(plain.image_ids, ids[90:150]).any()
             empty = shard.search(q[row], k, SearchFilter())  # what the RPC server passes
             np.testing.assert_array_equal(empty.image_ids, plain.image_ids)
 
@@ -370,6 +381,30 @@ def test_an_unfiltered_single_query_answers_as_the_general_path(
     if shard.params.nprobe is not None:
         shard.params = SearchParams(nprobe=1, rerank_k=shard.params.rerank_k)  # new knobs
         assert_same(10)
+
+
+def test_a_plan_keeps_what_its_faiss_parameters_point_into(tmp_path) -> None:
+    """A compressed shard's plan calls a re-rank whose parameters point at the bulk's
+    parameters, and those at a bitmap, without owning them; the caches they came from
+    drop theirs after enough other filters, and the plan must keep them alive."""
+    shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path)
+    shard.delete(ids[:300])
+    q = x[290:310]
+    expected = [shard.search(row, 10, params=shard.params).image_ids for row in q]
+    plan = shard._plain_query(10)
+    assert plan.bits is not None
+    assert plan.index is shard._refine
+    bulk_params = weakref.ref(shard._search_params(plan.bits, int(shard.params.nprobe)))
+    bits = weakref.ref(plan.bits)
+    del plan
+    for price in range(10, 50):  # more filters than the caches keep, none rare
+        shard.search(q[0], 10, SearchFilter(max_price=float(price)))
+    gc.collect()
+    assert not any(entry[0] is bits() for entry in shard._params_cache.values())
+    assert bulk_params() is not None
+    assert bits() is not None
+    for row, want in zip(q, expected, strict=True):
+        np.testing.assert_array_equal(shard.search(row, 10).image_ids, want)
 
 
 def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
