@@ -100,6 +100,9 @@ class _PlainPlans(NamedTuple):
     by_k: dict[int, _PlainQuery | None]
 
 
+_NO_PLANS = _PlainPlans(-1, None, None, {})  # (never added to: its version is never current)
+
+
 class Shard:
     """One shard of the vector index for one embedding model."""
 
@@ -128,7 +131,6 @@ class Shard:
         self._version = 0
         self._selections = Selections()  # of the current version
         self._params_cache: dict[tuple, tuple] = {}  # see `_cached_params`
-        self._plain = _PlainPlans(-1, None, None, {})  # see `_plain_query`
         self._install(new_index(self.spec, self.dim), Columns(), 0, None)
 
     @property
@@ -175,6 +177,7 @@ class Shard:
         self._fresh_in_bulk = rerank is not None and self._trained_ivf()
         self._reset_delta()
         self._version += 1
+        self._plain = _NO_PLANS  # they hold the replaced indexes
 
     def _scannable_rows(self) -> tuple[faiss.Index | None, int]:
         """A graph's rows as a flat index over slots, for an exact scan through a bitmap
@@ -477,6 +480,7 @@ class Shard:
             # field copied by name is a field a later change forgets (a cached flag was)
             vars(self).update({k: v for k, v in vars(other).items() if k not in _KEPT_BY_SWAP})
             self._version += 1
+            self._plain = _NO_PLANS  # they hold the replaced indexes
             if old_rerank is not None and old_rerank is not self._rerank:
                 old_rerank.close()
 

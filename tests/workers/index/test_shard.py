@@ -407,6 +407,19 @@ def test_a_plan_keeps_what_its_faiss_parameters_point_into(tmp_path) -> None:
         np.testing.assert_array_equal(shard.search(row, 10).image_ids, want)
 
 
+def test_plans_let_go_of_the_indexes_a_swap_replaces(tmp_path) -> None:
+    """A plan holds its version's bulk; a swap (or compaction) must not keep the replaced
+    one alive until the next query comes (an idle shard would hold two indexes)."""
+    shard, _, x = filled("IVF8,Flat", tmp_path=tmp_path / "a")
+    rebuilt, _, _ = filled("IVF8,Flat", tmp_path=tmp_path / "b")
+    shard.search(x[0], 10)  # makes the plan, which holds the bulk
+    replaced = weakref.ref(shard._bulk)
+    shard.swap_bulk(rebuilt)
+    del rebuilt
+    gc.collect()
+    assert replaced() is None
+
+
 def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
     tmp_path,
 ) -> None:
