@@ -41,8 +41,8 @@ def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
 
     # Written after the builds read the table: must survive the swap through the log.
     late = add_product("RB", 99)
-    doomed = products[0]
-    product_delete(product=doomed)
+    doomed = products[0].pk  # (the instance's pk is None once deleted)
+    product_delete(product=products[0])
 
     def swapped() -> bool:
         specs = [
@@ -53,7 +53,7 @@ def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
 
     wait(swapped, what="replicas to swap to the builds")
     wait(lambda: late.pk in indexed_ids(), what="the late product")
-    wait(lambda: doomed.pk not in indexed_ids(), what="the deleted product to leave")
+    wait(lambda: doomed not in indexed_ids(), what="the deleted product to leave")
     assert indexed_ids() == {p.pk for p in products[1:]} | {late.pk}
 
 
