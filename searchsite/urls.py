@@ -3,10 +3,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 
 from catalog.admin_views import search_health
 from catalog.api.errors import api_not_found
+from catalog.api.parsers import BoundedJSONParser
 from catalog.observability import metrics_view
 
 urlpatterns = [
@@ -17,7 +19,12 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/", include("catalog.api.urls")),
-    path("api/token/", obtain_auth_token, name="api-token"),
+    path(
+        "api/token/",
+        # DRF's view lists its own parsers: give it the bounded JSON one too.
+        ObtainAuthToken.as_view(parser_classes=[FormParser, MultiPartParser, BoundedJSONParser]),
+        name="api-token",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/", api_not_found),  # after every API route: JSON 404s, never HTML

@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search
+from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
@@ -111,7 +112,7 @@ class SearchView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(parameters=[TextSearchQuery], responses={200: SearchResponse, **_ERRORS})
     def get(self, request: Request) -> Response:

@@ -6,11 +6,12 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.api.filters import ProductFilter
+from catalog.api.parsers import BoundedJSONParser
 from catalog.api.serializers import (
     CategorySerializer,
     ImageCreateSerializer,
@@ -65,7 +66,7 @@ class ProductViewSet(viewsets.ModelViewSet):
     @action(
         detail=True,
         methods=["get", "post"],
-        parser_classes=[MultiPartParser, FormParser, JSONParser],
+        parser_classes=[MultiPartParser, FormParser, BoundedJSONParser],
         serializer_class=ImageCreateSerializer,
     )
     def images(self, request: Request, pk: str | None = None) -> Response:
