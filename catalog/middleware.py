@@ -1,6 +1,6 @@
-"""Request ids and API latency metrics for every HTTP request.
+"""Request ids, API latency metrics and JSON server errors for every HTTP request.
 
-Both go first in MIDDLEWARE, so the id is bound (and the clock runs) around
+They go first in MIDDLEWARE, so the id is bound (and the clock runs) around
 everything else, including the other middleware.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from catalog.api.errors import is_api_path, server_error_body
 from workers.observability.context import bound_request_id, is_valid, new_request_id
 from workers.observability.metrics import API_REQUEST_SECONDS
 
@@ -31,6 +32,34 @@ class RequestIdMiddleware:
         with bound_request_id(request_id):
             response = self.get_response(request)
         response[HEADER] = request_id
+        return response
+
+
+class ApiServerErrorMiddleware:
+    """A 500 under /api/ that Django rendered (an exception outside a DRF view: in another
+    middleware or a plain view) becomes the JSON error shape, under DEBUG too, where Django
+    answers its HTML debug page with the traceback and settings. Django has already logged
+    the exception (`django.request`, with its traceback and the request id).
+
+    First in MIDDLEWARE: Django turns an exception into a response at each middleware, so
+    only the outermost one sees the 500s of all the others. (DRF views answer their own
+    JSON 500s: catalog.api.errors.exception_handler.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 500
+            and is_api_path(request)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            request_id = getattr(request, "request_id", "")
+            replaced = JsonResponse(server_error_body(request_id), status=500)
+            if request_id:
+                replaced[HEADER] = request_id
+            return replaced
         return response
 
 

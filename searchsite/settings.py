@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "catalog.middleware.ApiServerErrorMiddleware",  # a 500 under /api/ is JSON, DEBUG or not
     "catalog.middleware.RequestIdMiddleware",
     "catalog.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
@@ -13,8 +14,14 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from catalog.errors import ServiceError, ServiceUnavailable
+from workers.observability.context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
 
 
 def _field_errors(detail: Any) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        return _unexpected(exc, context)
     if isinstance(exc, exceptions.ValidationError):
         response.data = {
             "error": "invalid",
@@ -59,6 +66,35 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, exceptions.APIException):
         response.data = {"error": exc.default_code, "detail": str(exc.detail)}
     return response
+
+
+def server_error_body(request_id: str = "") -> dict[str, str]:
+    """The 500 body: the request id to quote, nothing of the exception (no internals)."""
+    request_id = request_id or current_request_id() or "-"
+    return {
+        "error": "server_error",
+        "detail": f"A server error occurred; quote request id {request_id} when reporting it.",
+    }
+
+
+def _unexpected(exc: Exception, context: dict) -> Response:
+    """A bug or an unhandled failure in a view: logged with its traceback, answered as a
+    JSON 500 in every mode (DRF would re-raise it, and under DEBUG Django would answer
+    its HTML debug page)."""
+    request = context.get("request")
+    logger.error(
+        "unhandled %s in %s %s",
+        type(exc).__name__,
+        getattr(request, "method", "?"),
+        getattr(request, "path", "?"),
+        exc_info=exc,
+    )
+    set_rollback()  # like DRF's handler: undo an ATOMIC_REQUESTS transaction
+    return Response(server_error_body(), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def is_api_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
 
 
 @csrf_exempt
