@@ -227,7 +227,15 @@ IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
 IMAGE_URL_ALLOW_PRIVATE = env.bool("IMAGE_URL_ALLOW_PRIVATE", default=False)
 
 # --- REST API ---
+# Reverse proxies in front of the web (nginx, a load balancer), each appending the address
+# it saw to X-Forwarded-For. Rate limits (and the access log) take the client to be the
+# address this many hops from the end; 0 (no proxy) takes the socket address and ignores
+# X-Forwarded-For, which any client can write.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+if TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXIES must be 0 or more (the number of proxies)")
 REST_FRAMEWORK = {
+    "NUM_PROXIES": TRUSTED_PROXIES,  # DRF's default, None, trusts X-Forwarded-For blindly
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",

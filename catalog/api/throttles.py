@@ -19,7 +19,12 @@ from catalog.search import rpc_redis
 
 
 class RedisWindowThrottle(ScopedRateThrottle):
-    """Per-client (user, else IP) and per-scope limit from DEFAULT_THROTTLE_RATES."""
+    """Per-client (user, else IP) and per-scope limit from DEFAULT_THROTTLE_RATES.
+
+    The IP is DRF's `get_ident`, as for the other throttles: the socket address, or
+    with TRUSTED_PROXIES (NUM_PROXIES) set, the address that many X-Forwarded-For hops
+    from the end; a client's own X-Forwarded-For never picks its counter.
+    """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         self.scope = getattr(view, self.scope_attr, None)
