@@ -1,4 +1,5 @@
-"""Request ids, API latency metrics and JSON server errors for every HTTP request.
+"""Request ids, the access log, API latency metrics and JSON server errors for every
+HTTP request.
 
 They go first in MIDDLEWARE, so the id is bound (and the clock runs) around
 everything else, including the other middleware.
@@ -6,14 +7,19 @@ everything else, including the other middleware.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.encoding import escape_uri_path
+from rest_framework.throttling import BaseThrottle
 
 from catalog.api.errors import is_api_path, server_error_body
 from workers.observability.context import bound_request_id, is_valid, new_request_id
 from workers.observability.metrics import API_REQUEST_SECONDS
+from workers.observability.redact import redact_query
 
 HEADER = "X-Request-ID"
 
@@ -60,6 +66,54 @@ class ApiServerErrorMiddleware:
             if request_id:
                 replaced[HEADER] = request_id
             return replaced
+        return response
+
+
+access_log = logging.getLogger("searchsite.access")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CLIENT = BaseThrottle()  # its get_ident: the rate limits' client address (TRUSTED_PROXIES)
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda match: f"%{ord(match.group()):02X}", text)
+
+
+class AccessLogMiddleware:
+    """One log line a request: client, method, path, query string with the values of
+    credential-like parameters redacted (workers/observability/redact.py), status and
+    duration; the record carries the request id. It replaces the web server's access
+    log, which wrote query strings as they came, tokens included. Goes right after
+    RequestIdMiddleware, inside the id's binding."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        duration_ms = (time.perf_counter() - started) * 1000
+        query = _escape_controls(redact_query(request.META.get("QUERY_STRING", "")))
+        target = escape_uri_path(request.path) + (f"?{query}" if query else "")
+        client = _CLIENT.get_ident(request) or "-"
+        method = _escape_controls(request.method or "-")
+        access_log.info(
+            "%s %s %s %d %.1fms",
+            client,
+            method,
+            target,
+            response.status_code,
+            duration_ms,
+            extra={
+                "request_id": getattr(request, "request_id", None),
+                "http": {
+                    "client": client,
+                    "method": method,
+                    "target": target,
+                    "status": response.status_code,
+                    "duration_ms": round(duration_ms, 1),
+                },
+            },
+        )
         return response
 
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "catalog.middleware.ApiServerErrorMiddleware",  # a 500 under /api/ is JSON, DEBUG or not
     "catalog.middleware.RequestIdMiddleware",
+    "catalog.middleware.AccessLogMiddleware",  # the web's access log, secrets redacted
     "catalog.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

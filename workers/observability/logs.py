@@ -43,6 +43,8 @@ class JsonFormatter(logging.Formatter):
             "process": record.process,
             "thread": record.threadName,
         }
+        if isinstance(getattr(record, "http", None), dict):
+            entry["http"] = record.http  # the access log's fields (catalog.middleware)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -82,8 +84,13 @@ def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, object]
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        # faiss logs at INFO every CPU-specific build it could not load before the one it did.
-        "loggers": {"faiss.loader": {"level": "WARNING"}},
+        "loggers": {
+            # faiss logs at INFO every CPU-specific build it could not load before the one
+            # it did.
+            "faiss.loader": {"level": "WARNING"},
+            # The web's access log (catalog.middleware) stays on whatever LOG_LEVEL says.
+            "searchsite.access": {"level": "INFO"},
+        },
     }
 
 
