@@ -79,7 +79,7 @@ def test_a_fault_outside_the_view_under_api_is_a_json_500(
 
 
 @pytest.mark.parametrize("debug", [True, False])
-def test_a_fault_in_the_outermost_middleware_under_api_is_a_json_500(
+def test_a_fault_in_the_request_id_middleware_under_api_is_a_json_500(
     raw_client, settings, monkeypatch, debug
 ):
     settings.DEBUG = debug
