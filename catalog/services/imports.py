@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils.text import slugify
 from rest_framework import serializers
 
@@ -20,15 +18,20 @@ from catalog.models import Category, Product
 from catalog.services import images as image_services
 from catalog.services import products as product_services
 from catalog.services.enqueue import batched_encoding
+from catalog.services.import_files import MAX_FIELD_CHARS
 
 
 class ImportRow(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     title = serializers.CharField(max_length=300)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_FIELD_CHARS
+    )
     brand = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
     category = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
-    category_name = serializers.CharField(required=False, allow_blank=True, default="")
+    category_name = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=120
+    )
     price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
     currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="USD")
     in_stock = serializers.BooleanField(required=False, default=True)
@@ -37,36 +40,23 @@ class ImportRow(serializers.Serializer):
     )
 
 
+MAX_KEPT_REJECTS = 1000
+
+
 @dataclass
 class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected_count: int = 0
+    # (line, reason) of the first MAX_KEPT_REJECTS rejected rows: a file of garbage must not
+    # fill memory with reasons.
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
-
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, raw row) from a .jsonl/.json or .csv file; CSV images are `|`-separated."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for line, row in enumerate(csv.DictReader(handle), start=2):
-                row = dict(row)
-                row["images"] = [p for p in (row.get("images") or "").split("|") if p.strip()]
-                yield line, row
-        return
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield line, {"__error__": f"invalid JSON: {exc.msg}"}
-                continue
-            yield (
-                line,
-                row if isinstance(row, dict) else {"__error__": "a row must be a JSON object"},
-            )
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_KEPT_REJECTS:
+            self.rejected.append((line, reason))
 
 
 def _category(slug: str, name: str) -> Category | None:
@@ -137,7 +127,15 @@ def import_rows(
                 _import_one(line, raw, report)
         chunk.clear()
 
-    for item in rows:
+    iterator = iter(rows)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except Exception:
+            flush()  # the rows read before a failing read (an I/O error) are kept
+            raise
         chunk.append(item)
         if len(chunk) >= chunk_size:
             flush()
@@ -150,19 +148,23 @@ def import_rows(
 
 def _import_one(line: int, raw: dict[str, Any], report: ImportReport) -> None:
     if "__error__" in raw:
-        report.rejected.append((line, str(raw["__error__"])))
+        report.reject(line, str(raw["__error__"]))
         return
     form = ImportRow(data=raw)
     if not form.is_valid():
         reasons = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items())
-        report.rejected.append((line, reasons))
+        report.reject(line, reasons)
         return
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # a savepoint: a refused row leaves the chunk intact
             outcome = _upsert(dict(form.validated_data))
     except ServiceError as exc:
-        report.rejected.append((line, exc.message))
+        report.reject(line, exc.message)
     except ValidationError as exc:
-        report.rejected.append((line, "; ".join(exc.messages)))
+        report.reject(line, "; ".join(exc.messages))
+    except (DataError, IntegrityError) as exc:
+        # Whatever validation let through and the database still refused (a constraint,
+        # a value out of its range): this row only.
+        report.reject(line, f"refused by the database: {str(exc).strip().splitlines()[0][:200]}")
     else:
         setattr(report, outcome, getattr(report, outcome) + 1)

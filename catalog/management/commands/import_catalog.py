@@ -7,7 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from catalog.services.imports import import_rows, read_rows
+from catalog.services.import_files import read_rows
+from catalog.services.imports import import_rows
 
 
 class Command(BaseCommand):
@@ -17,16 +18,24 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--chunk-size", type=int, default=100)
 
-    def handle(self, *args: object, file: Path, chunk_size: int, **options: object) -> None:
+    def handle(
+        self,
+        *args: object,
+        file: Path,
+        chunk_size: int,
+        **options: object,
+    ) -> None:
         if not file.is_file():
             raise CommandError(f"no such file: {file}")
+        if chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1")
         with tqdm(desc="import", unit="row", disable=options["verbosity"] == 0) as bar:
             report = import_rows(read_rows(file), chunk_size=chunk_size, on_row=bar.update)
         self.stdout.write(
             f"created {report.created}, updated {report.updated}, "
-            f"unchanged {report.unchanged}, rejected {len(report.rejected)}"
+            f"unchanged {report.unchanged}, rejected {report.rejected_count}"
         )
         for line, reason in report.rejected[:50]:
             self.stdout.write(self.style.WARNING(f"  line {line}: {reason}"))
-        if len(report.rejected) > 50:
-            self.stdout.write(f"  ... and {len(report.rejected) - 50} more")
+        if report.rejected_count > 50:
+            self.stdout.write(f"  ... and {report.rejected_count - 50} more")
