@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DataError, IntegrityError, transaction
@@ -19,6 +20,7 @@ from catalog.services import images as image_services
 from catalog.services import products as product_services
 from catalog.services.enqueue import batched_encoding
 from catalog.services.import_files import MAX_FIELD_CHARS
+from catalog.services.import_paths import import_file_read
 
 
 class ImportRow(serializers.Serializer):
@@ -67,7 +69,7 @@ def _category(slug: str, name: str) -> Category | None:
     return category
 
 
-def _add_images(product: Product, sources: list[str]) -> None:
+def _add_images(product: Product, sources: list[str], image_root: Path) -> None:
     known_urls = set(product.images.exclude(source_url="").values_list("source_url", flat=True))
     known_hashes = set(product.images.values_list("sha256", flat=True))
     for source in sources:
@@ -75,18 +77,17 @@ def _add_images(product: Product, sources: list[str]) -> None:
             if source not in known_urls:
                 image_services.image_add_url(product=product, source_url=source)
             continue
-        path = Path(source)
-        if not path.is_file():
-            raise ServiceError(f"image file not found: {source}", code="missing_file")
-        data = path.read_bytes()
-        upload = SimpleUploadedFile(path.name, data)
+        data = import_file_read(
+            source=source, root=image_root, max_bytes=image_services.image_limits().max_bytes
+        )
+        upload = SimpleUploadedFile(Path(source).name, data)
         loaded = image_services.check_upload(upload)
         if loaded.sha256 not in known_hashes:
             image_services.image_add_upload(product=product, upload=upload)
             known_hashes.add(loaded.sha256)
 
 
-def _upsert(data: dict[str, Any]) -> str:
+def _upsert(data: dict[str, Any], image_root: Path) -> str:
     """Create or update one product and its images; returns the ImportReport counter to bump."""
     category = _category(data.pop("category"), data.pop("category_name"))
     sources = data.pop("images")
@@ -104,7 +105,7 @@ def _upsert(data: dict[str, Any]) -> str:
             outcome = "updated"
         else:
             outcome = "unchanged"
-    _add_images(product, sources)
+    _add_images(product, sources, image_root)
     return outcome
 
 
@@ -112,19 +113,22 @@ def import_rows(
     rows: Iterable[tuple[int, dict[str, Any]]],
     *,
     chunk_size: int = 100,
+    image_root: Path | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Validate and upsert rows; a bad row is rejected with its reason, the rest go on.
 
-    Each chunk commits on its own and queues its encoding as whole batches.
+    Each chunk commits on its own and queues its encoding as whole batches. Local image
+    paths are read under `image_root` (settings.IMPORT_ROOT by default) only.
     """
     report = ImportReport()
+    root = Path(image_root or settings.IMPORT_ROOT)
     chunk: list[tuple[int, dict[str, Any]]] = []
 
     def flush() -> None:
         with transaction.atomic(), batched_encoding():
             for line, raw in chunk:
-                _import_one(line, raw, report)
+                _import_one(line, raw, report, root)
         chunk.clear()
 
     iterator = iter(rows)
@@ -146,7 +150,7 @@ def import_rows(
     return report
 
 
-def _import_one(line: int, raw: dict[str, Any], report: ImportReport) -> None:
+def _import_one(line: int, raw: dict[str, Any], report: ImportReport, image_root: Path) -> None:
     if "__error__" in raw:
         report.reject(line, str(raw["__error__"]))
         return
@@ -157,7 +161,7 @@ def _import_one(line: int, raw: dict[str, Any], report: ImportReport) -> None:
         return
     try:
         with transaction.atomic():  # a savepoint: a refused row leaves the chunk intact
-            outcome = _upsert(dict(form.validated_data))
+            outcome = _upsert(dict(form.validated_data), image_root)
     except ServiceError as exc:
         report.reject(line, exc.message)
     except ValidationError as exc:

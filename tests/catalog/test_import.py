@@ -17,8 +17,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(path) -> str:
+    """Import with the manifest's folder as the import root (the tests' images lie there)."""
     out = io.StringIO()
-    call_command("import_catalog", str(path), "--chunk-size", "2", stdout=out, verbosity=0)
+    call_command(
+        "import_catalog",
+        str(path),
+        "--chunk-size",
+        "2",
+        "--image-root",
+        str(path.parent),
+        stdout=out,
+        verbosity=0,
+    )
     return out.getvalue()
 
 
@@ -61,7 +71,7 @@ def test_jsonl_import_upserts_and_reports(tmp_path, redis_client):
     output = run(manifest)
     assert "created 3, updated 0, unchanged 0, rejected 3" in output
     assert "line 3: price" in output
-    assert "image file not found" in output
+    assert f"image path refused: {tmp_path / 'missing.png'} is not a file" in output
     assert "line 6: invalid JSON" in output
     assert Category.objects.get(slug="lamps").name == "Lamps"
     assert Product.objects.get(sku="L-1").images.get().sha256
