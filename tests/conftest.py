@@ -13,7 +13,10 @@ from workers.redis_process import RedisProcess
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A redis-server private to this test session (never the machine's shared one)."""
+    """A redis-server private to this test session (never the machine's shared one).
+
+    It has a password, like every RedisProcess: every test connects through its
+    URL, so every Redis user in the code is exercised with authentication."""
     server = RedisProcess(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server

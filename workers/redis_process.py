@@ -1,18 +1,22 @@
 """A private redis-server process for tests, benchmarks and `make run`.
 
 Tests and benchmarks must never touch the machine's shared Redis, so they start
-their own server on a free port with this class.
+their own server on a free port with this class. Every server has a password
+(a random one unless given): whoever reaches an open Redis can empty a shard
+with one XADD, and tests then exercise the authenticated connections production uses.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -40,42 +44,67 @@ class RedisProcess:
     """One redis-server bound to 127.0.0.1, with append-only persistence in `data_dir`.
 
     Persistence is on so that a stop/start keeps the data, like a production
-    Redis restart.
+    Redis restart. The settings, the password among them, go to a config file
+    readable by its owner only (`config_path`), never on the command line where
+    `ps` shows them.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, password: str | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self.password = password or secrets.token_urlsafe(18)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> None:
+    @property
+    def public_url(self) -> str:
+        """The URL with the password masked, for logs and banners."""
+        return f"redis://:****@127.0.0.1:{self.port}/0"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "redis.conf"
+
+    def write_config(self) -> Path:
+        """Write redis.conf (mode 0600) for this server; start() and supervisord use it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            find_redis_server(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f'dir "{self.data_dir}"',
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
             # Blocking pops time out on Redis's clock tick: at the default 10 Hz an RPC
             # waiting for a missing shard returned up to 100 ms after its deadline.
-            "--hz",
-            "100",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
+            "hz 100",
+            f'logfile "{self.data_dir / "redis.log"}"',
+            f'requirepass "{self.password}"',
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("\n".join(lines) + "\n")
+        os.chmod(self.config_path, 0o600)
+        return self.config_path
+
+    def argv(self) -> list[str]:
+        """The command line that runs this server (after write_config)."""
+        return [find_redis_server(), str(self.config_path)]
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.write_config()
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the server answers an authenticated PING."""
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + timeout
         while True:
@@ -83,7 +112,8 @@ class RedisProcess:
                 if client.ping():
                     return
             except (redis.ConnectionError, redis.BusyLoadingError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
+                exited = self.proc is not None and self.proc.poll() is not None
+                if exited or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server on port {self.port} did not start") from None
                 time.sleep(0.05)
             finally:

@@ -1,60 +1,43 @@
 """`make run`: the whole service on one machine, on embedded defaults.
 
-Starts a private Redis, prepares the database, the admin user, the model and the
-demo catalog, then runs the web server, the Celery workers, beat and Flower
-under honcho until Ctrl-C, which stops everything it started.
+Starts supervisord (catalog/management/local_stack.py) with a private, password
+protected Redis, prepares the database, the admin user, the model and the demo
+catalog, then has supervisord start the web server, the Celery workers, beat and
+Flower. A process that dies is restarted; Ctrl-C (or SIGTERM) stops everything.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from honcho.manager import Manager
 
+from catalog.management.local_stack import (
+    Program,
+    local_processes,
+    new_password,
+    stored_secret,
+    supervisor_rpc,
+    supervisord_config,
+    worker_metrics_ports,
+    write_private,
+)
 from catalog.models import Product
-from searchsite.celery import worker_argv
 from workers.observability.multiproc import remove_dead_files
-from workers.queues import Queue, shard_queue
 from workers.redis_process import RedisProcess
 
-
-def worker_metrics_ports(shards: int, base_port: int) -> dict[str, int]:
-    """A Prometheus port per Celery worker (WORKER_METRICS_PORT); 0 turns them off."""
-    if not base_port:
-        return {}
-    ports = {"encode": base_port + 1, "index": base_port + 2}
-    ports.update({f"shard{shard}": base_port + 10 + shard for shard in range(shards)})
-    return ports
+FLOWER_USER = "admin"
 
 
-def local_processes(
-    python: str, shards: int, web_port: int, flower_port: int, metrics_base_port: int = 0
-) -> dict[str, str]:
-    """The process table of a local deployment (one search worker per shard)."""
-    celery = f"{python} -m celery -A searchsite"
-    schedule = settings.DATA_DIR / "celerybeat-schedule"
-    processes = {
-        "web": f"{python} -m gunicorn searchsite.wsgi --bind 127.0.0.1:{web_port} "
-        "-c python:workers.observability.gunicorn_hooks "
-        f"--workers 2 --threads 4 --timeout 60 --access-logfile -",
-        "encode": shlex.join(worker_argv(python, [Queue.ENCODE, Queue.DEFAULT], "encode@%h")),
-        "index": shlex.join(worker_argv(python, [Queue.INDEX], "index@%h")),
-        "beat": f"{celery} beat --schedule {schedule} --loglevel INFO",
-        "flower": f"{celery} flower --address=127.0.0.1 --port={flower_port}",
-    }
-    for shard in range(shards):
-        processes[f"shard{shard}"] = shlex.join(
-            worker_argv(python, [shard_queue(shard)], f"shard{shard}@%h")
-        )
-    for name, port in worker_metrics_ports(shards, metrics_base_port).items():
-        processes[name] = f"WORKER_METRICS_PORT={port} {processes[name]}"
-    return processes
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -85,30 +68,78 @@ class Command(BaseCommand):
         **options: object,
     ) -> None:
         data_dir = Path(settings.DATA_DIR)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        redis_server = RedisProcess(data_dir / "redis", port=redis_port)
-        redis_server.start()
-        env = self._environment(redis_server.url, flower_port)
-        os.environ.update(env)
+        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        redis_server = self._redis(data_dir, redis_port)
+        flower_auth, flower_new = self._flower_auth(data_dir)
+        os.environ.update(self._environment(redis_server.url, flower_port, flower_auth))
+
+        programs = {"redis": Program(redis_server.argv(), priority=1)}
+        programs.update(
+            local_processes(
+                sys.executable, settings.SEARCH_SHARDS, port, flower_port, metrics_base_port
+            )
+        )
+        config = data_dir / "supervisord.conf"
+        write_private(config, supervisord_config(data_dir, programs))
+        # Ctrl-C reaches supervisord too (same terminal); SIGTERM to this command is forwarded.
+        signal.signal(signal.SIGTERM, _interrupt)
+        supervisord = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)]
+        )
         try:
+            redis_server.wait_ready(timeout=30)
             self._prepare(redis_server.url, demo_products)
             metrics_dir = Path(settings.PROMETHEUS_MULTIPROC_DIR)
             metrics_dir.mkdir(parents=True, exist_ok=True)
             remove_dead_files(metrics_dir)  # a fresh run starts its counters from zero
-            manager = Manager()
-            for name, command in local_processes(
-                sys.executable, settings.SEARCH_SHARDS, port, flower_port, metrics_base_port
-            ).items():
-                manager.add_process(name, command, env={**os.environ, **env})
+            rpc = supervisor_rpc(data_dir)
+            for name in programs:
+                if name != "redis":
+                    rpc.supervisor.startProcess(name, False)
             self._banner(
-                port, flower_port, worker_metrics_ports(settings.SEARCH_SHARDS, metrics_base_port)
+                port,
+                flower_port,
+                worker_metrics_ports(settings.SEARCH_SHARDS, metrics_base_port),
+                flower_auth if flower_new else None,
+                config,
             )
-            manager.loop()
+            supervisord.wait()
+        except KeyboardInterrupt:
+            pass
         finally:
-            redis_server.stop()
-        sys.exit(manager.returncode)
+            self._stop(supervisord)
+        sys.exit(supervisord.returncode or 0)
 
-    def _environment(self, redis_url: str, flower_port: int) -> dict[str, str]:
+    def _redis(self, data_dir: Path, redis_port: int) -> RedisProcess:
+        """The private Redis, with the password kept in DATA_DIR (REDIS_PASSWORD overrides)."""
+        password = (
+            os.environ.get("REDIS_PASSWORD")
+            or stored_secret(data_dir / "secrets" / "redis-password", new_password)[0]
+        )
+        server = RedisProcess(data_dir / "redis", port=redis_port, password=password)
+        server.write_config()
+        return server
+
+    def _flower_auth(self, data_dir: Path) -> tuple[str, bool]:
+        """Flower's `user:password` (FLOWER_BASIC_AUTH overrides), made once and kept."""
+        if os.environ.get("FLOWER_BASIC_AUTH"):
+            return os.environ["FLOWER_BASIC_AUTH"], False
+        return stored_secret(
+            data_dir / "secrets" / "flower-basic-auth", lambda: f"{FLOWER_USER}:{new_password()}"
+        )
+
+    def _stop(self, supervisord: subprocess.Popen[bytes]) -> None:
+        """Have supervisord stop every program (whole process groups), then wait for it."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
+        if supervisord.poll() is None:
+            supervisord.terminate()
+        try:
+            supervisord.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            supervisord.kill()
+            supervisord.wait()
+
+    def _environment(self, redis_url: str, flower_port: int, flower_auth: str) -> dict[str, str]:
         model = os.environ.get("CLIP_MODEL", settings.CLIP_MODEL)
         return {
             "REDIS_URL": redis_url,
@@ -117,6 +148,7 @@ class Command(BaseCommand):
             "DATA_DIR": str(settings.DATA_DIR),
             "CLIP_MODEL": model,
             "FLOWER_URL": f"http://127.0.0.1:{flower_port}/",
+            "FLOWER_BASIC_AUTH": flower_auth,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -132,7 +164,14 @@ class Command(BaseCommand):
         if demo_products and not Product.objects.exists():
             call_command("make_demo_catalog", n=demo_products)
 
-    def _banner(self, port: int, flower_port: int, metrics_ports: dict[str, int]) -> None:
+    def _banner(
+        self,
+        port: int,
+        flower_port: int,
+        metrics_ports: dict[str, int],
+        new_flower_auth: str | None,
+        config: Path,
+    ) -> None:
         site = f"http://127.0.0.1:{port}"
         self.stdout.write(self.style.SUCCESS("\nVisual product search is starting:"))
         for label, url in (
@@ -146,4 +185,18 @@ class Command(BaseCommand):
             self.stdout.write(f"  {label:<12} {url}")
         for name, metrics_port in metrics_ports.items():
             self.stdout.write(f"  {name + ' metrics':<20} http://127.0.0.1:{metrics_port}/metrics")
+        if new_flower_auth:
+            user, password = new_flower_auth.split(":", 1)
+            self.stdout.write(
+                self.style.WARNING(f"  Flower login: {user} / {password}   (shown once)")
+            )
+        else:
+            self.stdout.write(
+                f"  Flower login: kept in {Path(settings.DATA_DIR) / 'secrets'} "
+                "(or FLOWER_BASIC_AUTH)"
+            )
+        self.stdout.write(f"  logs         {Path(settings.DATA_DIR) / 'logs'}/<process>.log")
+        self.stdout.write(
+            f"  processes    {sys.executable} -m supervisor.supervisorctl -c {config} status"
+        )
         self.stdout.write("Ctrl-C stops everything.\n")
