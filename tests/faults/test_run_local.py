@@ -205,7 +205,7 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
     for log in (stack.data_dir / "logs").glob("*.log"):
         assert password not in log.read_text(errors="replace"), log.name
 
-    flower = f"http://127.0.0.1:{stack.flower_port}/api/workers"
+    flower = f"http://127.0.0.1:{stack.flower_port}/"  # the dashboard (its API wants auth anyway)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(flower, timeout=10)
     assert refused.value.code == 401
@@ -219,15 +219,16 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
 
 
 def test_bodies_never_sent_do_not_starve_health(stack: LocalStack):
-    """Slow clients announce a body and never send it: the web server must not give each
-    a thread (gunicorn's 8 threads did, and /api/health/ waited 30 s)."""
+    """Slow clients announce an image search's body and never send it: the web server must
+    not give each a thread (gunicorn's 8 threads did, and /api/health/ timed out)."""
     hanging = []
     try:
         for _ in range(16):
             sock = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
             sock.sendall(
-                b"POST /api/products/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                b"POST /api/search/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n"
+                b"Content-Length: 100000\r\n\r\n"
             )
             hanging.append(sock)
         time.sleep(1)  # let the server take them all
