@@ -166,6 +166,13 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.encoding.*": {"queue": Queue.ENCODE.value},
     "workers.tasks.maintenance.*": {"queue": Queue.INDEX.value},
 }
+# Encode tasks hold a lease per product, renewed 4 times per TTL while they work; the
+# sweep re-sends products left `encoding` without one (a killed worker) within about
+# TTL + sweep period, and `pending` ones older than ENCODE_PENDING_AFTER_S while no
+# encode task is queued (their task was never sent).
+ENCODE_LEASE_TTL_S = env.float("ENCODE_LEASE_TTL_S", default=20.0)
+ENCODE_STALE_EVERY_S = env.float("ENCODE_STALE_EVERY_S", default=15.0)
+ENCODE_PENDING_AFTER_S = env.float("ENCODE_PENDING_AFTER_S", default=60.0)
 # Periodic maintenance (shard compaction and snapshots run inside each replica:
 # workers/serving/upkeep.py).
 CELERY_BEAT_SCHEDULE = {
@@ -181,8 +188,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "encode-stale": {
         "task": "workers.tasks.encoding.encode_stale",
-        "schedule": env.float("ENCODE_STALE_EVERY_S", default=300.0),
-        "options": {"queue": Queue.ENCODE.value, "expires": 240},
+        "schedule": ENCODE_STALE_EVERY_S,
+        # The default queue: a sweep must not wait behind a backlog of encode batches.
+        "options": {"queue": Queue.DEFAULT.value, "expires": ENCODE_STALE_EVERY_S},
     },
     "reconcile": {
         "task": "workers.tasks.maintenance.reconcile_shards",

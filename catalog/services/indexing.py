@@ -18,6 +18,7 @@ from django.db import transaction
 
 from catalog.models import Embedding, IndexState, Product, ProductImage
 from catalog.redis_clients import redis_client
+from catalog.services.encode_leases import encode_lease
 from workers.encoding.errors import ImageRejected
 from workers.encoding.images import LoadedImage, fetch_image_url, load_image_bytes
 from workers.encoding.registry import published_model
@@ -124,8 +125,24 @@ def encode_products(
     if inactive:
         remove_products(inactive)
     active = [p for p in products if p.is_active]
-    Product.objects.filter(pk__in=[p.pk for p in active]).update(index_state=IndexState.ENCODING)
+    model, dim = encoder.model_name, encoder.dim
+    # The lease comes first: a sweep that sees `encoding` without one re-sends the products.
+    with encode_lease([p.pk for p in active]):
+        Product.objects.filter(pk__in=[p.pk for p in active]).update(
+            index_state=IndexState.ENCODING
+        )
+        failures, transient = _encode(active, encoder, report)
+        report.published = _publish([p.pk for p in active], model, dim, failures, transient)
+    report.transient = sorted(transient)
+    if transient:
+        raise TransientEncodeError(report.transient, [r for p in transient for r in failures[p]])
+    return report
 
+
+def _encode(
+    active: list[Product], encoder: ClipEncoder, report: EncodeReport
+) -> tuple[dict[int, list[str]], set[int]]:
+    """Encode the images without a current embedding; their failures by product."""
     model, dim = encoder.model_name, encoder.dim
     todo: list[ProductImage] = []
     for product in active:
@@ -169,12 +186,7 @@ def encode_products(
                 error=f"{item.reason_code}: {item.message}"
             )
             report.failed += 1
-
-    report.published = _publish([p.pk for p in active], model, dim, failures, transient)
-    report.transient = sorted(transient)
-    if transient:
-        raise TransientEncodeError(report.transient, [r for p in transient for r in failures[p]])
-    return report
+    return failures, transient
 
 
 def _store_embedding(

@@ -75,13 +75,20 @@ def remove_images(product_id: int, image_ids: list[int]) -> dict[str, int]:
     return indexing.remove_images(int(product_id), [int(i) for i in image_ids])
 
 
-@shared_task(name="workers.tasks.encoding.encode_stale", soft_time_limit=300, **FIRE_AND_FORGET)
-def encode_stale(older_than_s: float = 300.0) -> int:
-    """Re-enqueue active products left pending or encoding (a broker outage, a killed worker).
+@shared_task(
+    name="workers.tasks.encoding.encode_stale",
+    queue=Queue.DEFAULT.value,  # not behind the encode backlog
+    soft_time_limit=60,
+    **FIRE_AND_FORGET,
+)
+def encode_stale(older_than_s: float | None = None) -> int:
+    """Re-send products whose encode task died (lease lapsed) or never went out.
 
-    Periodic (beat). Idempotent: encoding reuses stored vectors, so a product whose
-    task is merely slow costs one repeated publish, never a wrong index.
+    Periodic (beat, every few seconds). Idempotent: encoding reuses stored vectors, so
+    the rare product sent twice costs one repeated publish, never a wrong index.
+    `older_than_s`: how long a product may stay `pending` (ENCODE_PENDING_AFTER_S).
     """
-    from catalog.services.enqueue import enqueue_stale
+    from catalog.services.encode_leases import products_resend_stuck
 
-    return enqueue_stale(older_than_s=older_than_s)
+    pending_after_s = settings.ENCODE_PENDING_AFTER_S if older_than_s is None else older_than_s
+    return products_resend_stuck(pending_after_s=float(pending_after_s)).resent
