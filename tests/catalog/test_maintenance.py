@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import re
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
-from catalog.models import ProductImage, RecallMeasurement
+from catalog.models import IndexState, Product, ProductImage, RecallMeasurement
 from catalog.redis_clients import redis_client
+from catalog.services.encode_leases import EncodeLease
 from catalog.services.recall import run_probe
 from catalog.services.reconcile import live_ids, reconcile
 from tests.support.indexing import add_product, all_indexed, shards_match_database, wait
 from workers.encoding.registry import published_model
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.types import VectorAttrs
+from workers.queues import Queue
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -74,3 +84,70 @@ def test_search_health_page(indexed_catalog, client, django_user_model):
     assert "data:image/png;base64," in html
     assert "Flat" in html
     assert "/admin/search-health/" in client.get("/admin/").content.decode()
+
+
+def _product(sku: str, state: str, saved_s_ago: float) -> int:
+    """A row as a task left it (no task is queued for it: Product.objects.create sends none)."""
+    product = Product.objects.create(sku=sku, title=sku, price=1)
+    Product.objects.filter(pk=product.pk).update(
+        index_state=state, updated_at=timezone.now() - timedelta(seconds=saved_s_ago)
+    )
+    return product.pk
+
+
+def _state(pk: int) -> str:
+    return Product.objects.get(pk=pk).index_state
+
+
+def _reconcile(*args: str) -> str:
+    out = io.StringIO()
+    call_command("reconcile", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_reconcile_reports_and_resends_products_stuck_encoding(redis_client):
+    """A killed encode worker left products `encoding` with no lease: reported, then re-sent."""
+    dead = [_product(f"D-{n}", IndexState.ENCODING, 316) for n in range(3)]
+    alive = _product("A-1", IndexState.ENCODING, 900)  # a live task holds its lease
+    lost = _product("P-1", IndexState.PENDING, 600)  # its task never went out
+    fresh = _product("P-2", IndexState.PENDING, 1)  # its task is on its way
+
+    with EncodeLease([alive], ttl_s=30):
+        report = _reconcile("--dry-run")
+        assert re.search(
+            r"encoding: 4 product\(s\), 3 with no live encode task "
+            rf"\(longest wait since the last save 31[67]s\): would re-send ids {dead[0]}, "
+            rf"{dead[1]}, {dead[2]}\n",
+            report,
+        ), report
+        assert re.search(
+            r"pending for over 60s: 1 product\(s\) \(longest wait since the last save 60[01]s\), "
+            rf"ids {lost}; would re-send them \(no encode task is queued\)\n",
+            report,
+        ), report
+        assert "nothing to reconcile" in report  # no model published: no shard to compare
+        assert redis_client.llen(Queue.ENCODE.value) == 0, "a dry run sends nothing"
+        assert _state(dead[0]) == IndexState.ENCODING
+
+        report = _reconcile()
+        assert f"re-sent ids {dead[0]}, {dead[1]}, {dead[2]}\n" in report, report
+        assert f"ids {lost}; re-sent them" in report, report
+
+    assert [_state(pk) for pk in dead] == [IndexState.PENDING] * 3  # their task is gone
+    assert _state(alive) == IndexState.ENCODING
+    assert _state(fresh) == IndexState.PENDING
+    assert queued_encode_ids(redis_client) == sorted([*dead, lost])
+
+    # Tasks now wait in the encode queue: pending products are left to them.
+    report = _reconcile("--dry-run", "--pending-after", "0")
+    assert "pending for over 0s: 5 product(s)" in report, report  # dead ones, lost, fresh
+    assert "left to the 1 queued encode task(s)" in report, report
+
+
+def queued_encode_ids(client) -> list[int]:
+    """Product ids of the encode tasks waiting on the private broker."""
+    ids = []
+    for raw in client.lrange(Queue.ENCODE.value, 0, -1):
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        ids.extend(args[0])
+    return sorted(ids)
