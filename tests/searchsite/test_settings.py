@@ -41,3 +41,16 @@ def test_check_deploy_passes_with_a_production_environment(tmp_path):
         DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _setting(name: str, **env: str) -> str:
+    code = f"from django.conf import settings; print(repr(settings.{name}))"
+    result = _manage("shell", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]  # after the shell's import notice
+
+
+def test_forwarded_proto_is_trusted_only_behind_a_proxy():
+    assert _setting("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="0") == "None"
+    behind = _setting("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="1")
+    assert behind == "('HTTP_X_FORWARDED_PROTO', 'https')"
