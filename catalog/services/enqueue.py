@@ -1,8 +1,8 @@
 """Hand work to the Celery workers once the surrounding transaction has committed.
 
 If the broker is unreachable the rows keep their `pending` state, so the periodic
-sweep (`enqueue_stale`, run by beat) or `manage.py encode --stale` picks them up
-later: a broker outage delays indexing but never loses a write.
+sweep (`catalog.services.encode_leases`, run by beat) or `manage.py encode --stale`
+(`enqueue_stale`) picks them up later: a broker outage delays indexing but never loses a write.
 """
 
 from __future__ import annotations
