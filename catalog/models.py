@@ -102,7 +102,15 @@ class ProductImage(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(image="") | ~models.Q(source_url=""),
                 name="image_has_file_or_url",
-            )
+            ),
+            # The same bytes are uploaded (stored, encoded) once per product. Images from a
+            # URL are left out: their hash comes later from the encoder, and two URLs may
+            # serve the same bytes.
+            models.UniqueConstraint(
+                fields=["product", "sha256"],
+                condition=~models.Q(sha256="") & models.Q(source_url=""),
+                name="unique_upload_per_product",
+            ),
         ]
 
     def __str__(self) -> str:

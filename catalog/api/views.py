@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -62,7 +62,17 @@ class ProductViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance: Product) -> None:
         product_services.product_delete(product=instance)
 
-    @extend_schema(request=ImageCreateSerializer, responses={201: ProductImageSerializer})
+    @extend_schema(
+        request=ImageCreateSerializer,
+        responses={
+            200: OpenApiResponse(
+                ProductImageSerializer,
+                description="GET: the images; POST: these bytes were uploaded already, "
+                "the existing image",
+            ),
+            201: ProductImageSerializer,
+        },
+    )
     @action(
         detail=True,
         methods=["get", "post"],
@@ -70,7 +80,10 @@ class ProductViewSet(viewsets.ModelViewSet):
         serializer_class=ImageCreateSerializer,
     )
     def images(self, request: Request, pk: str | None = None) -> Response:
-        """List a product's images, or add one (multipart `image`, or JSON `source_url`)."""
+        """List a product's images, or add one (multipart `image`, or JSON `source_url`).
+
+        An upload of bytes this product already has answers 200 with that image.
+        """
         product = self.get_object()
         if request.method == "GET":
             data = ProductImageSerializer(
@@ -80,8 +93,9 @@ class ProductViewSet(viewsets.ModelViewSet):
         form = ImageCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         position = form.validated_data.get("position")
+        created = True
         if form.validated_data.get("image"):
-            image = image_services.image_add_upload(
+            image, created = image_services.image_get_or_add_upload(
                 product=product, upload=form.validated_data["image"], position=position
             )
         else:
@@ -89,7 +103,7 @@ class ProductViewSet(viewsets.ModelViewSet):
                 product=product, source_url=form.validated_data["source_url"], position=position
             )
         out = ProductImageSerializer(image, context={"request": request}).data
-        return Response(out, status=status.HTTP_201_CREATED)
+        return Response(out, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ProductImageViewSet(

@@ -1,4 +1,9 @@
-"""Product image writes: uploads are checked before anything is stored."""
+"""Product image writes: uploads are checked before anything is stored.
+
+Every write locks its product's row first (`lock_product`): an image added to a product
+deleted meanwhile is a 404, not an orphan row or a foreign-key failure at commit, and two
+uploads to one product take turns, so the second of two identical ones finds the first.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.shortcuts import get_object_or_404
 
 from catalog.errors import ServiceError
 from catalog.models import IndexState, Product, ProductImage
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal
+from catalog.services.products import lock_product
 from workers.encoding.images import ImageLimits, ImageRejected, LoadedImage, load_image_bytes
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
@@ -54,11 +61,25 @@ def check_upload(upload: UploadedFile) -> LoadedImage:
         ) from exc
 
 
-@transaction.atomic
 def image_add_upload(
     *, product: Product, upload: UploadedFile, position: int | None = None
 ) -> ProductImage:
+    """Add an uploaded image (or find the same bytes already uploaded to this product)."""
+    image, _ = image_get_or_add_upload(product=product, upload=upload, position=position)
+    return image
+
+
+@transaction.atomic
+def image_get_or_add_upload(
+    *, product: Product, upload: UploadedFile, position: int | None = None
+) -> tuple[ProductImage, bool]:
+    """(image, created): the same bytes uploaded twice to one product are stored and encoded
+    once; the second upload gets the first image back (its position unchanged)."""
     loaded = check_upload(upload)
+    product = lock_product(product.pk)
+    existing = _uploaded_twin(product, loaded.sha256)
+    if existing is not None:
+        return existing, False
     data = upload.read()
     image = ProductImage(
         product=product,
@@ -69,9 +90,25 @@ def image_add_upload(
     )
     name = f"{loaded.sha256[:16]}.{EXTENSIONS.get(loaded.format, 'bin')}"
     image.image.save(name, ContentFile(data), save=False)
-    image.save()
+    try:
+        with transaction.atomic():
+            image.save()
+    except IntegrityError:
+        # A writer that does not take the product lock stored the same bytes first
+        # (the unique constraint on product and sha256): answer with its image.
+        image.image.storage.delete(image.image.name)
+        existing = _uploaded_twin(product, loaded.sha256)
+        if existing is None:
+            raise
+        return existing, False
     _mark_pending(product)
-    return image
+    return image, True
+
+
+def _uploaded_twin(product: Product, sha256: str) -> ProductImage | None:
+    """The product's uploaded image with these bytes (what `unique_upload_per_product`
+    keeps unique), if any."""
+    return product.images.filter(sha256=sha256, source_url="").order_by("pk").first()
 
 
 @transaction.atomic
@@ -86,6 +123,7 @@ def image_add_url(
             code="bad_url",
             details={"source_url": ["must be an absolute http or https URL"]},
         )
+    product = lock_product(product.pk)
     image = ProductImage(
         product=product,
         source_url=source_url,
@@ -99,7 +137,9 @@ def image_add_url(
 
 @transaction.atomic
 def image_delete(*, image: ProductImage) -> None:
-    product = image.product
+    """Delete an image (Http404 if it, or its product, is gone already)."""
+    product = lock_product(image.product_id)
+    image = get_object_or_404(ProductImage.objects.select_for_update(), pk=image.pk)
     stored = image.image.name if image.image else ""
     storage = image.image.storage
     image_id = image.pk

@@ -1,4 +1,10 @@
-"""Product writes. Every write validates, saves, and schedules the index update."""
+"""Product writes. Every write validates, saves, and schedules the index update.
+
+A write to an existing product first locks its row and works on that fresh copy: an
+instance loaded before a concurrent delete would otherwise be saved back (Django's
+`save()` falls back to an INSERT when the UPDATE finds no row), undoing the delete. A
+product that is gone by then is a 404.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.shortcuts import get_object_or_404
 
 from catalog.models import Category, IndexState, Product
+from catalog.services.categories import lock_category
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal, enqueue_removal
 
 # What a client may set on a product (the API and the admin write through these).
@@ -25,6 +33,17 @@ EDITABLE_FIELDS = (
 )
 
 
+def lock_product(product_id: int, *, for_delete: bool = False) -> Product:
+    """The product's row, locked until the transaction ends; Http404 if it is gone.
+
+    Writes that keep the row take FOR NO KEY UPDATE, which lets rows that point at it
+    (images, embeddings) be inserted meanwhile; a delete takes FOR UPDATE. SQLite has no
+    row locks: there the IMMEDIATE transactions (settings) serialise the writers.
+    """
+    rows = Product.objects.select_for_update(no_key=not for_delete)
+    return get_object_or_404(rows, pk=product_id)
+
+
 @transaction.atomic
 def product_create(
     *,
@@ -39,6 +58,8 @@ def product_create(
     is_active: bool = True,
     attributes: dict[str, Any] | None = None,
 ) -> Product:
+    if category is not None:
+        category = lock_category(category.pk, field="category")
     product = Product(
         sku=sku,
         title=title,
@@ -64,6 +85,9 @@ def product_update(*, product: Product, **changes: Any) -> Product:
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"product_update() got unknown fields: {sorted(unknown)}")
+    if changes.get("category") is not None:
+        changes["category"] = lock_category(changes["category"].pk, field="category")
+    product = lock_product(product.pk)
     for field, value in changes.items():
         setattr(product, field, value)
     if "currency" in changes:
@@ -71,7 +95,7 @@ def product_update(*, product: Product, **changes: Any) -> Product:
     if product.is_active:
         product.index_state = IndexState.PENDING
     product.full_clean()
-    product.save()
+    product.save(force_update=True)
     if product.is_active:
         enqueue_encoding([product.pk])
     else:
@@ -82,6 +106,7 @@ def product_update(*, product: Product, **changes: Any) -> Product:
 @transaction.atomic
 def product_delete(*, product: Product) -> None:
     """Delete a product; its images leave the index (their ids are taken before the rows go)."""
+    product = lock_product(product.pk, for_delete=True)
     product_id = product.pk
     image_ids = list(product.images.values_list("pk", flat=True))
     product.delete()

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from catalog.models import ProductImage
+from catalog.models import IndexState, Product, ProductImage
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
 
@@ -102,3 +102,52 @@ def test_anonymous_upload_refused(api_client, product):
         f"/api/products/{product.pk}/images/", {"image": upload}, format="multipart"
     )
     assert response.status_code == 401
+
+
+def test_the_same_bytes_uploaded_twice_are_stored_and_encoded_once(
+    staff_client, product, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path  # ids are reused between tests: count this test's files
+    data = image_bytes("PNG")
+    url = f"/api/products/{product.pk}/images/"
+
+    def send() -> object:
+        upload = SimpleUploadedFile("photo.png", data, content_type="image/png")
+        return staff_client.post(url, {"image": upload}, format="multipart")
+
+    first = send()
+    assert first.status_code == 201, first.content
+    Product.objects.filter(pk=product.pk).update(index_state=IndexState.INDEXED)
+    again = send()
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert ProductImage.objects.filter(product=product).count() == 1
+    stored = tmp_path / "products" / str(product.pk)
+    assert len(list(stored.iterdir())) == 1  # no second file
+    product.refresh_from_db()
+    assert product.index_state == IndexState.INDEXED  # not sent back to encoding
+    # Another product may hold the same bytes; a different image is a new one.
+    other = product_create(sku="IMG-2", title="Lamp too", price=Decimal("30"))
+    upload = SimpleUploadedFile("photo.png", data, content_type="image/png")
+    posted = staff_client.post(
+        f"/api/products/{other.pk}/images/", {"image": upload}, format="multipart"
+    )
+    assert posted.status_code == 201
+    upload = SimpleUploadedFile("b.png", image_bytes("PNG", colour=(1, 2, 3)), "image/png")
+    assert staff_client.post(url, {"image": upload}, format="multipart").status_code == 201
+
+
+def test_the_database_keeps_one_upload_per_product_and_hash(product):
+    """The constraint behind it (URL images are left out: their hash comes later from
+    the encoder, and two URLs may serve the same bytes)."""
+    from django.db import IntegrityError, transaction
+
+    ProductImage.objects.create(product=product, image="products/a.png", sha256="ab" * 32)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ProductImage.objects.create(product=product, image="products/b.png", sha256="ab" * 32)
+    for n in range(2):
+        ProductImage.objects.create(
+            product=product, source_url=f"https://img.example/{n}.png", sha256="cd" * 32
+        )
+    ProductImage.objects.create(product=product, image="products/c.png")  # hash not known
+    ProductImage.objects.create(product=product, image="products/d.png")
