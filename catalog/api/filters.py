@@ -1,5 +1,6 @@
 import django_filters
 
+from catalog.api.representation import STAFF_ONLY_PRODUCT_FIELDS, is_staff
 from catalog.models import Product
 
 
@@ -12,3 +13,9 @@ class ProductFilter(django_filters.FilterSet):
     class Meta:
         model = Product
         fields = ["category", "brand", "in_stock", "is_active", "index_state"]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if not is_staff(self.request):  # filtering by a staff-only field would reveal it
+            for name in STAFF_ONLY_PRODUCT_FIELDS:
+                self.filters.pop(name, None)

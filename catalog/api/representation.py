@@ -29,7 +29,34 @@ PRODUCT_FIELDS = (
     "updated_at",
 )
 IMAGE_FIELDS = ("id", "url", "source_url", "position", "sha256", "width", "height", "error")
+# Operational detail (indexing state, why an image failed) shown to staff only.
+STAFF_ONLY_PRODUCT_FIELDS = ("index_state", "index_error")
+STAFF_ONLY_IMAGE_FIELDS = ("error",)
 _CENTS = Decimal("0.01")
+
+
+def is_staff(request: HttpRequest | None) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
+
+
+def for_viewer(product: dict, request: HttpRequest | None) -> dict:
+    """A product representation (or cached card) as this request may see it: without the
+    staff-only fields unless the request is a staff user's (none without a request)."""
+    if is_staff(request):
+        return product
+    out = _without(product, STAFF_ONLY_PRODUCT_FIELDS)
+    if "images" in out:
+        out["images"] = [_without(image, STAFF_ONLY_IMAGE_FIELDS) for image in out["images"]]
+    return out
+
+
+def image_for_viewer(image: dict, request: HttpRequest | None) -> dict:
+    return image if is_staff(request) else _without(image, STAFF_ONLY_IMAGE_FIELDS)
+
+
+def _without(data: dict, names: tuple[str, ...]) -> dict:
+    return {k: v for k, v in data.items() if k not in names}
 
 
 def image_url(image: ProductImage, request: HttpRequest | None) -> str | None:

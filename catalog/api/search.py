@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from catalog import search
 from catalog.api.parsers import BoundedJSONParser
-from catalog.api.representation import absolute_url
+from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
@@ -85,7 +85,7 @@ class SearchResponse(serializers.Serializer):
 def _result(request: Request, hit: search.Hit) -> dict:
     """A hit with absolute media URLs, and the image that matched (the product's first
     image if that one has gone since)."""
-    product = dict(hit.product)
+    product = for_viewer(dict(hit.product), request)  # cards hold the staff-only fields
     images = [{**image, "url": absolute_url(image["url"], request)} for image in product["images"]]
     product["images"] = images
     chosen = next((i for i in images if i["id"] == hit.image_id), images[0])

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from catalog.api.representation import (
     IMAGE_FIELDS,
     PRODUCT_FIELDS,
+    STAFF_ONLY_IMAGE_FIELDS,
+    STAFF_ONLY_PRODUCT_FIELDS,
+    for_viewer,
+    image_for_viewer,
     image_representation,
     image_url,
     product_representation,
@@ -34,7 +41,33 @@ class CategorySerializer(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "parent"]
 
 
-class ProductImageSerializer(serializers.ModelSerializer):
+class StaffOnlyFields:
+    """A serializer some of whose output fields only staff see (`staff_only_fields`)."""
+
+    staff_only_fields: tuple[str, ...] = ()
+
+
+class StaffOnlyFieldsSchema(OpenApiSerializerExtension):
+    """The response schema lists staff-only fields as optional: others never get them."""
+
+    target_class = StaffOnlyFields
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        hidden = set(self.target.staff_only_fields)
+        if "required" in schema:
+            schema["required"] = [name for name in schema["required"] if name not in hidden]
+        for name in hidden & set(schema.get("properties", {})):
+            field = schema["properties"][name]
+            if "$ref" not in field:
+                note = field.get("description", "")
+                field["description"] = f"Staff only: absent for other users. {note}".strip()
+        return schema
+
+
+class ProductImageSerializer(StaffOnlyFields, serializers.ModelSerializer):
+    staff_only_fields = STAFF_ONLY_IMAGE_FIELDS
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -46,7 +79,8 @@ class ProductImageSerializer(serializers.ModelSerializer):
         return image_url(obj, self.context.get("request"))
 
     def to_representation(self, instance: ProductImage) -> dict:
-        return image_representation(instance, self.context.get("request"))
+        request = self.context.get("request")
+        return image_for_viewer(image_representation(instance, request), request)
 
 
 class ImageCreateSerializer(serializers.Serializer):
@@ -64,7 +98,8 @@ class ImageCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(StaffOnlyFields, serializers.ModelSerializer):
+    staff_only_fields = STAFF_ONLY_PRODUCT_FIELDS
     category = SlugLookupField(
         slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
     )
@@ -77,7 +112,8 @@ class ProductSerializer(serializers.ModelSerializer):
         read_only_fields = ["index_state", "index_error", "created_at", "updated_at"]
 
     def to_representation(self, instance: Product) -> dict:
-        return product_representation(instance, self.context.get("request"))
+        request = self.context.get("request")
+        return for_viewer(product_representation(instance, request), request)
 
     def validate_currency(self, value: str) -> str:
         if len(value) != 3 or not value.isalpha():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from catalog.api.filters import ProductFilter
 from catalog.api.parsers import BoundedJSONParser
+from catalog.api.representation import is_staff
 from catalog.api.serializers import (
     CategorySerializer,
     ImageCreateSerializer,
@@ -50,6 +51,11 @@ class ProductViewSet(viewsets.ModelViewSet):
     filterset_class = ProductFilter
     ordering_fields = ["price", "created_at", "updated_at", "title", "sku"]
     ordering = ["-created_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[Product]:
+        """Everyone reads active products; only staff see inactive (unreleased) ones."""
+        products = super().get_queryset()
+        return products if is_staff(self.request) else products.filter(is_active=True)
 
     def perform_create(self, serializer: ProductSerializer) -> None:
         serializer.instance = product_services.product_create(**serializer.validated_data)
@@ -113,6 +119,11 @@ class ProductImageViewSet(
 
     queryset = ProductImage.objects.select_related("product")
     serializer_class = ProductImageSerializer
+
+    def get_queryset(self) -> QuerySet[ProductImage]:
+        """The images of inactive products are staff-only, like the products."""
+        images = super().get_queryset()
+        return images if is_staff(self.request) else images.filter(product__is_active=True)
 
     def perform_destroy(self, instance: ProductImage) -> None:
         image_services.image_delete(image=instance)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 
 from catalog.models import IndexState, Product
 from tests.support.images import image_bytes
@@ -87,6 +88,14 @@ def test_search_end_to_end(shard_workers, staff_client, api_client):
     # edit shows in the very next search.
     shown = body["results"][0]["product"]
     assert shown == api_client.get(f"/api/products/{ids[3]}/").json()
+    assert shown["index_state"] == "indexed"  # `api_client` is the staff client here
+    # Anyone else sees the same product without the staff-only fields.
+    photo.seek(0)
+    anonymous = APIClient()
+    public = anonymous.post("/api/search/", {"image": photo, "k": 10}, format="multipart")
+    hit = public.json()["results"][0]["product"]
+    assert hit == anonymous.get(f"/api/products/{ids[3]}/").json()
+    assert "index_state" not in hit
     assert shown["images"][0]["url"].startswith("http://testserver/")
     staff_client.patch(f"/api/products/{ids[3]}/", {"title": "Renamed"}, format="json")
     photo.seek(0)
