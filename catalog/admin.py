@@ -31,12 +31,35 @@ class ProductImageForm(forms.ModelForm):
                 raise forms.ValidationError(exc.message) from exc
             self.instance.sha256 = loaded.sha256
             self.instance.width, self.instance.height = loaded.width, loaded.height
+            if self.instance.product_id and _has_upload(self.instance, loaded.sha256):
+                raise forms.ValidationError("This product already has this image.")
         return upload
+
+
+def _has_upload(image: ProductImage, sha256: str) -> bool:
+    """The product's other uploads hold these bytes (its unique_upload_per_product constraint)."""
+    others = ProductImage.objects.filter(product_id=image.product_id, sha256=sha256, source_url="")
+    return others.exclude(pk=image.pk).exists() if image.pk else others.exists()
+
+
+class ProductImageFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """The same file twice in one submission would break the constraint at save."""
+        super().clean()
+        seen: set[str] = set()
+        for form in self.forms:
+            if not form.has_changed() or form.cleaned_data.get("DELETE"):
+                continue
+            if isinstance(form.cleaned_data.get("image"), UploadedFile):
+                if form.instance.sha256 in seen:
+                    raise forms.ValidationError("The same image is uploaded twice.")
+                seen.add(form.instance.sha256)
 
 
 class ProductImageInline(admin.TabularInline):
     model = ProductImage
     form = ProductImageForm
+    formset = ProductImageFormSet
     extra = 0
     fields = ["preview", "image", "source_url", "position", "width", "height", "sha256", "error"]
     readonly_fields = ["preview", "width", "height", "sha256", "error"]
