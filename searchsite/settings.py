@@ -235,6 +235,13 @@ SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
 # --- Uploads and remote images ---
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
+# What a decode and the resize to the model's input may cost (a 300000x1 strip is 0.3 Mpx
+# but resizes to 67200000x224): checked from the header in the web process and again in
+# the encoders (workers/encoding/images.py reads the same variables, same defaults).
+IMAGE_MAX_SIDE = env.int("IMAGE_MAX_SIDE", default=12_000)
+IMAGE_MAX_ASPECT = env.float("IMAGE_MAX_ASPECT", default=20.0)
+IMAGE_MAX_RESIZED_PIXELS = env.int("IMAGE_MAX_RESIZED_PIXELS", default=2_000_000)
+IMAGE_INPUT_SIDE = env.int("IMAGE_INPUT_SIDE", default=224)  # the model's shortest side
 IMAGE_URL_ALLOW_PRIVATE = env.bool("IMAGE_URL_ALLOW_PRIVATE", default=False)
 
 # --- REST API ---

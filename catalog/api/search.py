@@ -17,7 +17,7 @@ from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
-from catalog.services.images import image_limits, read_upload
+from catalog.services.images import check_image, image_limits, read_upload
 from workers.encoding.errors import ImageRejected
 from workers.encoding.urls import UrlPolicy, fetch_url_bytes
 
@@ -132,7 +132,10 @@ class SearchView(APIView):
         data = form.validated_data
         filters = form.shard_filter()
         if data.get("image"):
-            vector = search.image_vector(read_upload(data["image"], image_limits()))
+            limits = image_limits()
+            photo = read_upload(data["image"], limits)
+            check_image(photo, limits, field="image")  # before any encoder sees it
+            vector = search.image_vector(photo)
         elif data.get("image_url"):
             vector = search.image_vector(_fetch(data["image_url"]))
         else:
@@ -142,13 +145,17 @@ class SearchView(APIView):
 
 
 def _fetch(url: str) -> bytes:
+    """The image at `url`, its header checked like an upload's; a refusal is a 400."""
     policy = UrlPolicy(allow_private=settings.IMAGE_URL_ALLOW_PRIVATE)
+    limits = image_limits()
     try:
-        return fetch_url_bytes(url, max_bytes=image_limits().max_bytes, policy=policy)
+        data = fetch_url_bytes(url, max_bytes=limits.max_bytes, policy=policy)
     except ImageRejected as exc:
         raise ServiceError(
             exc.message, code=exc.reason_code, details={"image_url": [exc.message]}
         ) from exc
+    check_image(data, limits, field="image_url")
+    return data
 
 
 class SimilarView(APIView):

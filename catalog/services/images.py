@@ -20,13 +20,27 @@ from catalog.errors import ServiceError
 from catalog.models import IndexState, Product, ProductImage
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal
 from catalog.services.products import lock_product
-from workers.encoding.images import ImageLimits, ImageRejected, LoadedImage, load_image_bytes
+from workers.encoding.images import (
+    ImageHeader,
+    ImageLimits,
+    ImageRejected,
+    LoadedImage,
+    check_image_header,
+    load_image_bytes,
+)
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
 
 def image_limits() -> ImageLimits:
-    return ImageLimits(max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
+    return ImageLimits(
+        max_bytes=settings.IMAGE_MAX_BYTES,
+        max_pixels=settings.IMAGE_MAX_PIXELS,
+        max_side=settings.IMAGE_MAX_SIDE,
+        max_aspect=settings.IMAGE_MAX_ASPECT,
+        max_resized_pixels=settings.IMAGE_MAX_RESIZED_PIXELS,
+        input_side=settings.IMAGE_INPUT_SIDE,
+    )
 
 
 def _next_position(product: Product) -> int:
@@ -36,16 +50,24 @@ def _next_position(product: Product) -> int:
 
 def read_upload(upload: UploadedFile, limits: ImageLimits) -> bytes:
     """Read an upload, refusing one over the byte cap without reading it all."""
-    if upload.size is not None and upload.size > limits.max_bytes:
-        raise ServiceError(
-            f"image is {upload.size} bytes; the limit is {limits.max_bytes}",
-            code="too_large",
-            details={"image": [f"larger than {limits.max_bytes} bytes"]},
-        )
-    data = upload.read(limits.max_bytes + 1)
-    if len(data) > limits.max_bytes:
-        raise ServiceError(f"image exceeds {limits.max_bytes} bytes", code="too_large")
+    too_large = upload.size is not None and upload.size > limits.max_bytes
+    data = b"" if too_large else upload.read(limits.max_bytes + 1)
+    if too_large or len(data) > limits.max_bytes:
+        size = f"{upload.size} bytes, " if upload.size else ""
+        message = f"{size}over the limit of {limits.max_bytes} bytes (IMAGE_MAX_BYTES)"
+        raise ServiceError(f"image is {message}", code="too_large", details={"image": [message]})
     return data
+
+
+def check_image(data: bytes, limits: ImageLimits, *, field: str = "image") -> ImageHeader:
+    """Refuse an image from its header alone (bytes, pixels, longest side, aspect, size
+    after the model's resize), before it is decoded or sent to an encoder."""
+    try:
+        return check_image_header(data, limits=limits)
+    except ImageRejected as exc:
+        raise ServiceError(
+            exc.message, code=exc.reason_code, details={field: [exc.message]}
+        ) from exc
 
 
 def check_upload(upload: UploadedFile) -> LoadedImage:

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -23,7 +24,12 @@ from transformers import AutoTokenizer, CLIPModel
 
 from workers.encoding.device import Placement, choose_placement
 from workers.encoding.hf_compat import features_tensor, image_processor_class
-from workers.encoding.images import LoadedImage
+from workers.encoding.images import (
+    DEFAULT_INPUT_SIDE,
+    ImageLimits,
+    LoadedImage,
+    check_dimensions,
+)
 from workers.encoding.pipeline import EncodedItem, FailedItem, run_pipeline
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,7 @@ class ClipEncoder:
         model_name: str,
         batch_size: int = 32,
         loader_threads: int = 2,
+        limits: ImageLimits | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -68,6 +75,8 @@ class ClipEncoder:
         self.batch_size = batch_size
         self.loader_threads = loader_threads
         self._model_name = model_name
+        # The resize caps, with the shortest side this model's processor really resizes to.
+        self.limits = replace(limits or ImageLimits(), input_side=_input_side(image_processor))
         self._dim = int(model.config.projection_dim)
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
         self._pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
@@ -135,7 +144,13 @@ class ClipEncoder:
     # -- images ---------------------------------------------------------------
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Resize, crop and normalise to the model's input: float32 (n, 3, H, W)."""
+        """Resize, crop and normalise to the model's input: float32 (n, 3, H, W).
+
+        Refuses (ImageRejected) an image whose resize would cost too much, however it
+        got here: the loaders check the same limits, this is the last line.
+        """
+        for image in images:
+            check_dimensions(image.width, image.height, self.limits)
         out = self.image_processor(images=list(images), return_tensors="np")  # type: ignore[operator]
         return np.ascontiguousarray(out["pixel_values"], dtype=np.float32)
 
@@ -214,6 +229,22 @@ class ClipEncoder:
             ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, : len(seq)] = 1
         return ids, mask
+
+
+def _input_side(image_processor: object) -> int:
+    """The shortest side the processor resizes to (CLIP: size={"shortest_edge": 224})."""
+    for attr in ("size", "crop_size"):
+        size = getattr(image_processor, attr, None)
+        if size is None:
+            continue
+        if isinstance(size, int):
+            return size
+        get = getattr(size, "get", None)
+        for key in ("shortest_edge", "height"):
+            value = get(key) if get is not None else getattr(size, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return DEFAULT_INPUT_SIDE
 
 
 def _to_numpy(features: torch.Tensor) -> np.ndarray:

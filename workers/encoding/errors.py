@@ -6,7 +6,8 @@ from __future__ import annotations
 class ImageRejected(Exception):
     """An image that cannot be used, with a machine-readable reason.
 
-    reason_code: too_large, too_many_pixels, unsupported_format, corrupt, truncated,
+    reason_code: too_large, too_many_pixels, side_too_long, aspect_too_extreme,
+    resized_too_large, unsupported_format, corrupt, truncated,
     not_found, unreadable, bad_url, private_address, dns_error, connect_error, tls_error,
     timeout, http_error, too_many_redirects.
     transient: True when a retry may succeed (timeouts, connection errors, 5xx).

@@ -1,11 +1,12 @@
 """The one loader for images from outside: uploads, files and URLs.
 
 Every image that reaches the encoder passes through here, so the limits hold
-everywhere: a byte cap, a pixel cap checked from the header before decoding
-(decompression bombs are refused, never decoded), four formats, complete files
-only, EXIF orientation applied, RGB out. Failures raise one exception type,
-`ImageRejected`, with a reason code the caller stores and shows, and a
-`transient` flag that says whether trying again later can help.
+everywhere: a byte cap, and caps on the pixels, the longest side, the aspect ratio
+and the size after the model's resize, all checked from the header before
+decoding (decompression bombs and 300000x1 strips are refused, never decoded or
+resized), four formats, complete files only, EXIF orientation applied, RGB out.
+Failures raise one exception type, `ImageRejected`, with a reason code the caller
+stores and shows, and a `transient` flag that says whether trying again later can help.
 
 URL fetching (address checks, redirects, streaming) lives in `workers.encoding.urls`.
 """
@@ -25,10 +26,13 @@ from workers.encoding.errors import ImageRejected
 from workers.encoding.urls import UrlPolicy, fetch_url_bytes
 
 __all__ = [
+    "ImageHeader",
     "ImageLimits",
     "ImageRejected",
     "LoadedImage",
     "UrlPolicy",
+    "check_dimensions",
+    "check_image_header",
     "fetch_image_url",
     "load_image_bytes",
     "load_image_file",
@@ -38,6 +42,12 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 12_000
+DEFAULT_MAX_ASPECT = 20.0
+DEFAULT_MAX_RESIZED_PIXELS = 2_000_000
+# The shortest side CLIP's image processor resizes to; the encoder checks again with
+# its own processor's value.
+DEFAULT_INPUT_SIDE = 224
 
 
 def _env_int(name: str, default: int) -> int:
@@ -45,18 +55,99 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 @dataclass(frozen=True)
 class ImageLimits:
-    """Caps applied to every image; defaults from IMAGE_MAX_BYTES and IMAGE_MAX_PIXELS."""
+    """Caps applied to every image; defaults from the IMAGE_MAX_* environment variables
+    (the same ones searchsite/settings.py reads, with the same defaults).
+
+    The pixel cap bounds the decode; the side, aspect and resized caps bound the
+    resize to the model's input, which scales the *shortest* side to `input_side`:
+    a 300000x1 strip is only 0.3 Mpx but would become 67200000x224.
+    """
 
     max_bytes: int = field(default_factory=lambda: _env_int("IMAGE_MAX_BYTES", DEFAULT_MAX_BYTES))
     max_pixels: int = field(
         default_factory=lambda: _env_int("IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
     )
+    max_side: int = field(default_factory=lambda: _env_int("IMAGE_MAX_SIDE", DEFAULT_MAX_SIDE))
+    max_aspect: float = field(
+        default_factory=lambda: _env_float("IMAGE_MAX_ASPECT", DEFAULT_MAX_ASPECT)
+    )
+    max_resized_pixels: int = field(
+        default_factory=lambda: _env_int("IMAGE_MAX_RESIZED_PIXELS", DEFAULT_MAX_RESIZED_PIXELS)
+    )
+    input_side: int = field(
+        default_factory=lambda: _env_int("IMAGE_INPUT_SIDE", DEFAULT_INPUT_SIDE)
+    )
 
     def __post_init__(self) -> None:
-        if self.max_bytes <= 0 or self.max_pixels <= 0:
-            raise ValueError("image limits must be positive")
+        values = (
+            self.max_bytes,
+            self.max_pixels,
+            self.max_side,
+            self.max_resized_pixels,
+            self.input_side,
+        )
+        if min(values) <= 0 or not self.max_aspect >= 1:
+            raise ValueError("image limits must be positive (and max_aspect at least 1)")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header of an accepted image says, read without decoding it."""
+
+    format: str
+    width: int
+    height: int
+
+
+def resized_size(width: int, height: int, input_side: int) -> tuple[int, int]:
+    """The size CLIP's processor resizes to: shortest side `input_side`, aspect kept."""
+    short, long = min(width, height), max(width, height)
+    scaled = -(-long * input_side // short)  # ceil, never smaller than the processor's
+    return (input_side, scaled) if width <= height else (scaled, input_side)
+
+
+def check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
+    """Refuse a size whose decode or resize to the model's input would cost too much.
+
+    The reason names the limit and its setting, so a 400 says what was refused.
+    """
+    if width <= 0 or height <= 0:
+        raise ImageRejected("corrupt", f"invalid dimensions {width}x{height}")
+    cap = limits.max_pixels
+    if Image.MAX_IMAGE_PIXELS:
+        cap = min(cap, int(Image.MAX_IMAGE_PIXELS))
+    if width * height > cap:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"{width}x{height} = {width * height} pixels, the limit is {cap} (IMAGE_MAX_PIXELS)",
+        )
+    longest, shortest = max(width, height), min(width, height)
+    if longest > limits.max_side:
+        raise ImageRejected(
+            "side_too_long",
+            f"{width}x{height}: the longest side is {longest} pixels, "
+            f"the limit is {limits.max_side} (IMAGE_MAX_SIDE)",
+        )
+    if longest > limits.max_aspect * shortest:
+        raise ImageRejected(
+            "aspect_too_extreme",
+            f"{width}x{height}: the aspect ratio is {longest / shortest:.1f}:1, "
+            f"the limit is {limits.max_aspect:g}:1 (IMAGE_MAX_ASPECT)",
+        )
+    rw, rh = resized_size(width, height, limits.input_side)
+    if rw * rh > limits.max_resized_pixels:
+        raise ImageRejected(
+            "resized_too_large",
+            f"{width}x{height} resized to the model's input becomes {rw}x{rh} = {rw * rh} "
+            f"pixels, the limit is {limits.max_resized_pixels} (IMAGE_MAX_RESIZED_PIXELS)",
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +169,9 @@ def load_image_bytes(data: bytes, *, limits: ImageLimits | None = None) -> Loade
     """Decode `data` into an upright RGB image, or raise ImageRejected."""
     limits = limits or ImageLimits()
     if len(data) > limits.max_bytes:
-        raise ImageRejected("too_large", f"{len(data)} bytes, the limit is {limits.max_bytes}")
+        raise ImageRejected(
+            "too_large", f"{len(data)} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
+        )
     if not data:
         raise ImageRejected("corrupt", "empty file")
     digest = hashlib.sha256(data).hexdigest()
@@ -98,6 +191,23 @@ def load_image_bytes(data: bytes, *, limits: ImageLimits | None = None) -> Loade
     )
 
 
+def check_image_header(data: bytes, *, limits: ImageLimits | None = None) -> ImageHeader:
+    """Every check `load_image_bytes` makes before decoding, and nothing more: the web
+    process refuses a query image this way before any encoder sees it."""
+    limits = limits or ImageLimits()
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "too_large", f"{len(data)} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
+        )
+    if not data:
+        raise ImageRejected("corrupt", "empty file")
+    opened = _open_checked(data, limits)
+    try:
+        return ImageHeader(format=opened.format or "?", width=opened.width, height=opened.height)
+    finally:
+        opened.close()
+
+
 def load_image_file(
     path: str | os.PathLike[str], *, limits: ImageLimits | None = None
 ) -> LoadedImage:
@@ -107,7 +217,9 @@ def load_image_file(
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            raise ImageRejected("too_large", f"{size} bytes, the limit is {limits.max_bytes}")
+            raise ImageRejected(
+                "too_large", f"{size} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
+            )
         with path.open("rb") as fh:
             data = fh.read(limits.max_bytes + 1)
     except FileNotFoundError:
@@ -129,9 +241,9 @@ def fetch_image_url(
 
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Parse only the header (Image.open is lazy) and enforce the pixel cap on it.
+    """Parse only the header (Image.open is lazy) and enforce the size caps on it.
 
-    The cap is also kept at or below Pillow's own MAX_IMAGE_PIXELS, so Pillow's
+    The pixel cap is also kept at or below Pillow's own MAX_IMAGE_PIXELS, so Pillow's
     DecompressionBombError (raised from the header, above twice that bound) is
     the only bomb signal left to translate.
     """
@@ -150,18 +262,11 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
         if "truncated" in str(exc).lower() or _riff_cut_short(data):
             raise ImageRejected("truncated", f"the header ends early: {exc}") from None
         raise ImageRejected("corrupt", f"unreadable header: {exc}") from None
-    width, height = image.size
-    cap = limits.max_pixels
-    if Image.MAX_IMAGE_PIXELS:
-        cap = min(cap, int(Image.MAX_IMAGE_PIXELS))
-    if width <= 0 or height <= 0:
+    try:
+        check_dimensions(image.width, image.height, limits)
+    except ImageRejected:
         image.close()
-        raise ImageRejected("corrupt", f"invalid dimensions {width}x{height}")
-    if width * height > cap:
-        image.close()
-        raise ImageRejected(
-            "too_many_pixels", f"{width}x{height} = {width * height} pixels, the limit is {cap}"
-        )
+        raise
     return image
 
 

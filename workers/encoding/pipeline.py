@@ -79,6 +79,8 @@ def _prepare(
     image = result.image if isinstance(result, LoadedImage) else result
     try:
         pixels = encoder.preprocess([image])[0]
+    except ImageRejected as exc:
+        return FailedItem(source, index, exc.reason_code, exc.message, exc.transient)
     except Exception as exc:
         log.warning("preprocessing source %d failed", index, exc_info=True)
         return FailedItem(source, index, "preprocess_failed", f"{type(exc).__name__}: {exc}")

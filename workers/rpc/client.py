@@ -335,7 +335,9 @@ class EncodeClient:
         """The query vector of an image file's bytes; BadRequest names why it is unreadable."""
         data = bytes(data)
         if not data or len(data) > self.limits.max_image_bytes:
-            raise ValueError(f"image must be 1 to {self.limits.max_image_bytes} bytes")
+            raise ValueError(
+                f"image must be 1 to {self.limits.max_image_bytes} bytes (IMAGE_MAX_BYTES)"
+            )
         return self._encode("image", data, ImageQuery(data=data), timeout_s, trace_id)
 
     def _encode(

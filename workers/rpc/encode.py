@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +49,13 @@ def decode_image(data: bytes, *, limits: ImageLimits | None = None) -> Image.Ima
     return load_image_bytes(data, limits=limits).image
 
 
+def _default_decode(encoder: Encoder) -> Callable[[bytes], Image.Image]:
+    """`decode_image` under the encoder's own limits (they know the real input size of its
+    model), so a query whose resize would cost too much is refused before decoding."""
+    limits = getattr(encoder, "limits", None)
+    return partial(decode_image, limits=limits if isinstance(limits, ImageLimits) else None)
+
+
 def _rejection(exc: Exception) -> str:
     if isinstance(exc, ImageRejected):
         return f"image rejected ({exc.reason_code}): {exc.message}"
@@ -72,12 +80,13 @@ def make_encode_handler(
     encoder: Encoder,
     *,
     model: str | None = None,
-    decode: Callable[[bytes], Image.Image] = decode_image,
+    decode: Callable[[bytes], Image.Image] | None = None,
 ) -> Handler:
     """A batch handler for `RpcServer`: all texts of a batch in one encoder call, all images
     in another. A rejected image gets a bad-request reply naming why; `decode` may raise
     ImageRejected or ValueError for that."""
     model_name = _model_name(encoder, model)
+    decode = decode or _default_decode(encoder)
 
     def handle(requests: list[Request]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(requests)
@@ -130,12 +139,12 @@ class LocalEncoder:
         *,
         model: str | None = None,
         cache: QueryEmbeddingCache | None = None,
-        decode: Callable[[bytes], Image.Image] = decode_image,
+        decode: Callable[[bytes], Image.Image] | None = None,
     ) -> None:
         self.encoder = encoder
         self.model = _model_name(encoder, model)
         self.cache = cache
-        self.decode = decode
+        self.decode = decode or _default_decode(encoder)
 
     def encode_text(
         self, text: str, timeout_s: float | None = None, *, trace_id: str = ""
