@@ -243,6 +243,11 @@ IMAGE_MAX_ASPECT = env.float("IMAGE_MAX_ASPECT", default=20.0)
 IMAGE_MAX_RESIZED_PIXELS = env.int("IMAGE_MAX_RESIZED_PIXELS", default=2_000_000)
 IMAGE_INPUT_SIDE = env.int("IMAGE_INPUT_SIDE", default=224)  # the model's shortest side
 IMAGE_URL_ALLOW_PRIVATE = env.bool("IMAGE_URL_ALLOW_PRIVATE", default=False)
+# One budget for a whole URL fetch (DNS, connect, headers, body, redirects), the
+# connect's, and the longest wait for one read (workers/encoding/urls.py, same defaults).
+IMAGE_URL_TOTAL_TIMEOUT = env.float("IMAGE_URL_TOTAL_TIMEOUT", default=30.0)
+IMAGE_URL_CONNECT_TIMEOUT = env.float("IMAGE_URL_CONNECT_TIMEOUT", default=5.0)
+IMAGE_URL_READ_TIMEOUT = env.float("IMAGE_URL_READ_TIMEOUT", default=10.0)
 
 # --- REST API ---
 # Reverse proxies in front of the web (nginx, a load balancer), each appending the address

@@ -146,7 +146,12 @@ class SearchView(APIView):
 
 def _fetch(url: str) -> bytes:
     """The image at `url`, its header checked like an upload's; a refusal is a 400."""
-    policy = UrlPolicy(allow_private=settings.IMAGE_URL_ALLOW_PRIVATE)
+    policy = UrlPolicy(
+        allow_private=settings.IMAGE_URL_ALLOW_PRIVATE,
+        connect_timeout=settings.IMAGE_URL_CONNECT_TIMEOUT,
+        read_timeout=settings.IMAGE_URL_READ_TIMEOUT,
+        total_timeout=settings.IMAGE_URL_TOTAL_TIMEOUT,
+    )
     limits = image_limits()
     try:
         data = fetch_url_bytes(url, max_bytes=limits.max_bytes, policy=policy)
