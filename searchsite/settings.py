@@ -248,6 +248,8 @@ IMAGE_URL_ALLOW_PRIVATE = env.bool("IMAGE_URL_ALLOW_PRIVATE", default=False)
 IMAGE_URL_TOTAL_TIMEOUT = env.float("IMAGE_URL_TOTAL_TIMEOUT", default=30.0)
 IMAGE_URL_CONNECT_TIMEOUT = env.float("IMAGE_URL_CONNECT_TIMEOUT", default=5.0)
 IMAGE_URL_READ_TIMEOUT = env.float("IMAGE_URL_READ_TIMEOUT", default=10.0)
+# A search by `image_url` holds a web thread and a shopper while it fetches: a shorter budget.
+SEARCH_IMAGE_URL_TIMEOUT = env.float("SEARCH_IMAGE_URL_TIMEOUT", default=5.0)
 
 # --- REST API ---
 # Reverse proxies in front of the web (nginx, a load balancer), each appending the address

@@ -17,9 +17,9 @@ from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
-from catalog.services.images import check_image, image_limits, read_upload
+from catalog.services.images import check_image, image_limits, read_upload, url_policy
 from workers.encoding.errors import ImageRejected
-from workers.encoding.urls import UrlPolicy, fetch_url_bytes
+from workers.encoding.urls import fetch_url_bytes
 
 
 class SearchFilters(serializers.Serializer):
@@ -146,12 +146,7 @@ class SearchView(APIView):
 
 def _fetch(url: str) -> bytes:
     """The image at `url`, its header checked like an upload's; a refusal is a 400."""
-    policy = UrlPolicy(
-        allow_private=settings.IMAGE_URL_ALLOW_PRIVATE,
-        connect_timeout=settings.IMAGE_URL_CONNECT_TIMEOUT,
-        read_timeout=settings.IMAGE_URL_READ_TIMEOUT,
-        total_timeout=settings.IMAGE_URL_TOTAL_TIMEOUT,
-    )
+    policy = url_policy(total_timeout=settings.SEARCH_IMAGE_URL_TIMEOUT)
     limits = image_limits()
     try:
         data = fetch_url_bytes(url, max_bytes=limits.max_bytes, policy=policy)

@@ -28,6 +28,7 @@ from workers.encoding.images import (
     check_image_header,
     load_image_bytes,
 )
+from workers.encoding.urls import UrlPolicy
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
@@ -40,6 +41,16 @@ def image_limits() -> ImageLimits:
         max_aspect=settings.IMAGE_MAX_ASPECT,
         max_resized_pixels=settings.IMAGE_MAX_RESIZED_PIXELS,
         input_side=settings.IMAGE_INPUT_SIDE,
+    )
+
+
+def url_policy(*, total_timeout: float | None = None) -> UrlPolicy:
+    """How image URLs are fetched, from settings (an encode worker's whole budget by default)."""
+    return UrlPolicy(
+        allow_private=settings.IMAGE_URL_ALLOW_PRIVATE,
+        connect_timeout=settings.IMAGE_URL_CONNECT_TIMEOUT,
+        read_timeout=settings.IMAGE_URL_READ_TIMEOUT,
+        total_timeout=settings.IMAGE_URL_TOTAL_TIMEOUT if total_timeout is None else total_timeout,
     )
 
 

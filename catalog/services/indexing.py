@@ -22,7 +22,6 @@ from catalog.services.encode_leases import encode_lease
 from workers.encoding.errors import ImageRejected
 from workers.encoding.images import LoadedImage, fetch_image_url, load_image_bytes
 from workers.encoding.registry import published_model
-from workers.encoding.urls import UrlPolicy
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.types import VectorAttrs
 from workers.observability.metrics import ENCODE_FAILURES, ENCODE_IMAGES
@@ -74,11 +73,11 @@ def vector_of(embedding: Embedding) -> np.ndarray:
     return vector
 
 
-def _image_loader(limits_bytes: int, limits_pixels: int):
-    from workers.encoding.images import ImageLimits
+def _image_loader():
+    """Stored files and source URLs, read under the same limits as the web's uploads."""
+    from catalog.services.images import image_limits, url_policy
 
-    limits = ImageLimits(max_bytes=limits_bytes, max_pixels=limits_pixels)
-    policy = UrlPolicy(allow_private=settings.IMAGE_URL_ALLOW_PRIVATE)
+    limits, policy = image_limits(), url_policy()
 
     def load(image: ProductImage) -> LoadedImage:
         if image.image:
@@ -161,7 +160,7 @@ def _encode(
 
     failures: dict[int, list[str]] = defaultdict(list)
     transient: set[int] = set()
-    load = _image_loader(settings.IMAGE_MAX_BYTES, settings.IMAGE_MAX_PIXELS)
+    load = _image_loader()
     for item in encoder.encode_image_sources(todo, load):
         image = item.source
         if hasattr(item, "vector"):

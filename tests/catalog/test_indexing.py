@@ -132,10 +132,10 @@ def test_url_from_an_allowed_local_server_is_encoded(encoder, product, http_serv
 
 
 def test_timeout_is_transient_and_keeps_the_product_pending(
-    encoder, product, http_server, settings, monkeypatch
+    encoder, product, http_server, settings
 ):
     settings.IMAGE_URL_ALLOW_PRIVATE = True
-    monkeypatch.setenv("IMAGE_URL_READ_TIMEOUT", "0.3")
+    settings.IMAGE_URL_READ_TIMEOUT = 0.3
     ProductImage.objects.create(product=product, source_url=f"{http_server}/slow.png")
     with pytest.raises(indexing.TransientEncodeError):
         indexing.encode_products([product.pk], encoder=encoder)
