@@ -4,11 +4,12 @@ within the fetch budget, and names no address the host resolved to."""
 from __future__ import annotations
 
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +36,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    server = _Server(("127.0.0.1", 0), _HeaderDribbler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(_Server(("127.0.0.1", 0), _HeaderDribbler)) as port:
+        yield port
 
 
 def test_a_dribbling_image_url_is_a_400_within_the_budget(api_client, settings, port):

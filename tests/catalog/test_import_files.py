@@ -7,31 +7,16 @@ valid rows in the same chunk; the valid rows must all be there afterwards.
 
 from __future__ import annotations
 
-import io
 import json
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 from catalog.models import Product
 from catalog.services.import_files import MAX_FIELD_CHARS, MAX_LINE_CHARS
+from tests.support.imports import run_import as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(path: Path, *extra: str) -> tuple[str, dict[int, str]]:
-    """The command's output and its rejects by line (the command must not raise)."""
-    out = io.StringIO()
-    call_command("import_catalog", str(path), *extra, stdout=out, verbosity=0)
-    text = out.getvalue()
-    rejects = {}
-    for row in text.splitlines():
-        if row.startswith("  line "):
-            line, reason = row.removeprefix("  line ").split(": ", 1)
-            rejects[int(line)] = reason
-    return text, rejects
 
 
 def skus() -> set[str]:

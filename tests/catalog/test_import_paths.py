@@ -18,24 +18,13 @@ from django.core.management import call_command
 
 from catalog.models import Product
 from tests.support.images import image_bytes
+from tests.support.imports import run_import as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def refusal(source: str) -> str:
     return f"image path refused: {source} is not a file under the import root"
-
-
-def run(path: Path, *extra: str) -> tuple[str, dict[int, str]]:
-    out = io.StringIO()
-    call_command("import_catalog", str(path), *extra, stdout=out, verbosity=0)
-    text = out.getvalue()
-    rejects = {}
-    for row in text.splitlines():
-        if row.startswith("  line "):
-            line, reason = row.removeprefix("  line ").split(": ", 1)
-            rejects[int(line)] = reason
-    return text, rejects
 
 
 def media_files(media: Path) -> list[Path]:

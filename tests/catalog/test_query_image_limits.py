@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from PIL import Image
 
 from catalog.models import Product
 from tests.support.images import image_bytes
+from tests.support.servers import serving
 from tests.workers.rpc.conftest import FlatShard, Servers
 from workers.encoding.encoder import ClipEncoder
 from workers.encoding.registry import publish_model
@@ -133,12 +133,8 @@ class _OneImage(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def strip_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OneImage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/strip.png"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _OneImage)) as port:
+        yield f"http://127.0.0.1:{port}/strip.png"
 
 
 def test_costly_image_url_is_refused_before_the_encoder(site, api_client, settings, strip_url):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -27,6 +26,7 @@ from catalog.services.products import product_create
 from tests.support.images import image_bytes
 from tests.support.indexing import wait
 from tests.support.processes import ROOT, CeleryWorker, worker_env
+from tests.support.servers import serving
 from workers.index.log import UpdateLog
 from workers.queues import Queue
 from workers.tasks.encoding import encode_stale
@@ -66,12 +66,8 @@ class QuietServer(ThreadingHTTPServer):
 def slow_server() -> Iterator[str]:
     SlowImages.requests = []
     SlowImages.delay_s = 1.0
-    server = QuietServer(("127.0.0.1", 0), SlowImages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(QuietServer(("127.0.0.1", 0), SlowImages)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_killed_encode_worker_task_is_redelivered(

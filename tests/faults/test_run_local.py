@@ -175,8 +175,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_clip_model: Path) -> It
         wait_for(
             lambda: proc.poll() is None and whole(local), 240, "every shard to answer a search"
         )
+        staff = {"Authorization": f"Token {local.token()}"}  # index states are staff-only
         wait_for(
-            lambda: local.request("GET", "/api/products/?index_state=pending")[1]["count"] == 0,
+            lambda: (
+                local.request("GET", "/api/products/?index_state=pending", headers=staff)[1][
+                    "count"
+                ]
+                == 0
+            ),
             120,
             "the demo catalog to be indexed",
         )
@@ -293,7 +299,8 @@ def test_killed_encode_worker_loses_no_update(stack: LocalStack):
 
     wait_for(
         lambda: (
-            stack.request("GET", f"/api/products/{product['id']}/")[1]["index_state"] == "indexed"
+            stack.request("GET", f"/api/products/{product['id']}/", headers=auth)[1]["index_state"]
+            == "indexed"
         ),
         180,
         "the product to be indexed by the restarted encode worker",

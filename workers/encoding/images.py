@@ -168,14 +168,8 @@ class LoadedImage:
 def load_image_bytes(data: bytes, *, limits: ImageLimits | None = None) -> LoadedImage:
     """Decode `data` into an upright RGB image, or raise ImageRejected."""
     limits = limits or ImageLimits()
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            "too_large", f"{len(data)} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
-        )
-    if not data:
-        raise ImageRejected("corrupt", "empty file")
-    digest = hashlib.sha256(data).hexdigest()
     opened = _open_checked(data, limits)
+    digest = hashlib.sha256(data).hexdigest()
     fmt = opened.format or "?"
     try:
         image = _decode(opened)
@@ -195,12 +189,6 @@ def check_image_header(data: bytes, *, limits: ImageLimits | None = None) -> Ima
     """Every check `load_image_bytes` makes before decoding, and nothing more: the web
     process refuses a query image this way before any encoder sees it."""
     limits = limits or ImageLimits()
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            "too_large", f"{len(data)} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
-        )
-    if not data:
-        raise ImageRejected("corrupt", "empty file")
     opened = _open_checked(data, limits)
     try:
         return ImageHeader(format=opened.format or "?", width=opened.width, height=opened.height)
@@ -241,12 +229,19 @@ def fetch_image_url(
 
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Parse only the header (Image.open is lazy) and enforce the size caps on it.
+    """Check the byte count, parse only the header (Image.open is lazy), and enforce the
+    size caps on it.
 
     The pixel cap is also kept at or below Pillow's own MAX_IMAGE_PIXELS, so Pillow's
     DecompressionBombError (raised from the header, above twice that bound) is
     the only bomb signal left to translate.
     """
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "too_large", f"{len(data)} bytes, the limit is {limits.max_bytes} (IMAGE_MAX_BYTES)"
+        )
+    if not data:
+        raise ImageRejected("corrupt", "empty file")
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:

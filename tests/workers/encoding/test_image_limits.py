@@ -8,13 +8,13 @@ and the encoder refuses them again whatever path they came by (defence in depth)
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
+from tests.support.servers import serving
 from workers.encoding.encoder import ClipEncoder
 from workers.encoding.images import (
     ImageLimits,
@@ -133,12 +133,8 @@ class _Images(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Images)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_strip_fetched_by_url_in_the_encoder_fails_only_its_item(

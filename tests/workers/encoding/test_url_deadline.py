@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.servers import serving
 from workers.encoding.images import ImageRejected, UrlPolicy
 from workers.encoding.urls import fetch_url_bytes
 
@@ -62,12 +62,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Dribbler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Server(("127.0.0.1", 0), _Dribbler)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 class _HandshakeDribbler(socketserver.BaseRequestHandler):
@@ -87,12 +83,8 @@ class _HandshakeDribbler(socketserver.BaseRequestHandler):
 
 @pytest.fixture(scope="module")
 def tls_base() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _HandshakeDribbler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Server(("127.0.0.1", 0), _HandshakeDribbler)) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def _policy() -> UrlPolicy:
