@@ -208,7 +208,19 @@ SEARCH_SHARDS = env.int("SEARCH_SHARDS", default=2)
 INDEX_SPEC = env.str("INDEX_SPEC", default="auto")
 # Most search requests a shard answers with one FAISS call.
 SEARCH_BATCH_CAP = env.int("SEARCH_BATCH_CAP", default=64)
+# This host's own working directory for index state (cached artifacts, re-rank files):
+# never shared between hosts. What hosts share is the artifact store below.
 INDEX_DIR = Path(env.str("INDEX_DIR", default=str(DATA_DIR / "index")))
+# Builds and snapshots, with checksums and the log position each covers: file:// or s3://.
+INDEX_STORE_URL = env.str("INDEX_STORE_URL", default=(DATA_DIR / "index-store").resolve().as_uri())
+# Snapshots of the current build kept in the store; younger artifacts are never collected.
+INDEX_STORE_KEEP_SNAPSHOTS = env.int("INDEX_STORE_KEEP_SNAPSHOTS", default=2)
+INDEX_STORE_GRACE_S = env.float("INDEX_STORE_GRACE_S", default=600.0)
+# Replica heartbeats: a replica silent for REPLICA_TTL_S is gone (no traffic, no trim floor).
+REPLICA_HEARTBEAT_S = env.float("REPLICA_HEARTBEAT_S", default=2.0)
+REPLICA_TTL_S = env.float("REPLICA_TTL_S", default=10.0)
+# The host name replicas register under (defaults to the machine's).
+REPLICA_HOST = env.str("REPLICA_HOST", default="") or None
 CLIP_MODEL = env.str("CLIP_MODEL", default="openai/clip-vit-base-patch32")
 # Offline fallback: a tiny random CLIP built here when CLIP_MODEL cannot be loaded.
 CLIP_FALLBACK_DIR = Path(

@@ -77,6 +77,7 @@ def _django_on_private_redis(request: pytest.FixtureRequest) -> Iterator[None]:
     scratch = request.getfixturevalue("tmp_path_factory").mktemp("site")
     settings.MEDIA_ROOT = scratch / "media"
     settings.INDEX_DIR = scratch / "index"
+    settings.INDEX_STORE_URL = (scratch / "index-store").as_uri()
     settings.REDIS_URL = server.url
     settings.CACHES["default"]["LOCATION"] = server.url
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
@@ -157,12 +158,13 @@ def encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
 def shard_workers(encode_worker, redis_url, worker_logs, settings, tmp_path):
     """One real search worker per shard (two shards), beside the encode worker.
 
-    Each test gets its own index directory: snapshots must not leak between tests.
+    Each test gets its own index directory and store: artifacts must not leak between tests.
     """
     from tests.support.processes import CeleryWorker
     from workers.queues import shard_queue
 
     settings.INDEX_DIR = tmp_path / "index"
+    settings.INDEX_STORE_URL = (tmp_path / "index-store").as_uri()
     workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
     yield workers
     for worker in workers:

@@ -8,19 +8,26 @@ they swap to the build: nothing is lost across a rebuild.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import redis
 from django.conf import settings
 
 from catalog.models import Embedding
 from catalog.redis_clients import redis_client
 from workers.encoding.registry import published_model
+from workers.index.artifacts import ArtifactStore
 from workers.index.build import build_bulk
 from workers.index.builds import BuildPointer, publish_build
 from workers.index.log import UpdateLog, shard_for_product
+from workers.index.membership import MemberState, beat, leave
 from workers.index.spec import choose_spec
 from workers.index.types import VectorAttrs
 
@@ -76,8 +83,10 @@ def _batch(rows: list[tuple], dim: int) -> Batch:
     return ids, np.ascontiguousarray(vectors, dtype=np.float32), attrs
 
 
-def shard_vector_count(shard: int, model: str, dim: int) -> int:
-    return sum(len(b[0]) for b in embedding_batches(shard, model, dim))
+def shard_vector_count(
+    shard: int, model: str, dim: int, progress: Callable[[int], None] | None = None
+) -> int:
+    return sum(len(b[0]) for b in embedding_batches(shard, model, dim, progress=progress))
 
 
 def build_shard(
@@ -91,26 +100,46 @@ def build_shard(
     model, dim = published
     log = UpdateLog(client, shard, model, dim)
     position = log.last_id()
-    # Replicas (also ones started later) replay from this position when they swap to the
-    # build, so the log must keep it: registered under a stable name, moved by the next build.
-    log.register_position(f"build:{shard}", position)
-    count = shard_vector_count(shard, model, dim)
-    if count == 0:
-        return {"shard": shard, "vectors": 0, "skipped": "no vectors"}
-    chosen = choose_spec(count, dim, spec or settings.INDEX_SPEC)
-    build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{chosen.factory.replace(',', '_')}"
-    directory = Path(settings.INDEX_DIR) / f"shard-{shard}" / "builds" / build_id
-    built = build_bulk(
-        embedding_batches(shard, model, dim, progress=progress),
-        dim,
-        model,
-        chosen,
-        expected_count=count,
-        log_position=position,
-        work_dir=directory / "work",
-    )
-    path = built.shard.snapshot(directory, position)
-    publish_build(client, shard, BuildPointer(build_id, str(directory), position, chosen.factory))
+    builder = _BuildMembership(client, shard, position)
+    builder.beat()  # the log is kept from `position` until the build is in the store
+    try:
+        count = shard_vector_count(shard, model, dim, lambda _n: builder.beat_now_and_then())
+        if count == 0:
+            return {"shard": shard, "vectors": 0, "skipped": "no vectors"}
+        chosen = choose_spec(count, dim, spec or settings.INDEX_SPEC)
+        build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{chosen.factory.replace(',', '_')}"
+
+        def tick(n: int) -> None:
+            builder.beat_now_and_then()
+            if progress:
+                progress(n)
+
+        with tempfile.TemporaryDirectory(dir=_scratch_dir()) as scratch:
+            built = build_bulk(
+                embedding_batches(shard, model, dim, progress=tick),
+                dim,
+                model,
+                chosen,
+                expected_count=count,
+                log_position=position,
+                work_dir=Path(scratch) / "work",
+            )
+            folder = built.shard.snapshot(Path(scratch) / "out", position)
+            artifact = index_store().publish(
+                shard,
+                folder,
+                kind="build",
+                build_id=build_id,
+                log_position=position,
+                meta={"vectors": built.n_vectors, "spec": chosen.factory},
+            )
+        publish_build(
+            client,
+            shard,
+            BuildPointer(build_id, artifact.artifact_id, artifact.uri, position, chosen.factory),
+        )
+    finally:
+        builder.leave()
     logger.info("shard %d: published build %s (%d vectors)", shard, build_id, built.n_vectors)
     return {
         "shard": shard,
@@ -118,8 +147,52 @@ def build_shard(
         "vectors": built.n_vectors,
         "spec": chosen.factory,
         "log_position": position,
-        "path": str(path),
+        "uri": artifact.uri,
         "train_s": round(built.train_seconds, 2),
         "add_s": round(built.add_seconds, 2),
         "tune": {k: v for k, v in built.tune.items() if isinstance(v, int | float | str | dict)},
     }
+
+
+def index_store() -> ArtifactStore:
+    return ArtifactStore(settings.INDEX_STORE_URL)
+
+
+def _scratch_dir() -> Path:
+    path = Path(settings.INDEX_DIR) / "builds"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class _BuildMembership:
+    """A build in progress as a member of its shard: it holds the log's trim floor at the
+    position it covers, and lets go by itself (TTL) if the build process dies."""
+
+    def __init__(self, client: redis.Redis, shard: int, position: str) -> None:
+        self.client = client
+        self.state = MemberState(
+            name=f"build:{socket.gethostname()}:{os.getpid()}",
+            shard=shard,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            role="build",
+            ready=False,
+            reason="building",
+            position=position,
+            vectors=0,
+            build_id="",
+            updated=time.time(),
+        )
+        self.ttl_s = 600.0  # a beat between rows read; a slow database must not drop it
+        self.next_beat = 0.0
+
+    def beat(self) -> None:
+        beat(self.client, replace(self.state, updated=time.time()), self.ttl_s)
+        self.next_beat = time.monotonic() + self.ttl_s / 4
+
+    def beat_now_and_then(self) -> None:
+        if time.monotonic() >= self.next_beat:
+            self.beat()
+
+    def leave(self) -> None:
+        leave(self.client, self.state.shard, self.state.name)

@@ -41,6 +41,7 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
         CELERY_RESULT_BACKEND=redis_url,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         INDEX_DIR=str(settings.INDEX_DIR),
+        INDEX_STORE_URL=str(settings.INDEX_STORE_URL),
         CLIP_MODEL=str(settings.CLIP_MODEL),
         SEARCH_SHARDS=str(settings.SEARCH_SHARDS),
         IMAGE_URL_ALLOW_PRIVATE="true" if settings.IMAGE_URL_ALLOW_PRIVATE else "false",

@@ -11,7 +11,7 @@ from workers.serving.upkeep import Upkeep, UpkeepPolicy, fold_step
 
 
 class FakeReplicaShell:
-    """The two replica attributes upkeep uses, around a real Shard (no Redis needed)."""
+    """The replica attributes upkeep uses, around a real Shard (no Redis or store needed)."""
 
     def __init__(self, shard: Shard, tmp_path) -> None:
         self.shard = shard
@@ -20,12 +20,9 @@ class FakeReplicaShell:
         self.snapshots = 0
         self.tmp_path = tmp_path
 
-    def snapshot(self):
+    def publish_snapshot(self):
         self.snapshots += 1
         return self.shard.snapshot(self.tmp_path, self.last_applied)
-
-    def trim_log(self) -> int:
-        return 0
 
 
 def _shard(n: int, tmp_path) -> Shard:

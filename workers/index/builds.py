@@ -1,16 +1,25 @@
-"""Pointers to rebuilt shard indexes, kept in Redis so every replica of a shard finds them.
+"""Which build generation a shard serves, kept in Redis so every replica on every host finds it.
 
-A build writes its index as a snapshot directory, then publishes (path, log position,
-build id) here. Each replica notices a new build id, loads it, replays the log from
-the build's position and swaps it in; a replica started later does the same, so a
-build reaches replicas that were down when it finished.
+A build is published to the artifact store first; then its pointer (build id, artifact
+id and URI, the log position it covers, its spec) is set here. Each replica notices a new
+build id, fetches that generation's newest covering artifact, replays the log from its
+position and swaps it in; a replica started later does the same. Without a pointer (a
+Redis that lost it) the newest build artifact in the store is the current generation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import asdict, dataclass
 
 import redis
+
+from workers.index.log import parse_id
+
+logger = logging.getLogger(__name__)
+
+# The generation of a shard that never had a build: its state comes from the log alone.
+INITIAL_BUILD = "initial"
 
 
 def build_key(shard: int) -> str:
@@ -20,27 +29,25 @@ def build_key(shard: int) -> str:
 @dataclass(frozen=True)
 class BuildPointer:
     build_id: str
-    path: str
+    artifact_id: str
+    uri: str
     log_position: str
     spec: str
 
-    def to_mapping(self) -> dict[str, str]:
-        return {
-            "build_id": self.build_id,
-            "path": self.path,
-            "log_position": self.log_position,
-            "spec": self.spec,
-        }
-
 
 def publish_build(client: redis.Redis, shard: int, pointer: BuildPointer) -> None:
-    client.hset(build_key(shard), mapping=pointer.to_mapping())
+    client.hset(build_key(shard), mapping=asdict(pointer))
 
 
 def current_build(client: redis.Redis, shard: int) -> BuildPointer | None:
     """The newest published build of `shard`, or None (also for a malformed record)."""
     fields = client.hgetall(build_key(shard))
-    try:
-        return BuildPointer(**{k.decode(): v.decode() for k, v in fields.items()})
-    except (TypeError, UnicodeDecodeError):
+    if not fields:
         return None
+    try:
+        pointer = BuildPointer(**{k.decode(): v.decode() for k, v in fields.items()})
+        parse_id(pointer.log_position)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        logger.warning("shard %d: ignoring malformed build pointer: %s", shard, exc)
+        return None
+    return pointer

@@ -3,8 +3,8 @@
 Entries carry raw little-endian bytes with their dtype and shape (never pickle): ids int64,
 vectors float32 (n, dim), product ids int64, categories int32, prices float32, in_stock
 uint8. A reader follows the stream from any entry id; replicas read independently.
-Trimming never passes the oldest log position a registered replica still needs (the
-position of its oldest kept snapshot), recorded in the hash ``search:log:<shard>:positions``.
+What may be trimmed is decided by the index lifecycle (workers/index/retention.py): never
+past the newest artifact in the store or the position of a live replica.
 """
 
 from __future__ import annotations
@@ -29,8 +29,20 @@ def log_key(shard: int) -> str:
     return f"search:log:{shard}"
 
 
-def positions_key(shard: int) -> str:
-    return f"search:log:{shard}:positions"
+def trimmed_key(shard: int) -> str:
+    return f"search:log:{shard}:trimmed"
+
+
+# XTRIM MINID and remember the newest id it removes: Redis records XDELs but not trims.
+# Floors only move forward, so an entry still older than the floor is newer than any
+# removed before it.
+_TRIM_SCRIPT = """
+local newest = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)
+if #newest == 0 then return 0 end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+redis.call('SET', KEYS[2], newest[1][1])
+return removed
+"""
 
 
 def shard_for_product(product_id: int, n_shards: int) -> int:
@@ -170,34 +182,44 @@ class UpdateLog:
 
     # ------------------------------------------------------------ retention
 
-    def register_position(self, reader: str, position: str) -> None:
-        """Record the oldest log position `reader` may still need to replay from."""
-        self.client.hset(positions_key(self.shard), reader, position)
+    def trimmed_through(self) -> str:
+        """The newest entry id ever removed from the stream (START when none was).
 
-    def unregister(self, reader: str) -> None:
-        self.client.hdel(positions_key(self.shard), reader)
+        A state that covers position P can be brought up to date from the log only if
+        nothing after P was removed: ``covers(P)``. Trims record what they removed
+        (`trim_before`); Redis itself records XDELs (XINFO STREAM max-deleted-entry-id).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(trimmed_key(self.shard))
+        pipe.xinfo_stream(self.key)
+        recorded, info = pipe.execute(raise_on_error=False)
+        found = [START]
+        if isinstance(recorded, bytes | str):
+            try:
+                parse_id(recorded)
+                found.append(_text(recorded))
+            except ValueError:
+                logger.warning("ignoring malformed %s: %r", trimmed_key(self.shard), recorded)
+        if isinstance(info, dict) and info.get("max-deleted-entry-id") is not None:
+            found.append(_text(info["max-deleted-entry-id"]))
+        return id_max(*found)
 
-    def readers(self) -> dict[str, str]:
-        """Registered reader names and the positions they need."""
-        raw = self.client.hgetall(positions_key(self.shard))
-        return {_text(name): _text(position) for name, position in raw.items()}
+    def covers(self, position: str) -> bool:
+        """True when every entry after `position` is still in the log (no gap to replay)."""
+        return parse_id(self.trimmed_through()) <= parse_id(position)
 
-    def needed_floor(self) -> str | None:
-        """The oldest position any registered reader still needs (None: no reader)."""
-        positions = self.readers().values()
-        return min(positions, key=parse_id) if positions else None
+    def first_id(self) -> str | None:
+        oldest = self.client.xrange(self.key, count=1)
+        return _text(oldest[0][0]) if oldest else None
 
-    def trim_before(self, entry_id: str) -> int:
-        """Drop entries older than `entry_id`, but never past a registered needed position."""
-        floor = entry_id
-        needed = self.needed_floor()
-        if needed is not None and parse_id(needed) < parse_id(floor):
-            floor = needed
+    def trim_before(self, floor: str) -> int:
+        """Drop the entries older than `floor` (the caller decides what is safe to drop)."""
         if parse_id(floor) <= (0, 0):
             return 0
-        # MINID keeps entries with id >= floor; the entry *at* a position is already applied,
-        # keeping it is harmless.
-        return int(self.client.xtrim(self.key, minid=floor, approximate=False))
+        # MINID keeps entries with id >= floor (the entry *at* a position is already applied;
+        # keeping it is harmless); the newest entry removed is recorded in the same step.
+        trim = self.client.register_script(_TRIM_SCRIPT)
+        return int(trim(keys=[self.key, trimmed_key(self.shard)], args=[floor]))
 
 
 def _text(value: bytes | str) -> str:

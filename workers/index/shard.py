@@ -991,6 +991,12 @@ class Shard:
         raise FileNotFoundError(f"no valid snapshot under {directory}")
 
     @classmethod
+    def load_dir(cls, path: Path, work_dir: Path, *, verify: bool = True) -> tuple[Shard, str]:
+        """One snapshot folder (e.g. a verified copy of a store artifact) and its log position."""
+        meta = snap.read_meta(Path(path), verify=verify)
+        return cls._from_snapshot(Path(path), meta, work_dir), str(meta["log_position"])
+
+    @classmethod
     def _from_snapshot(cls, path: Path, meta: dict, work_dir: Path | None) -> Shard:
         spec = IndexSpec.from_dict(meta["spec"])
         work = Path(work_dir) if work_dir else Path(path).parent / "work"

@@ -108,13 +108,23 @@ class RpcServer:
 
     # ------------------------------------------------------------ loop
 
-    def serve_forever(self, stop_event: threading.Event) -> None:
-        """Serve until `stop_event` is set; the batch in flight is always finished first."""
+    def serve_forever(
+        self, stop_event: threading.Event, serving: threading.Event | None = None
+    ) -> None:
+        """Serve until `stop_event` is set; the batch in flight is always finished first.
+
+        While `serving` is given and clear, nothing is popped: requests stay queued for
+        replicas that can answer them.
+        """
         log.info(
             "rpc server %s: serving %s (batch cap %d)", self.name, self.queue_key, self.batch_cap
         )
         backoff = self.backoff_s[0]
         while not stop_event.is_set():
+            if serving is not None and not serving.is_set():
+                self._flush_quietly()
+                serving.wait(0.1)
+                continue
             try:
                 self.serve_once(self.block_s, flush=False)
                 backoff = self.backoff_s[0]
@@ -136,14 +146,17 @@ class RpcServer:
                 )
                 stop_event.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])
-        try:
-            self._flush()
-        except redis.RedisError as exc:
-            log.warning("rpc server %s: last replies not sent: %s", self.name, exc)
+        self._flush_quietly()
         if self._conn is not None:
             self.client.connection_pool.release(self._conn)
             self._conn = None
         log.info("rpc server %s: stopped", self.name)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except redis.RedisError as exc:
+            log.warning("rpc server %s: last replies not sent: %s", self.name, exc)
 
     def serve_once(self, block_s: float, *, flush: bool = True) -> int:
         """Wait up to `block_s` for work, answer one batch; returns the number of replies.

@@ -21,6 +21,17 @@ SHARD_QUEUE = re.compile(r"^shard\.(\d+)$")
 running_shards: dict[int, object] = {}
 
 
+def request_build(shard: int) -> None:
+    """Queue a rebuild of `shard` from the embedding table, once per few minutes at most:
+    every replica of a shard that no artifact covers asks for the same one."""
+    from catalog.redis_clients import redis_client
+    from workers.tasks.maintenance import build_index
+
+    if redis_client().set(f"search:index:build-requested:{int(shard)}", 1, nx=True, ex=300):
+        build_index.apply_async(args=[int(shard)], queue=Queue.INDEX.value)
+        logger.warning("shard %d: no artifact covers the log; queued a rebuild", shard)
+
+
 def _queues(worker) -> set[str]:
     return set(worker.app.amqp.queues.consume_from or {})
 
@@ -47,9 +58,16 @@ class ShardServing(bootsteps.StartStopStep):
                     redis_url=settings.REDIS_URL,
                     shard=shard,
                     index_dir=settings.INDEX_DIR,
+                    store_url=settings.INDEX_STORE_URL,
                     spec=settings.INDEX_SPEC,
                     batch_cap=settings.SEARCH_BATCH_CAP,
-                )
+                    heartbeat_s=settings.REPLICA_HEARTBEAT_S,
+                    member_ttl_s=settings.REPLICA_TTL_S,
+                    host=settings.REPLICA_HOST,
+                    keep_snapshots=settings.INDEX_STORE_KEEP_SNAPSHOTS,
+                    store_grace_s=settings.INDEX_STORE_GRACE_S,
+                ),
+                request_build=request_build,
             )
             service.start()
             running_shards[shard] = service

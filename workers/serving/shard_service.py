@@ -1,8 +1,9 @@
-"""One shard replica served over the Redis RPC: follow the update log, answer searches.
+"""One shard replica served over the Redis RPC: prove a state, follow the log, answer searches.
 
-Django-free. Two threads: one applies the shard's log as it grows, one pops
-search requests and answers them in batches. `stop()` finishes the batch in
-flight and writes a snapshot, so a restart replays only what came after.
+Django-free. Threads: one gets the replica ready (from the artifact store and the log)
+and then applies the log as it grows, one pops search requests while the replica is
+ready, one beats its membership heartbeat. `stop()` finishes the batch in flight and
+publishes a snapshot, so a restart anywhere replays only what came after.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import numpy as np
 import redis
 
 from workers.encoding.registry import published_model
+from workers.index.artifacts import ArtifactStore
 from workers.index.builds import current_build
-from workers.index.replica import ShardReplica
-from workers.index.shard import Shard
+from workers.index.membership import beat, leave
+from workers.index.replica import NotCovered, ShardReplica
 from workers.index.threads import use_search_threads
 from workers.index.types import SearchFilter, SearchResult
 from workers.malloc import keep_freed_memory
@@ -36,23 +39,45 @@ logger = logging.getLogger(__name__)
 class ShardServiceConfig:
     redis_url: str
     shard: int
-    index_dir: Path
+    index_dir: Path  # this host's own working directory
+    store_url: str  # the artifact store every host shares
     spec: str = "auto"
     batch_cap: int = 64
     model_wait_s: float = 600.0
     build_check_s: float = 2.0
+    heartbeat_s: float = 2.0
+    member_ttl_s: float = 10.0
+    host: str | None = None
+    keep_snapshots: int = 2
+    store_grace_s: float = 600.0
+    retry_max_s: float = 30.0  # longest wait between tries to get ready
+
+
+BuildRequest = Callable[[int], None]
 
 
 class ShardService:
-    def __init__(self, config: ShardServiceConfig) -> None:
+    def __init__(
+        self, config: ShardServiceConfig, request_build: BuildRequest | None = None
+    ) -> None:
         self.config = config
         self.client = connect(config.redis_url, socket_timeout=10.0)
+        self.store = ArtifactStore(config.store_url)
+        self.request_build = request_build
         self.replica: ShardReplica | None = None
         self.server: RpcServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.upkeep = Upkeep()
-        self.ready = threading.Event()
+        self.serving = threading.Event()  # set while the replica is ready: requests are popped
+        self.ready = self.serving  # the name tests and tasks wait on
+
+    def status(self) -> tuple[bool, str]:
+        """(ready, why not) for the readiness probe."""
+        replica = self.replica
+        if replica is None:
+            return False, "waiting for the encoder's model"
+        return replica.ready, replica.reason
 
     def _model(self) -> tuple[str, int]:
         """The encoder's model and dimension, as published by the encode workers."""
@@ -93,17 +118,16 @@ class ShardService:
         except RuntimeError:
             return
         self.replica = ShardReplica(
-            self.client, shard, model, dim, self.config.index_dir, spec=self.config.spec
-        )
-        replica = self.replica
-        started = time.monotonic()
-        replica.start()
-        logger.info(
-            "shard %d: loaded and replayed to %s in %.2fs (%s vectors)",
+            self.client,
             shard,
-            replica.last_applied,
-            time.monotonic() - started,
-            replica.shard.stats().get("vectors") if replica.shard else "?",
+            model,
+            dim,
+            store=self.store,
+            local_dir=self.config.index_dir,
+            spec=self.config.spec,
+            host=self.config.host,
+            keep_snapshots=self.config.keep_snapshots,
+            store_grace_s=self.config.store_grace_s,
         )
         self.server = RpcServer(
             self.client,
@@ -112,78 +136,105 @@ class ShardService:
             batch_cap=self.config.batch_cap,
             name=f"shard-{shard}",
         )
-        follower = threading.Thread(target=self._follow, name=f"shard-{shard}-log", daemon=True)
-        follower.start()
-        self._threads.append(follower)
-        reporter = threading.Thread(
-            target=run_reporter,
-            args=(self._stop, lambda: self.replica),
-            name=f"shard-{shard}-metrics",
-            daemon=True,
-        )
-        reporter.start()
-        self._threads.append(reporter)
-        self.ready.set()
-        self.server.serve_forever(self._stop)
+        for target, name in (
+            (self._follow, "log"),
+            (self._heartbeat, "heartbeat"),
+            (lambda: run_reporter(self._stop, lambda: self.replica), "metrics"),
+        ):
+            thread = threading.Thread(target=target, name=f"shard-{shard}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.server.serve_forever(self._stop, serving=self.serving)
+
+    def _get_ready(self) -> None:
+        """Try until the replica is ready; ask for a build when only a build can help."""
+        replica = self.replica
+        assert replica is not None
+        wait = 0.5
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                if replica.recover():
+                    logger.info(
+                        "shard %d: ready in %.2fs", self.config.shard, time.monotonic() - started
+                    )
+                    return
+            except NotCovered:
+                if self.request_build is not None:
+                    self.request_build(self.config.shard)
+            except redis.RedisError as exc:
+                replica.reason = f"Redis unreachable: {exc}"
+            self._stop.wait(wait)
+            wait = min(wait * 2, self.config.retry_max_s)
+
+    def _heartbeat(self) -> None:
+        """Say who we are, what we cover and whether we serve, until stopped."""
+        while not self._stop.is_set():
+            replica = self.replica
+            if replica is not None:
+                try:
+                    beat(self.client, replica.state(), self.config.member_ttl_s)
+                except redis.RedisError as exc:
+                    logger.warning("shard %d: heartbeat failed: %s", self.config.shard, exc)
+            self._stop.wait(self.config.heartbeat_s)
 
     def _follow(self) -> None:
-        """Apply the log as it grows; now and then, swap to a newly published build."""
-        assert self.replica is not None
+        """Get ready, apply the log as it grows; now and then, check coverage and builds."""
+        replica = self.replica
+        assert replica is not None
         use_search_threads()
         next_check = 0.0
         folding = False
         while not self._stop.is_set():
-            self.replica.poll_once(block_ms=None if folding else 200)  # no wait mid-fold
+            if not replica.ready:
+                self.serving.clear()
+                self._get_ready()
+                if replica.ready:
+                    self.serving.set()
+                continue
+            replica.poll_once(block_ms=None if folding else 200)  # no wait mid-fold
             folding = False
             try:  # upkeep must never stop the log: log a failure, keep serving
-                shard = self.replica.shard
+                shard = replica.shard
                 rest = fold_step(shard) if shard is not None else None
                 if rest is not None:  # a graph's exact delta, a chunk at a time
                     folding = True
                     self._stop.wait(rest)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + self.config.build_check_s
+                    if not replica.check_coverage():
+                        continue
                     self.swap_to_new_build()
-                    self.upkeep.run(self.replica)
+                    self.upkeep.run(replica)
             except Exception:
                 logger.exception("shard %d: upkeep failed", self.config.shard)
 
-    @property
-    def _build_marker(self) -> Path:
-        return self.config.index_dir / f"shard-{self.config.shard}" / "applied-build"
-
     def swap_to_new_build(self) -> bool:
-        """Load the newest published build (if this replica has not) and swap to it."""
+        """Move to the newest published build if this replica is not on it yet."""
         replica = self.replica
         assert replica is not None
         try:
             pointer = current_build(self.client, self.config.shard)
         except redis.RedisError:
             return False
-        applied = self._build_marker.read_text().strip() if self._build_marker.exists() else ""
-        if pointer is None or pointer.build_id == applied:
+        if pointer is None or pointer.build_id == replica.build_id:
             return False
-        started = time.monotonic()
-        rebuilt, position = Shard.load(
-            Path(pointer.path), work_dir=replica.work_dir / pointer.build_id
-        )
-        replica.swap_to(rebuilt, position)
-        replica.snapshot()
-        self._build_marker.write_text(pointer.build_id)
-        logger.info(
-            "shard %d: swapped to build %s (%s) in %.2fs",
-            self.config.shard,
-            pointer.build_id,
-            pointer.spec,
-            time.monotonic() - started,
-        )
-        return True
+        return replica.swap_to_build(pointer)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish in-flight requests, stop following the log, write a snapshot."""
+        """Finish in-flight requests, stop following the log, publish a snapshot, leave."""
         self._stop.set()
+        self.serving.clear()
         for thread in self._threads:
             thread.join(timeout)
-        if self.replica is not None and self.replica.shard is not None:
-            path = self.replica.snapshot()
-            logger.info("shard %d: snapshot written to %s", self.config.shard, path)
+        replica = self.replica
+        if replica is None:
+            return
+        try:
+            leave(self.client, self.config.shard, replica.name)
+            if replica.shard is not None and replica.ready:
+                artifact = replica.publish_snapshot()
+                if artifact is not None:
+                    logger.info("shard %d: published %s", self.config.shard, artifact.uri)
+        except Exception:  # a stop must finish: the store or Redis may be gone
+            logger.exception("shard %d: could not publish a last snapshot", self.config.shard)

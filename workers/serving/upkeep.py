@@ -1,4 +1,4 @@
-"""Self-maintenance of a live shard replica: compaction, snapshots, log trimming.
+"""Self-maintenance of a live shard replica: compaction, snapshots to the store, log trimming.
 
 Every replica keeps itself in shape (a Celery task would reach only one replica of
 a shard). Thresholds come from the environment with working defaults.
@@ -49,7 +49,8 @@ class UpkeepPolicy:
     max_fresh_fraction: float = field(
         default_factory=lambda: _env_float("SHARD_COMPACT_FRESH_FRACTION", 0.02)
     )
-    # Snapshot when this many seconds passed since the last one and something changed.
+    # Publish a snapshot when this many seconds passed since the last one and something
+    # changed; a fresh replica replays the log from the newest one.
     snapshot_every_s: float = field(
         default_factory=lambda: _env_float("SHARD_SNAPSHOT_EVERY_S", 300.0)
     )
@@ -83,10 +84,10 @@ class Upkeep:
             done.append("compact")
         due = now - self.last_snapshot_at >= self.policy.snapshot_every_s
         if due and replica.last_applied != self.last_snapshot_position:
-            replica.snapshot()
-            replica.trim_log()
+            # one replica of the shard publishes (a lease); the others find it done
+            if replica.publish_snapshot() is not None:
+                done.append("snapshot")
             self.last_snapshot_at, self.last_snapshot_position = now, replica.last_applied
-            done.append("snapshot")
         if done:
             logger.info("shard %s upkeep: %s", replica.shard_no, ", ".join(done))
         return done

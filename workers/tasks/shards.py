@@ -40,8 +40,10 @@ def shard_stats(shard: int) -> dict[str, object]:
 
 @shared_task(name="workers.tasks.shards.shard_snapshot", soft_time_limit=600)
 def shard_snapshot(shard: int) -> str:
-    """Write a snapshot at the last applied log entry. Idempotent."""
-    return str(_replica(shard).snapshot())
+    """Publish a snapshot at the last applied log entry to the artifact store; its URI, or
+    "" when the store already holds this position or another replica is publishing."""
+    artifact = _replica(shard).publish_snapshot()
+    return artifact.uri if artifact else ""
 
 
 @shared_task(name="workers.tasks.shards.shard_compact", soft_time_limit=600)

@@ -1,4 +1,4 @@
-"""Ask every shard's search worker to write a snapshot now."""
+"""Ask one replica of every shard to publish a snapshot to the artifact store now."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from workers.tasks.shards import shard_snapshot
 
 
 class Command(BaseCommand):
-    help = "Write a snapshot of each shard (on its live search worker)."
+    help = "Publish a snapshot of each shard to the artifact store (by one live replica)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--timeout", type=float, default=120.0)
@@ -22,6 +22,7 @@ class Command(BaseCommand):
         }
         for n, result in pending.items():
             try:
-                self.stdout.write(f"shard {n}: {result.get(timeout=timeout)}")
+                uri = result.get(timeout=timeout)
+                self.stdout.write(f"shard {n}: {uri or 'the store already holds this position'}")
             except Exception as exc:  # timeout or the worker's error: report and go on
                 self.stdout.write(self.style.ERROR(f"shard {n}: {type(exc).__name__}: {exc}"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +12,12 @@ import pytest
 import redis
 
 from tests.workers.index.conftest import DIM, attrs_for, random_vectors
+from workers.index.artifacts import ArtifactStore
 from workers.index.build import build_bulk
+from workers.index.builds import BuildPointer
 from workers.index.log import UpdateLog, log_key, shard_for_product
-from workers.index.replica import ShardReplica
-from workers.index.shard import Shard
-from workers.index.snapshot import snapshot_dirs
+from workers.index.membership import beat, leave, live_members
+from workers.index.replica import NotCovered, ShardReplica
 
 MODEL = "clip-test"
 
@@ -40,16 +43,18 @@ def test_log_round_trip_and_malformed_entries_skipped(redis_client: redis.Redis)
     assert log.read(last, count=10) == []
 
 
-def test_trim_never_passes_a_registered_position(redis_client: redis.Redis) -> None:
+def test_trim_records_what_it_removed_so_gaps_are_seen(redis_client: redis.Redis) -> None:
     log = UpdateLog(redis_client, 1, MODEL, DIM)
     positions = [log.append_deletes(np.array([i], dtype=np.int64)) for i in range(10)]
-    log.register_position("replica-a", positions[3])
-    log.trim_before(positions[8])
-    remaining = [e.entry_id for e in log.read("0-0", count=100)]
-    assert remaining == positions[3:]
-    log.register_position("replica-a", positions[8])
-    log.trim_before(positions[8])
-    assert [e.entry_id for e in log.read("0-0", count=100)] == positions[8:]
+    assert log.covers("0-0")  # nothing removed yet: the log alone is the whole history
+    assert log.trim_before(positions[3]) == 3
+    assert [e.entry_id for e in log.read("0-0", count=100)] == positions[3:]
+    assert log.trimmed_through() == positions[2]
+    assert not log.covers("0-0")
+    assert not log.covers(positions[1])
+    assert log.covers(positions[2])  # everything after it is still there
+    assert log.trim_before(positions[1]) == 0  # floors only move forward
+    assert log.trimmed_through() == positions[2]
 
 
 def test_shard_for_product_is_stable_and_spreads() -> None:
@@ -67,81 +72,98 @@ def _fill_log(log: UpdateLog, ids: np.ndarray, seed: int) -> np.ndarray:
     return x
 
 
-def test_replica_start_follow_snapshot_and_restart(
+def _replica(client: redis.Redis, shard: int, tmp_path: Path, host: str = "a", **kw):
+    """A replica on its own 'host' folder, sharing the store under tmp_path."""
+    store = ArtifactStore((tmp_path / "store").as_uri())
+    return ShardReplica(
+        client, shard, MODEL, DIM, store=store, local_dir=tmp_path / host, host=host, **kw
+    )
+
+
+def test_replica_on_another_host_starts_from_the_store(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     log = UpdateLog(redis_client, 2, MODEL, DIM)
     ids = np.arange(300, dtype=np.int64)
     x = _fill_log(log, ids, seed=1)
-    replica = ShardReplica(redis_client, 2, MODEL, DIM, tmp_path, spec="Flat", name="r1")
-    shard = replica.start()
+    replica = _replica(redis_client, 2, tmp_path, spec="Flat")
+    assert replica.recover()  # nothing trimmed yet: the whole log is the whole shard
+    shard = replica.shard
     assert shard.stats()["vectors"] == 300
-    replica.snapshot()
+    artifact = replica.publish_snapshot()
+    assert artifact is not None
+    assert artifact.log_position == replica.last_applied
+    assert log.length() == 1  # trimmed behind the only artifact (its own entry is kept)
     log.append_deletes(ids[:10])
     assert replica.poll_once() == 1
     assert not shard.contains(ids[:10]).any()
-    # a second replica process restarts from the snapshot and replays the rest of the log
-    again = ShardReplica(redis_client, 2, MODEL, DIM, tmp_path, spec="Flat", name="r1")
-    restarted = again.start()
-    np.testing.assert_array_equal(restarted.ids(), ids[10:])
+    # another host, empty disk: the artifact plus the rest of the log, nothing missing
+    other = _replica(redis_client, 2, tmp_path, host="b", spec="Flat")
+    assert other.recover()
+    np.testing.assert_array_equal(other.shard.ids(), ids[10:])
     q = x[50:55]
-    np.testing.assert_array_equal(restarted.search(q, 5).image_ids, shard.search(q, 5).image_ids)
-    assert again.last_applied == replica.last_applied
+    np.testing.assert_array_equal(other.shard.search(q, 5).image_ids, shard.search(q, 5).image_ids)
+    assert other.last_applied == replica.last_applied
 
 
-def test_restarted_replica_unregisters_its_dead_predecessors(
+def test_no_covering_state_means_not_ready_and_asks_for_a_build(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    import socket
-    import subprocess
-    import sys
-
-    from workers.index.replica import reader_name
-
     log = UpdateLog(redis_client, 7, MODEL, DIM)
     ids = np.arange(100, dtype=np.int64)
     _fill_log(log, ids, seed=3)
-    host = socket.gethostname()
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead = reader_name(host, int(finished.stdout), 7)
-    log.register_position(dead, "1-0")  # a killed replica's registration: holds the floor
-    elsewhere = reader_name("other-host", int(finished.stdout), 7)
-    log.register_position(elsewhere, "2-0")  # cannot be judged from here: kept
-    log.register_position("build:7", "3-0")  # not a replica: kept
-    replica = ShardReplica(redis_client, 7, MODEL, DIM, tmp_path, spec="Flat")
-    replica.start()
-    readers = log.readers()
-    assert dead not in readers
-    assert {elsewhere, "build:7", replica.name} <= set(readers)
+    log.trim_before(log.last_id())  # the history is gone and the store is empty
+    replica = _replica(redis_client, 7, tmp_path, spec="Flat")
+    with pytest.raises(NotCovered):
+        replica.recover()
+    assert not replica.ready
+    assert "no artifact" in replica.reason
+    assert replica.state().position == ""  # holds no trim floor while it has no state
 
 
-def test_corrupt_snapshot_falls_back_to_previous(redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_expired_heartbeat_releases_the_trim_floor(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    log = UpdateLog(redis_client, 8, MODEL, DIM)
+    _fill_log(log, np.arange(50, dtype=np.int64), seed=8)
+    replica = _replica(redis_client, 8, tmp_path, spec="Flat")
+    assert replica.recover()
+    behind = replace(replica.state(), name="b:1:8", host="b")
+    beat(redis_client, behind, ttl_s=0.3)  # a replica on another host, then killed
+    _fill_log(log, np.arange(50, 100, dtype=np.int64), seed=9)
+    replica.catch_up()
+    replica.publish_snapshot()
+    assert log.length() > 1  # the dead replica still holds the floor
+    assert [m.name for m in live_members(redis_client, 8)] == [behind.name]
+    time.sleep(0.4)
+    assert live_members(redis_client, 8) == []
+    replica.trim_log()
+    assert log.length() == 1
+
+
+def test_corrupt_artifact_is_refused_and_the_previous_one_used(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
     log = UpdateLog(redis_client, 3, MODEL, DIM)
     ids = np.arange(200, dtype=np.int64)
     _fill_log(log, ids[:100], seed=2)
-    replica = ShardReplica(redis_client, 3, MODEL, DIM, tmp_path, spec="Flat", name="r")
-    replica.start()
-    replica.snapshot()
-    older_position = replica.last_applied
+    replica = _replica(redis_client, 3, tmp_path, spec="Flat")
+    replica.recover()
+    older = replica.publish_snapshot()
     _fill_log(log, ids[100:], seed=3)
     replica.poll_once()
-    newest = replica.snapshot()
-    assert len(snapshot_dirs(tmp_path / "shard-3")) == 2
-    bulk = newest / "columns.npz"
-    data = bytearray(bulk.read_bytes())
+    newest = replica.publish_snapshot()
+    assert older is not None
+    assert newest is not None
+    assert log.covers(older.log_position)  # the log reaches back to the previous artifact
+    leave(redis_client, 3, replica.name)
+    columns = Path(newest.uri.removeprefix("file://")) / "columns.npz"
+    data = bytearray(columns.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    bulk.write_bytes(bytes(data))
-    shard, position = Shard.load(tmp_path / "shard-3")
-    assert position == older_position
-    assert shard.stats()["vectors"] == 100
-    # a replica then replays the longer tail and ends up complete
-    again = ShardReplica(redis_client, 3, MODEL, DIM, tmp_path, spec="Flat", name="r")
-    np.testing.assert_array_equal(again.start().ids(), ids)
+    columns.write_bytes(bytes(data))
+    again = _replica(redis_client, 3, tmp_path, host="b", spec="Flat")
+    assert again.recover()
+    np.testing.assert_array_equal(again.shard.ids(), ids)  # previous artifact + longer replay
 
 
 def test_replica_survives_redis_restart(
@@ -151,8 +173,8 @@ def test_replica_survives_redis_restart(
     ids = np.arange(100, dtype=np.int64)
     _fill_log(log, ids, seed=4)
     client = redis.Redis.from_url(redis_server.url, socket_timeout=2)
-    replica = ShardReplica(client, 4, MODEL, DIM, tmp_path, spec="Flat", backoff_base=0.01)
-    replica.start()
+    replica = _replica(client, 4, tmp_path, spec="Flat", backoff_base=0.01)
+    replica.recover()
     redis_client.close()
     redis_server.stop()
     try:
@@ -171,11 +193,10 @@ def test_update_during_rebuild_survives_the_swap(redis_client: redis.Redis, tmp_
     log = UpdateLog(redis_client, 5, MODEL, DIM)
     ids = np.arange(1000, dtype=np.int64)
     x = _fill_log(log, ids, seed=5)
-    replica = ShardReplica(redis_client, 5, MODEL, DIM, tmp_path, spec="Flat", name="r")
-    replica.start()
+    replica = _replica(redis_client, 5, tmp_path, spec="Flat")
+    replica.recover()
     # the rebuild reads the stored vectors as of this log position...
     position = log.last_id()
-    log.register_position("build", position)
     source = [
         (ids[i : i + 250], x[i : i + 250], attrs_for(ids[i : i + 250])) for i in range(0, 1000, 250)
     ]
@@ -193,11 +214,17 @@ def test_update_during_rebuild_survives_the_swap(redis_client: redis.Redis, tmp_
         work_dir=tmp_path / "b",
         tune_queries=50,
     )
+    folder = built.shard.snapshot(tmp_path / "out", position)
+    artifact = replica.store.publish(
+        5, folder, kind="build", build_id="b1", log_position=position, meta={}
+    )
     more = np.arange(6000, 6003, dtype=np.int64)
     _fill_log(log, more, seed=7)  # and one more after the build finished
-    replica.swap_to(built.shard, built.log_position)
+    pointer = BuildPointer("b1", artifact.artifact_id, artifact.uri, position, "IVF8,Flat")
+    assert replica.swap_to_build(pointer)
     shard = replica.shard
     assert shard.spec.factory == "IVF8,Flat"
+    assert replica.build_id == "b1"
     np.testing.assert_array_equal(shard.ids(), np.sort(np.concatenate([ids[5:], fresh_ids, more])))
     top = shard.search(fresh[:3], 1, params=None).image_ids[:, 0]
     np.testing.assert_array_equal(top, fresh_ids[:3])
@@ -205,8 +232,9 @@ def test_update_during_rebuild_survives_the_swap(redis_client: redis.Redis, tmp_
 
 def test_concurrent_follow_and_search(redis_client: redis.Redis, tmp_path: Path) -> None:
     log = UpdateLog(redis_client, 6, MODEL, DIM)
-    replica = ShardReplica(redis_client, 6, MODEL, DIM, tmp_path, spec="Flat", compact_at=100)
-    shard = replica.start()
+    replica = _replica(redis_client, 6, tmp_path, spec="Flat", compact_at=100)
+    replica.recover()
+    shard = replica.shard
     stop = threading.Event()
     follower = threading.Thread(target=replica.follow, args=(stop, 50))
     follower.start()

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
-from workers.index.log import UpdateLog, log_key, positions_key
+from workers.index.artifacts import ArtifactStore
+from workers.index.log import UpdateLog, log_key, trimmed_key
 from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
@@ -41,7 +42,7 @@ class ShardModel(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.root = Path(self.tmp.name)
         self.client = client
-        client.delete(log_key(LOG_SHARD), positions_key(LOG_SHARD))
+        client.delete(log_key(LOG_SHARD), trimmed_key(LOG_SHARD))
         self.log = UpdateLog(client, LOG_SHARD, MODEL, DIM)
         self.shards = {
             "Flat": Shard(DIM, MODEL, "Flat", work_dir=self.root / "flat-work"),
@@ -63,9 +64,15 @@ class ShardModel(RuleBasedStateMachine):
 
     def _replica(self) -> ShardReplica:
         replica = ShardReplica(
-            self.client, LOG_SHARD, MODEL, DIM, self.root / "replica", spec="IVF4,Flat", name="r"
+            self.client,
+            LOG_SHARD,
+            MODEL,
+            DIM,
+            store=ArtifactStore((self.root / "store").as_uri()),
+            local_dir=self.root / "replica",
+            spec="IVF4,Flat",
         )
-        replica.start()
+        assert replica.recover()
         return replica
 
     @rule(ids=IDS, images_per_product=st.sampled_from([1, 3]))
@@ -110,17 +117,17 @@ class ShardModel(RuleBasedStateMachine):
     @rule()
     def replica_snapshots(self) -> None:
         self.replica.catch_up()
-        self.replica.snapshot()
+        self.replica.publish_snapshot()
 
     @rule()
     def replica_trims_the_log(self) -> None:
         self.replica.catch_up()
-        self.replica.trim_log()  # only behind its snapshot: a restart replays the rest
+        self.replica.trim_log()  # only behind its artifacts: a restart replays the rest
 
     @rule(caught_up=st.booleans())
     def replica_restarts(self, caught_up: bool) -> None:
-        """A new process: the newest snapshot, then the log from its position (with or
-        without the old replica having applied everything before it stopped)."""
+        """A new process: the newest artifact in the store, then the log from its position
+        (with or without the old replica having applied everything before it stopped)."""
         if caught_up:
             self.replica.catch_up()
         self.replica = self._replica()
