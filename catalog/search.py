@@ -23,7 +23,7 @@ from workers.encoding.registry import published_model
 from workers.index.types import SearchFilter
 from workers.observability.context import current_request_id, new_request_id
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.client import EncodeClient, SearchClient
+from workers.rpc.client import EncodeClient, SearchClient, ServedShards
 from workers.rpc.connection import connect
 from workers.rpc.errors import BadRequest, NoWorkerAvailable, RemoteError, RpcUnavailable
 
@@ -41,6 +41,7 @@ class SearchPage:
     took_ms: float
     answered: int
     total: int
+    missing: tuple[int, ...] = ()  # shards that did not answer: none served, late or failed
 
     @property
     def partial(self) -> bool:
@@ -57,8 +58,17 @@ def rpc_redis() -> redis.Redis:
     return _rpc_redis(settings.REDIS_URL)
 
 
+@functools.cache
+def _search_client(url: str, n_shards: int, timeout_s: float) -> SearchClient:
+    client = _rpc_redis(url)
+    return SearchClient(
+        client, n_shards, timeout_s=timeout_s, served=ServedShards(client, n_shards)
+    )
+
+
 def search_client() -> SearchClient:
-    return SearchClient(rpc_redis(), settings.SEARCH_SHARDS, timeout_s=settings.SEARCH_TIMEOUT_S)
+    """One per process: it remembers which shards are served between requests."""
+    return _search_client(settings.REDIS_URL, settings.SEARCH_SHARDS, settings.SEARCH_TIMEOUT_S)
 
 
 _MODEL_TTL_S = 30.0
@@ -214,4 +224,5 @@ def search(
         took_ms=(time.perf_counter() - started) * 1e3,
         answered=len(gathered.answered),
         total=gathered.total,
+        missing=tuple(s for s in range(gathered.total) if s not in gathered.answered),
     )

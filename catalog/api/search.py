@@ -73,6 +73,9 @@ class SearchHitSerializer(serializers.Serializer):
 class ShardsSerializer(serializers.Serializer):
     answered = serializers.IntegerField()
     total = serializers.IntegerField()
+    missing = serializers.ListField(
+        child=serializers.IntegerField(), help_text="shards whose results are not included"
+    )
 
 
 class SearchResponse(serializers.Serializer):
@@ -97,7 +100,7 @@ def _respond(request: Request, page: search.SearchPage) -> Response:
         "results": [_result(request, hit) for hit in page.hits],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,
-        "shards": {"answered": page.answered, "total": page.total},
+        "shards": {"answered": page.answered, "total": page.total, "missing": list(page.missing)},
     }
     return Response(body)
 

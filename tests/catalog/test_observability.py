@@ -165,7 +165,7 @@ def test_workers_metrics_and_a_request_id_to_the_shard(
             f"/api/products/{product}/similar/", {"k": 3}, HTTP_X_REQUEST_ID=request_id
         )
         assert response.status_code == 200, response.content
-        assert response.json()["shards"] == {"answered": 2, "total": 2}
+        assert response.json()["shards"] == {"answered": 2, "total": 2, "missing": []}
         assert response["X-Request-ID"] == request_id
 
         def logged() -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
+from workers.index.membership import ready_shards
 from workers.index.types import SearchFilter, SearchResult
 from workers.observability.metrics import (
     SEARCH_PARTIAL,
@@ -194,6 +196,34 @@ class GatheredResult:
         return len(self.answered) < self.total
 
 
+class ServedShards:
+    """Which shards have a live, ready replica, read from their heartbeats at most once per
+    `refresh_s`: a shard nobody serves is answered as missing at once, not after the
+    deadline. When Redis cannot say, every shard is tried (the deadline still holds)."""
+
+    def __init__(self, client: redis.Redis, n_shards: int, refresh_s: float = 1.0) -> None:
+        self.client = client
+        self.n_shards = n_shards
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._known: frozenset[int] = frozenset(range(n_shards))
+        self._until = 0.0
+
+    def shards(self) -> frozenset[int]:
+        now = time.monotonic()
+        if now < self._until:
+            return self._known
+        with self._lock:
+            if now >= self._until:
+                try:
+                    self._known = frozenset(ready_shards(self.client, self.n_shards))
+                except redis.RedisError as exc:
+                    log.warning("rpc: cannot read which shards are served: %s", exc)
+                    self._known = frozenset(range(self.n_shards))
+                self._until = now + self.refresh_s
+        return self._known
+
+
 class SearchClient:
     """Searches all shards over Redis; thread-safe (each call borrows a pooled connection)."""
 
@@ -206,7 +236,9 @@ class SearchClient:
         limits: ProtocolLimits = DEFAULT_LIMITS,
         max_queue_len: int = 4096,
         queue_ttl_s: int = 60,
+        served: ServedShards | None = None,
     ) -> None:
+        """`served`: which shards have a ready replica; without it every shard is asked."""
         if n_shards < 1:
             raise ValueError("n_shards must be at least 1")
         self.n_shards = n_shards
@@ -215,6 +247,7 @@ class SearchClient:
         self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
         self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
         self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+        self._served = served
 
     def search(
         self,
@@ -230,8 +263,13 @@ class SearchClient:
         q = self._check_queries(queries, k)
         timeout = timeout_s if timeout_s is not None else self.timeout_s
         payload = SearchQuery(queries=q, k=int(k), filters=filters or SearchFilter())
+        served = self._served.shards() if self._served else frozenset(range(self.n_shards))
+        if not served:
+            SEARCH_QUERIES.labels("failed").inc()
+            raise NoShardAvailable("no search shard has a live, ready replica")
+        keys = [self.queue_keys[s] for s in sorted(served)]
         try:
-            replies = self._transport.call_timed(self.queue_keys, payload, timeout, trace_id)
+            replies = self._transport.call_timed(keys, payload, timeout, trace_id)
         except RpcUnavailable:
             SEARCH_QUERIES.labels("failed").inc()
             raise
@@ -262,6 +300,9 @@ class SearchClient:
                 + (f" (errors: {errors})" if errors else "")
             )
         answered = sorted(hits)
+        for shard in range(self.n_shards):
+            if shard not in served:
+                errors[shard] = "no live, ready replica"
         return GatheredResult(
             result=merge_topk([hits[s] for s in answered], int(k)),
             answered=answered,
