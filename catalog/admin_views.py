@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from catalog.search_health import history_charts, shard_rows
+from catalog.search_health import history_charts, replica_rows, shard_rows
 
 
 def search_health(request: HttpRequest) -> HttpResponse:
@@ -16,6 +16,7 @@ def search_health(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Search health",
         "shards": shard_rows(),
+        "replicas": replica_rows(),
         "charts": history_charts(),
         "flower_url": settings.FLOWER_URL,
     }

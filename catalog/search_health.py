@@ -35,6 +35,21 @@ def shard_rows(timeout: float = 3.0) -> list[dict[str, Any]]:
     return rows
 
 
+def replica_rows() -> list[dict[str, Any]]:
+    """Every live replica of every shard, ready or why not (from their heartbeats)."""
+    from catalog.services.index_overview import overview
+
+    rows = []
+    for shard in overview():
+        if "error" in shard:
+            rows.append({"shard": shard["shard"], "error": shard["error"]})
+            continue
+        if not shard["replicas"]:
+            rows.append({"shard": shard["shard"], "error": "no live replica: searches skip it"})
+        rows.extend({"shard": shard["shard"], **member} for member in shard["replicas"])
+    return rows
+
+
 def _chart(series: dict[str, list[tuple]], ylabel: str, title: str) -> str | None:
     """A small PNG line chart as a data URI (rendered server-side; no JavaScript)."""
     if not any(series.values()):

@@ -1,6 +1,7 @@
 """Observability of Celery workers, wired through Celery signals.
 
-- `worker_ready` (the main worker process, once): serve Prometheus metrics on
+- `worker_ready` (the main worker process, once): serve Prometheus metrics, and `/ready`
+  (200 when every shard this worker serves is ready, else 503 with the reasons), on
   WORKER_METRICS_PORT (0 or unset: off) at WORKER_METRICS_ADDR (default 127.0.0.1).
   In multiprocess mode the port serves the aggregate of the metrics directory, which
   includes prefork pool children.
@@ -36,14 +37,25 @@ def metrics_port() -> int:
 
 
 def start_metrics_server(port: int, addr: str | None = None) -> Any:
-    """Serve /metrics (any path, in fact) on `addr:port` from a daemon thread."""
-    from prometheus_client import start_http_server
+    """Serve /metrics, and /ready for a readiness probe, on `addr:port` from a daemon thread."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
 
     from workers.observability import metrics as _metrics  # noqa: F401  (define them all)
     from workers.observability.multiproc import collecting_registry
+    from workers.observability.readiness import with_readiness
+    from workers.serving.bootsteps import running_shards
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # probes every few seconds
+            pass
 
     addr = addr or os.environ.get("WORKER_METRICS_ADDR", "127.0.0.1")
-    server, _thread = start_http_server(port, addr=addr, registry=collecting_registry())
+    app = with_readiness(make_wsgi_app(collecting_registry()), running_shards)
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
 
 

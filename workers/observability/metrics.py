@@ -112,8 +112,13 @@ SHARD_LAST_APPLIED_AGE = _shard_gauge(
     "vps_shard_last_applied_age_seconds",
     "Seconds since the last applied update-log entry was appended (grows when idle).",
 )
+SHARD_READY = _shard_gauge(
+    "vps_shard_ready",
+    "1 while the replica serves: its state is continued by the log without a gap; else 0.",
+)
 SHARD_SNAPSHOT_AGE = _shard_gauge(
-    "vps_shard_snapshot_age_seconds", "Seconds since the replica's newest snapshot was written."
+    "vps_shard_snapshot_age_seconds",
+    "Seconds since the newest artifact of the shard's generation was published to the store.",
 )
 SHARD_NPROBE = _shard_gauge("vps_shard_nprobe", "Tuned IVF nprobe of the shard's index.")
 SHARD_EF_SEARCH = _shard_gauge("vps_shard_ef_search", "Tuned HNSW efSearch of the shard's index.")

@@ -14,12 +14,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
 
-from workers.index import snapshot as snap
 from workers.index.log import START, parse_id
 from workers.observability import metrics
 
@@ -64,17 +62,6 @@ def log_times(
     return applied_at, pending_at
 
 
-def snapshot_time(directory: Path) -> float | None:
-    """When the newest snapshot of a replica directory was written (None if there is none)."""
-    for path in snap.snapshot_dirs(directory):
-        meta = path / snap.META
-        try:
-            return meta.stat().st_mtime
-        except FileNotFoundError:
-            continue
-    return None
-
-
 def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]:
     """A replica's counts, tuned parameters, update lag and snapshot age (no side effects).
 
@@ -82,11 +69,12 @@ def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]
     """
     shard = replica.shard
     if shard is None:
-        return {}
+        return {"ready": float(replica.ready)}
     now = time.time() if now is None else now
     stats = shard.stats()
     params = stats.get("params") or {}
     values: dict[str, float] = {
+        "ready": float(replica.ready),
         "vectors": float(stats.get("vectors", 0)),
         "delta_size": float(stats.get("delta_size", 0)),
         "removed_fraction": float(stats.get("removed_fraction", 0.0)),
@@ -104,7 +92,7 @@ def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]
         values["update_lag_s"] = max(0.0, now - pending_at) if pending_at is not None else 0.0
         if applied_at is not None:
             values["last_applied_age_s"] = max(0.0, now - applied_at)
-    snapshot_at = snapshot_time(replica.directory)
+    snapshot_at = replica.newest_artifact_at
     if snapshot_at is not None:
         values["snapshot_age_s"] = max(0.0, now - snapshot_at)
     return values
@@ -115,6 +103,7 @@ def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]
     values = measure(replica, now)
     label = str(replica.shard_no)
     for key, gauge in (
+        ("ready", metrics.SHARD_READY),
         ("vectors", metrics.SHARD_VECTORS),
         ("delta_size", metrics.SHARD_DELTA),
         ("removed_fraction", metrics.SHARD_REMOVED_FRACTION),

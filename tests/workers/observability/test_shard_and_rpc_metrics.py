@@ -14,6 +14,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from workers.index.artifacts import ArtifactStore
 from workers.index.log import UpdateLog
 from workers.index.replica import ShardReplica
 from workers.index.types import VectorAttrs
@@ -40,6 +41,13 @@ def upserts(log: UpdateLog, ids: np.ndarray, seed: int = 0) -> str:
     return log.append_upserts(ids, x, attrs)
 
 
+def _replica(client: redis.Redis, shard: int, tmp_path: Path) -> ShardReplica:
+    store = ArtifactStore((tmp_path / "store").as_uri())
+    return ShardReplica(
+        client, shard, MODEL, DIM, store=store, local_dir=tmp_path / "local", spec="Flat"
+    )
+
+
 def value(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
@@ -49,14 +57,16 @@ def test_shard_gauges_follow_the_replica(redis_client: redis.Redis, tmp_path: Pa
     log = UpdateLog(redis_client, shard, MODEL, DIM)
     upserts(log, np.arange(200, dtype=np.int64))
     log.append_deletes(np.arange(10, dtype=np.int64))
-    replica = ShardReplica(redis_client, shard, MODEL, DIM, tmp_path, spec="Flat", name="obs")
-    replica.start()
+    replica = _replica(redis_client, shard, tmp_path)
+    replica.recover()
 
     values = refresh(replica)
     assert values["vectors"] == 190
     assert values["update_lag_s"] == 0.0  # caught up
     assert 0 <= values["last_applied_age_s"] < 60
-    assert "snapshot_age_s" not in values  # no snapshot yet
+    assert values["ready"] == 1.0
+    assert value("vps_shard_ready", shard="41") == 1.0
+    assert "snapshot_age_s" not in values  # nothing in the store yet
     assert math.isnan(values["nprobe"])  # a flat index has no nprobe
     assert value("vps_shard_vectors", shard="41") == 190
     assert value("vps_shard_removed_fraction", shard="41") == pytest.approx(
@@ -72,7 +82,7 @@ def test_shard_gauges_follow_the_replica(redis_client: redis.Redis, tmp_path: Pa
     assert value("vps_shard_update_lag_seconds", shard="41") == values["update_lag_s"]
 
     replica.catch_up()
-    replica.snapshot()
+    replica.publish_snapshot()
     values = refresh(replica, now=later)
     assert values["update_lag_s"] == 0.0
     assert values["vectors"] == 200
@@ -84,8 +94,8 @@ def test_rpc_round_trip_is_measured_and_logged_under_its_trace_id(
 ) -> None:
     shard = 0
     upserts(UpdateLog(redis_client, shard, MODEL, DIM), np.arange(300, dtype=np.int64))
-    replica = ShardReplica(redis_client, shard, MODEL, DIM, tmp_path, spec="Flat", name="rpc")
-    replica.start()
+    replica = _replica(redis_client, shard, tmp_path)
+    replica.recover()
     server = RpcServer(
         connect(redis_url),
         shard_queue_key(shard),
