@@ -91,9 +91,13 @@ def _django_on_private_redis(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_stale_product_cache(request: pytest.FixtureRequest) -> None:
     """Rows vanish between tests without signals (rollback, flush) and ids are reused:
-    drop the cached product cards and vectors (catalog.product_cache) with them."""
+    drop the cached product cards and vectors (catalog.product_cache) with them, and the
+    web's view of which shards are served (each test starts its own replicas)."""
     if not request.config.pluginmanager.hasplugin("django"):
         return
+    from catalog.search import _search_client
+
+    _search_client.cache_clear()
     server: RedisProcess = request.getfixturevalue("redis_server")
     if server.proc is None:
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -25,9 +26,10 @@ from catalog.redis_clients import redis_client
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
 from workers.index.build import build_bulk
-from workers.index.builds import BuildPointer, publish_build
+from workers.index.builds import BuildPointer, build_requested_key, publish_build
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.membership import MemberState, beat, leave
+from workers.index.shard import Shard
 from workers.index.spec import choose_spec
 from workers.index.types import VectorAttrs
 
@@ -104,10 +106,10 @@ def build_shard(
     builder.beat()  # the log is kept from `position` until the build is in the store
     try:
         count = shard_vector_count(shard, model, dim, lambda _n: builder.beat_now_and_then())
-        if count == 0:
-            return {"shard": shard, "vectors": 0, "skipped": "no vectors"}
-        chosen = choose_spec(count, dim, spec or settings.INDEX_SPEC)
+        chosen = choose_spec(max(count, 1), dim, spec or settings.INDEX_SPEC)
+        # unique even for two builds in one second: replicas swap when the id changes
         build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{chosen.factory.replace(',', '_')}"
+        build_id += f"-{secrets.token_hex(3)}"
 
         def tick(n: int) -> None:
             builder.beat_now_and_then()
@@ -115,42 +117,55 @@ def build_shard(
                 progress(n)
 
         with tempfile.TemporaryDirectory(dir=_scratch_dir()) as scratch:
-            built = build_bulk(
-                embedding_batches(shard, model, dim, progress=tick),
-                dim,
-                model,
-                chosen,
-                expected_count=count,
-                log_position=position,
-                work_dir=Path(scratch) / "work",
-            )
-            folder = built.shard.snapshot(Path(scratch) / "out", position)
+            work_dir = Path(scratch) / "work"
+            if count:
+                built = build_bulk(
+                    embedding_batches(shard, model, dim, progress=tick),
+                    dim,
+                    model,
+                    chosen,
+                    expected_count=count,
+                    log_position=position,
+                    work_dir=work_dir,
+                )
+                index = built.shard
+                facts = {
+                    "train_s": round(built.train_seconds, 2),
+                    "add_s": round(built.add_seconds, 2),
+                    "tune": {
+                        k: v
+                        for k, v in built.tune.items()
+                        if isinstance(v, int | float | str | dict)
+                    },
+                }
+            else:  # an empty shard is a state too: replicas waiting for a build need one
+                index, facts = Shard(dim, model, chosen, work_dir=work_dir), {}
+            folder = index.snapshot(Path(scratch) / "out", position)
             artifact = index_store().publish(
                 shard,
                 folder,
                 kind="build",
                 build_id=build_id,
                 log_position=position,
-                meta={"vectors": built.n_vectors, "spec": chosen.factory},
+                meta={"vectors": count, "spec": chosen.factory},
             )
         publish_build(
             client,
             shard,
             BuildPointer(build_id, artifact.artifact_id, artifact.uri, position, chosen.factory),
         )
+        client.delete(build_requested_key(shard))  # a replica may ask again from now on
     finally:
         builder.leave()
-    logger.info("shard %d: published build %s (%d vectors)", shard, build_id, built.n_vectors)
+    logger.info("shard %d: published build %s (%d vectors)", shard, build_id, count)
     return {
         "shard": shard,
         "build_id": build_id,
-        "vectors": built.n_vectors,
+        "vectors": count,
         "spec": chosen.factory,
         "log_position": position,
         "uri": artifact.uri,
-        "train_s": round(built.train_seconds, 2),
-        "add_s": round(built.add_seconds, 2),
-        "tune": {k: v for k, v in built.tune.items() if isinstance(v, int | float | str | dict)},
+        **facts,
     }
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from catalog.models import Product
 from tests.support.images import image_bytes
+from tests.support.membership import serve_as_ready
 from tests.support.servers import serving
 from tests.workers.rpc.conftest import FlatShard, Servers
 from workers.encoding.encoder import ClipEncoder
@@ -82,15 +83,16 @@ def site(settings, redis_url, tiny_clip_model) -> Iterator[Site]:
     encoder = ClipEncoder.load(str(tiny_clip_model))
     client = connect(redis_url)
     publish_model(client, encoder.model_name, encoder.dim)
-    client.close()
     servers = Servers(redis_url)
     encode = servers.start(ENCODE_QUEUE_KEY, make_encode_handler(encoder), name="encoder")
     for shard in range(2):
         vector = np.eye(1, encoder.dim, dtype=np.float32)
         ghost = FlatShard(vector, np.array([10**9 + shard]), np.zeros(1, np.int64))
         servers.start(shard_queue_key(shard), make_search_handler(ghost.search, shard=shard))
+        serve_as_ready(client, shard)
     yield Site(encode=encode, servers=servers)
     servers.stop_all()
+    client.close()
 
 
 def search_photo(api_client, data: bytes, name: str = "q.png"):

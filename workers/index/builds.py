@@ -26,6 +26,11 @@ def build_key(shard: int) -> str:
     return f"search:index:build:{int(shard)}"
 
 
+def build_requested_key(shard: int) -> str:
+    """Set (with a TTL) while a rebuild some replica asked for is queued or running."""
+    return f"search:index:build-requested:{int(shard)}"
+
+
 @dataclass(frozen=True)
 class BuildPointer:
     build_id: str

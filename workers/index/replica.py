@@ -309,7 +309,10 @@ class ShardReplica:
 
     def trim_log(self) -> int:
         """Trim the log behind the retained artifacts and every live member's position."""
-        members = live_members(self.client, self.shard_no)  # first: see builds in progress
+        # members first, so a build that starts meanwhile is seen; our own heartbeat may
+        # lag behind what we applied, so our current state stands in for it
+        members = [m for m in live_members(self.client, self.shard_no) if m.name != self.name]
+        members.append(self.state())
         artifacts = self.store.list(self.shard_no)
         build_id = generation(current_build(self.client, self.shard_no), artifacts)
         floor = trim_floor(members, artifacts, build_id, keep=self.keep_snapshots)
