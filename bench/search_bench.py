@@ -66,9 +66,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def prepare(args: argparse.Namespace, work: Path, query_ids: np.ndarray, query_vecs: np.ndarray):
-    """Build the shard snapshots and the catalog DB (in parallel), unless `work` has them."""
+    """Build the shards into the artifact store and the catalog DB (in parallel), unless `work`
+    has them."""
     marker = work / "ready.json"
-    want = {"n": args.n, "shards": args.shards, "spec": args.spec, "queries": len(query_ids)}
+    want = {
+        "n": args.n,
+        "shards": args.shards,
+        "spec": args.spec,
+        "queries": len(query_ids),
+        "store": 1,
+    }
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("want") == want:
@@ -275,7 +282,9 @@ def main() -> None:
             t0 = time.perf_counter()
             client.ping()
             ping[i] = (time.perf_counter() - t0) * 1e3
-        local, _ = Shard.load(work / "index" / "shard-0", work_dir=work / "inproc-work")
+        local, _ = Shard.load(
+            work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
+        )
         one = SearchClient(client, 1)
         probe = fresh_vectors(args.latency_queries, seed=31)
         latency_in_process(local.search, probe[:100], args.k)

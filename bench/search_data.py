@@ -1,4 +1,4 @@
-"""The synthetic catalog of search_bench: ids, shard split, attributes, built shard snapshots.
+"""The synthetic catalog of search_bench: ids, shard split, attributes, built shard artifacts.
 
 Vector row r is product r + 1 with one image, image id = product id = vector id, so the
 shards, the update log and the database all agree. Rows are generated block by block from
@@ -81,8 +81,14 @@ def query_products(n: int, count: int, seed: int = 5) -> tuple[np.ndarray, np.nd
     return ids[pick], np.ascontiguousarray(vectors[pick])
 
 
+def store_url(index_dir: Path) -> str:
+    """The bench's artifact store: a file:// folder beside the replicas' working folders."""
+    return (Path(index_dir).resolve() / "store").as_uri()
+
+
 def build_shard(shard: int, n_shards: int, n: int, spec: str, index_dir: Path) -> dict:
-    """Build shard `shard` of the catalog and snapshot it where a replica loads it from."""
+    """Build shard `shard` of the catalog and publish it to the store replicas load from."""
+    from workers.index.artifacts import ArtifactStore
     from workers.index.build import build_bulk
     from workers.index.threads import use_search_threads
 
@@ -98,7 +104,7 @@ def build_shard(shard: int, n_shards: int, n: int, spec: str, index_dir: Path) -
                 yield part, vectors[lo : lo + 50_000], attrs_for(part)
 
     expected = int(np.count_nonzero(shard_of(product_ids(n), n_shards) == shard))
-    directory = Path(index_dir) / f"shard-{shard}"
+    directory = Path(index_dir) / "builds" / f"shard-{shard}"
     built = build_bulk(
         batches(),
         DIM,
@@ -109,7 +115,10 @@ def build_shard(shard: int, n_shards: int, n: int, spec: str, index_dir: Path) -
         train_threads=1,
         add_threads=1,
     )
-    built.shard.snapshot(directory, START)
+    folder = built.shard.snapshot(directory / "out", START)
+    ArtifactStore(store_url(index_dir)).publish(
+        shard, folder, kind="build", build_id="bench", log_position=START, meta={}
+    )
     return {
         "shard": shard,
         "vectors": built.n_vectors,

@@ -33,6 +33,7 @@ from workers.rpc.errors import NoShardAvailable  # noqa: E402
 
 
 def serve_shard(args: argparse.Namespace) -> None:
+    from bench.search_data import store_url
     from workers.index.threads import use_search_threads
     from workers.serving.shard_service import ShardService, ShardServiceConfig
 
@@ -42,6 +43,7 @@ def serve_shard(args: argparse.Namespace) -> None:
             redis_url=args.redis_url,
             shard=args.shard,
             index_dir=Path(args.index_dir),
+            store_url=store_url(Path(args.index_dir)),
             batch_cap=args.batch_cap,
             model_wait_s=60.0,
         )
