@@ -15,9 +15,11 @@ def retained(
     """Ids to keep whatever their age: the current build's newest "build" artifact and the
     newest `keep_snapshots` snapshots of that build.
 
-    With no current build named, the newest build artifact's generation is current. When
-    the current generation has no build artifact in the store, everything is kept: nothing
-    is provably superseded, and a replica may still need the older generation to start."""
+    With no current build named, the newest build artifact's generation is current. A shard
+    that never had a build (its first generation comes from the log alone) keeps its newest
+    snapshots. Otherwise, when the current generation has no build artifact in the store,
+    everything is kept: nothing is provably superseded, and a replica may still need the
+    older generation to start."""
     if keep_snapshots < 0:
         raise ValueError(f"keep_snapshots must be >= 0, not {keep_snapshots}")
     ordered = newest_first(artifacts)
@@ -25,6 +27,9 @@ def retained(
     if current_build is None and builds:
         current_build = builds[0].build_id
     current = [a for a in builds if a.build_id == current_build]
+    snapshots = [a for a in ordered if a.kind == "snapshot" and a.build_id == current_build]
+    if not builds and snapshots:
+        return {a.artifact_id for a in snapshots[:keep_snapshots]}
     if not current:
         if artifacts:
             logger.warning(
@@ -33,7 +38,6 @@ def retained(
                 current_build,
             )
         return {a.artifact_id for a in artifacts}
-    snapshots = [a for a in ordered if a.kind == "snapshot" and a.build_id == current_build]
     return {current[0].artifact_id, *(a.artifact_id for a in snapshots[:keep_snapshots])}
 
 
