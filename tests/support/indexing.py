@@ -57,11 +57,17 @@ def live_ids(shard: int, timeout: float = 30.0) -> set[int]:
 
 
 def shards_match_database() -> bool:
-    """Each shard holds exactly the database's active embeddings (False while one is silent)."""
+    """Each shard holds exactly the database's active embeddings and says it is ready, so
+    the web sends it searches (False while one is silent)."""
+    from catalog.redis_clients import redis_client
     from catalog.services.reconcile import ShardDidNotAnswer
+    from workers.index.membership import ready_shards
 
+    n_shards = settings.SEARCH_SHARDS
+    if ready_shards(redis_client(), n_shards) != set(range(n_shards)):
+        return False
     try:
-        return all(live_ids(n) == expected_ids(n) for n in range(settings.SEARCH_SHARDS))
+        return all(live_ids(n) == expected_ids(n) for n in range(n_shards))
     except ShardDidNotAnswer:
         return False
 

@@ -170,13 +170,17 @@ class ShardService:
     def _heartbeat(self) -> None:
         """Say who we are, what we cover and whether we serve, until stopped."""
         while not self._stop.is_set():
-            replica = self.replica
-            if replica is not None:
-                try:
-                    beat(self.client, replica.state(), self.config.member_ttl_s)
-                except redis.RedisError as exc:
-                    logger.warning("shard %d: heartbeat failed: %s", self.config.shard, exc)
+            self._beat()
             self._stop.wait(self.config.heartbeat_s)
+
+    def _beat(self) -> None:
+        replica = self.replica
+        if replica is None:
+            return
+        try:
+            beat(self.client, replica.state(), self.config.member_ttl_s)
+        except redis.RedisError as exc:
+            logger.warning("shard %d: heartbeat failed: %s", self.config.shard, exc)
 
     def _follow(self) -> None:
         """Get ready, apply the log as it grows; now and then, check coverage and builds."""
@@ -188,9 +192,11 @@ class ShardService:
         while not self._stop.is_set():
             if not replica.ready:
                 self.serving.clear()
+                self._beat()  # the web stops sending here now, not at the next beat
                 self._get_ready()
                 if replica.ready:
                     self.serving.set()
+                    self._beat()
                 continue
             replica.poll_once(block_ms=None if folding else 200)  # no wait mid-fold
             folding = False
