@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from workers.index.membership import ready_shards
 from workers.observability.context import is_valid
 
 
@@ -160,6 +161,7 @@ def test_workers_metrics_and_a_request_id_to_the_shard(
         assert all(s.value >= 0 for s in lag)
 
         # One request id from the API, through the RPC, into a shard worker's log.
+        assert poll(lambda: ready_shards(redis_client, 2) == {0, 1}), "replicas not ready"
         request_id = "obs-test-0042"
         response = api_client.get(
             f"/api/products/{product}/similar/", {"k": 3}, HTTP_X_REQUEST_ID=request_id
