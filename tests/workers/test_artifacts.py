@@ -566,6 +566,7 @@ HOSTILE: dict[str, Any] = {
 
 RAW_HOSTILE: dict[str, bytes] = {
     "not-json": b"{this is not json",
+    "empty-file": b"",  # S3 refuses a byte range of an empty object (416)
     "not-utf8": b"\xff\xfe\xfa not text",
     "truncated-json": b'{"format": 1, "shard": 0, "files": {',
     "oversized": b'{"pad": "' + b"x" * (manifest_format.MAX_BYTES + 10) + b'"}',
