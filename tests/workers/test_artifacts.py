@@ -556,6 +556,7 @@ HOSTILE: dict[str, Any] = {
     "created-bool": _set(("created",), True),
     "created-nan": _set(("created",), float("nan")),
     "created-inf": _set(("created",), float("inf")),
+    "created-huge": _set(("created",), 10**400),  # an int no float can hold
     # sums
     "sha-short": _set(("files", "index.faiss", "sha256"), "a" * 63),
     "sha-upper": _set(("files", "index.faiss", "sha256"), "A" * 64),
@@ -569,6 +570,7 @@ RAW_HOSTILE: dict[str, bytes] = {
     "empty-file": b"",  # S3 refuses a byte range of an empty object (416)
     "not-utf8": b"\xff\xfe\xfa not text",
     "truncated-json": b'{"format": 1, "shard": 0, "files": {',
+    "deep-nesting": b'{"meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     "oversized": b'{"pad": "' + b"x" * (manifest_format.MAX_BYTES + 10) + b'"}',
 }
 
