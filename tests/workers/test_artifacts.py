@@ -259,6 +259,8 @@ def test_shards_are_separate(store: ArtifactStore, tmp_path: Path) -> None:
         ({"build_id": "a\nb"}, "build id"),
         ({"meta": {"x": float("nan")}}, "JSON"),
         ({"meta": {"x": object()}}, "JSON"),
+        ({"meta": ["a list"]}, "not a JSON object"),  # list() would never show it
+        ({"meta": {"x": "y" * manifest_format.MAX_BYTES}}, "larger than"),
     ],
 )
 def test_publish_refuses_bad_arguments_before_uploading(
