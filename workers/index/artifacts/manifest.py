@@ -51,11 +51,11 @@ def decode(raw: bytes, *, shard: int, artifact_id: str, uri: str) -> Artifact:
         raise CorruptArtifact(f"{uri}: manifest larger than {MAX_BYTES} bytes")
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CorruptArtifact(f"{uri}: manifest is not JSON: {exc}") from exc
     try:
         return _checked(doc, shard=shard, artifact_id=artifact_id, uri=uri)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise CorruptArtifact(f"{uri}: bad manifest: {exc}") from exc
 
 

@@ -51,9 +51,13 @@ class Remote:
         return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]
 
     def read_head(self, path: str, limit: int) -> bytes | None:
-        """At most `limit` bytes from the start of a small file; None when it is missing."""
+        """At most `limit` bytes from the start of a small file; None when it is missing.
+
+        Read through an open file rather than a ranged cat_file: S3 answers a byte range
+        on an empty object with 416, and one empty manifest must not fail a listing."""
         try:
-            return bytes(self.fs.cat_file(path, start=0, end=limit))
+            with self.fs.open(path, "rb", block_size=limit, cache_type="none") as fh:
+                return bytes(fh.read(limit))
         except FileNotFoundError:
             return None
         except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:

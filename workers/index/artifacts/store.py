@@ -71,10 +71,7 @@ class ArtifactStore:
         _check_shard(shard)
         check_build_id(build_id)
         artifact_id = new_artifact_id(log_position, kind)
-        try:
-            json.dumps(meta, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"artifact meta is not plain JSON: {exc}") from exc
+        _check_meta(meta)
         sources = _local_files(Path(local_dir))
         remote = self._remote
         final = self._folder(shard, artifact_id)
@@ -236,6 +233,19 @@ class ArtifactStore:
 def _check_shard(shard: int) -> None:
     if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
         raise ValueError(f"not a shard number: {shard!r}")
+
+
+def _check_meta(meta: object) -> None:
+    """Meta that the manifest reader will accept back: a JSON object, with room to spare
+    under the manifest's size cap (a manifest list() skips is an artifact nobody sees)."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"artifact meta is not a JSON object: {type(meta).__name__}")
+    try:
+        encoded = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"artifact meta is not plain JSON: {exc}") from exc
+    if len(encoded) > manifest.MAX_BYTES // 2:
+        raise ValueError(f"artifact meta is larger than {manifest.MAX_BYTES // 2} bytes")
 
 
 def _checked_listing(artifact: Artifact) -> tuple[str, dict[str, tuple[str, int]]]:
