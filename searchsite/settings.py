@@ -184,6 +184,10 @@ CELERY_TASK_ROUTES = {
 ENCODE_LEASE_TTL_S = env.float("ENCODE_LEASE_TTL_S", default=20.0)
 ENCODE_STALE_EVERY_S = env.float("ENCODE_STALE_EVERY_S", default=15.0)
 ENCODE_PENDING_AFTER_S = env.float("ENCODE_PENDING_AFTER_S", default=60.0)
+# An encode task whose images failed for a passing reason (a storage or URL not answering,
+# a file not replicated yet) retries after this many seconds, doubling up to the max.
+ENCODE_RETRY_BACKOFF_S = env.float("ENCODE_RETRY_BACKOFF_S", default=2.0)
+ENCODE_RETRY_BACKOFF_MAX_S = env.float("ENCODE_RETRY_BACKOFF_MAX_S", default=60.0)
 # Periodic maintenance (shard compaction and snapshots run inside each replica:
 # workers/serving/upkeep.py).
 CELERY_BEAT_SCHEDULE = {
