@@ -14,6 +14,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from catalog.services import indexing
+from catalog.services.encode_leases import lease_until_retry
 from workers.encoding.process import process_encoder
 from workers.queues import Queue
 
@@ -79,9 +80,19 @@ def encode_products(self: Task, product_ids: list[int]) -> dict[str, int]:
     try:
         return indexing.encode_products([int(i) for i in product_ids], encoder=encoder()).as_dict()
     except indexing.TransientEncodeError as exc:
+        if self.request.retries < self.max_retries:
+            _lease_until_retry(exc.product_ids, countdown)
         raise self.retry(args=[exc.product_ids], exc=exc, countdown=countdown) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise self.retry(exc=exc, countdown=countdown) from None
+
+
+def _lease_until_retry(product_ids: list[int], countdown: float) -> None:
+    """Keep the sweep from sending products again while their retry waits (best effort)."""
+    try:
+        lease_until_retry(product_ids, countdown_s=countdown)
+    except redis.RedisError as exc:  # the retry still comes; the sweep may send a duplicate
+        logger.warning("could not lease %d product(s) until their retry: %s", len(product_ids), exc)
 
 
 @shared_task(

@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from catalog.models import Embedding, IndexState, Product, ProductImage
+from catalog.services.encode_leases import lease_key
 from searchsite.media_storage import media_storage
 from tests.support.images import image_bytes
 from tests.support.indexing import wait
@@ -31,7 +32,7 @@ def most_retries_of_one_task(worker: CeleryWorker) -> int:
 
 
 def test_s3_outage_is_retried_then_encoded_when_the_bucket_is_back(
-    redis_url, tiny_clip_model, worker_logs, staff_client, settings, monkeypatch
+    redis_url, redis_client, tiny_clip_model, worker_logs, staff_client, settings, monkeypatch
 ):
     with s3_server(worker_logs) as s3:
         storage_env = {
@@ -83,6 +84,8 @@ def test_s3_outage_is_retried_then_encoded_when_the_bucket_is_back(
         assert waiting.index_state == IndexState.PENDING
         assert "media storage could not read" in waiting.index_error
         assert "missing" not in waiting.index_error
+        # Its retry holds the product's lease, so the stale sweep leaves it to that retry.
+        wait(lambda: redis_client.exists(lease_key(waiting.pk)), timeout=5, what="its lease")
 
         # A restarted moto server comes back with an empty bucket: the file is put back
         # right away, and the row is young again so a read in between is "not stored yet".
