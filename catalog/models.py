@@ -93,6 +93,9 @@ class ProductImage(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why this image could not be loaded or encoded")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Saved with the row (a new file in the admin), not by the encoders' update() calls: how
+    # long the stored file has had to reach shared storage (catalog/stored_files.py).
+    updated_at = models.DateTimeField(auto_now=True)
 
     objects = ProductImageQuerySet.as_manager()
 

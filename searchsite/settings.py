@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
 from workers.observability.logs import logging_config
 from workers.queues import Queue
 
@@ -119,13 +120,23 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "static")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
-SERVE_MEDIA = env.bool("SERVE_MEDIA", default=True)
-# import_catalog reads local image paths only under this folder (relative ones from it).
-IMPORT_ROOT = Path(env.str("IMPORT_ROOT", default=str(DATA_DIR / "import")))
+# Product images: MEDIA_ROOT by default, or MEDIA_STORAGE_URL=s3://bucket/prefix (with
+# MEDIA_S3_ENDPOINT_URL, MEDIA_S3_REGION and boto3's credentials), see searchsite/media_storage.py.
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": media_storage(os.environ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+_MEDIA_ON_DISK = STORAGES["default"]["BACKEND"] == FILESYSTEM_BACKEND
+if _MEDIA_ON_DISK and "OPTIONS" in STORAGES["default"]:  # file:///path names the folder
+    MEDIA_ROOT = Path(STORAGES["default"]["OPTIONS"]["location"])
+# The web serves MEDIA_ROOT itself; images in a bucket have the bucket's (signed) URLs.
+SERVE_MEDIA = env.bool("SERVE_MEDIA", default=_MEDIA_ON_DISK)
+# An encode worker that finds no stored file retries while the image row is younger than this
+# (a fresh upload may still be replicating), then marks it `missing_file`; a storage that
+# fails to answer is always retried (catalog/stored_files.py).
+MEDIA_MISSING_AFTER_S = env.float("MEDIA_MISSING_AFTER_S", default=600.0)
+# import_catalog reads local image paths only under this folder (relative ones from it).
+IMPORT_ROOT = Path(env.str("IMPORT_ROOT", default=str(DATA_DIR / "import")))
 # Uploads larger than this are streamed to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=25 * 1024 * 1024)
@@ -173,6 +184,10 @@ CELERY_TASK_ROUTES = {
 ENCODE_LEASE_TTL_S = env.float("ENCODE_LEASE_TTL_S", default=20.0)
 ENCODE_STALE_EVERY_S = env.float("ENCODE_STALE_EVERY_S", default=15.0)
 ENCODE_PENDING_AFTER_S = env.float("ENCODE_PENDING_AFTER_S", default=60.0)
+# An encode task whose images failed for a passing reason (a storage or URL not answering,
+# a file not replicated yet) retries after this many seconds, doubling up to the max.
+ENCODE_RETRY_BACKOFF_S = env.float("ENCODE_RETRY_BACKOFF_S", default=2.0)
+ENCODE_RETRY_BACKOFF_MAX_S = env.float("ENCODE_RETRY_BACKOFF_MAX_S", default=60.0)
 # Periodic maintenance (shard compaction and snapshots run inside each replica:
 # workers/serving/upkeep.py).
 CELERY_BEAT_SCHEDULE = {

@@ -101,6 +101,25 @@ def encode_lease(product_ids: Iterable[int]) -> EncodeLease:
     return EncodeLease(product_ids, ttl_s=settings.ENCODE_LEASE_TTL_S)
 
 
+def lease_until_retry(
+    product_ids: Iterable[int], *, countdown_s: float, client: redis.Redis | None = None
+) -> None:
+    """Hold the leases of products a task will retry until the retry is due (plus a TTL).
+
+    They are `pending` meanwhile, and the retry waits in the worker, not in the queue: the
+    sweep would send them again, once per sweep for as long as the retries last. A worker
+    that dies meanwhile lets the leases lapse, and the sweep takes the products over.
+    """
+    ids = sorted({int(i) for i in product_ids})
+    if not ids:
+        return
+    ttl_ms = max(1000, int((countdown_s + settings.ENCODE_LEASE_TTL_S) * 1000))
+    with (client or redis_client()).pipeline(transaction=False) as pipe:
+        for product_id in ids:
+            pipe.set(lease_key(product_id), "retry", px=ttl_ms)
+        pipe.execute()
+
+
 def leased(product_ids: list[int], client: redis.Redis | None = None) -> set[int]:
     """Which of these products a live task holds a lease on (one MGET)."""
     if not product_ids:
@@ -132,6 +151,7 @@ class StuckProducts:
     pending: int = 0  # `pending` for over pending_after_s
     pending_ids: list[int] = field(default_factory=list)  # all of them, or a sample if queued
     pending_age_s: float = 0.0
+    retrying: list[int] = field(default_factory=list)  # of those, left to a scheduled retry
     queued_tasks: int = 0  # encode tasks waiting in the broker
     resent: int = 0  # products sent again (0 on a dry run)
 
@@ -162,13 +182,20 @@ def products_stuck(*, pending_after_s: float) -> StuckProducts:
     )
     found = pending.aggregate(n=Count("pk"), oldest=Min("updated_at"))
     ids = pending.order_by("pk").values_list("pk", flat=True)
+    pending_ids = list(ids if queued == 0 else ids[:PENDING_SAMPLE]) if found["n"] else []
+    retrying: list[int] = []
+    if queued == 0 and pending_ids:  # a task that will retry them holds their leases
+        held = leased(pending_ids)
+        retrying = [i for i in pending_ids if i in held]
+        pending_ids = [i for i in pending_ids if i not in held]
     return StuckProducts(
         encoding=len(encoding),
         unleased=unleased,
         unleased_age_s=(now - oldest).total_seconds(),
         pending=found["n"],
-        pending_ids=list(ids if queued == 0 else ids[:PENDING_SAMPLE]) if found["n"] else [],
+        pending_ids=pending_ids,
         pending_age_s=(now - (found["oldest"] or now)).total_seconds(),
+        retrying=retrying,
         queued_tasks=queued,
     )
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from catalog.models import Embedding, IndexState, Product, ProductImage
 from catalog.redis_clients import redis_client
 from catalog.services.encode_leases import encode_lease
+from catalog.stored_files import StoredFileOutcome, read_stored_file
 from workers.encoding.errors import ImageRejected
 from workers.encoding.images import LoadedImage, fetch_image_url, load_image_bytes
 from workers.encoding.registry import published_model
@@ -74,21 +75,31 @@ def vector_of(embedding: Embedding) -> np.ndarray:
 
 
 def _image_loader():
-    """Stored files and source URLs, read under the same limits as the web's uploads."""
+    """Stored files and source URLs, read under the same limits as the web's uploads.
+
+    A stored file that cannot be read is `missing_file` only when the storage says it is
+    not there and the image row is older than MEDIA_MISSING_AFTER_S; a young one, or a
+    storage that fails to answer, is a transient failure: the task retries.
+    """
     from catalog.services.images import image_limits, url_policy
 
     limits, policy = image_limits(), url_policy()
+    missing_after_s = float(settings.MEDIA_MISSING_AFTER_S)
 
     def load(image: ProductImage) -> LoadedImage:
         if image.image:
-            try:
-                with image.image.open("rb") as handle:
-                    data = handle.read(limits.max_bytes + 1)
-            except FileNotFoundError:
+            read = read_stored_file(
+                image.image.storage,
+                image.image.name,
+                max_bytes=limits.max_bytes + 1,
+                saved_at=image.updated_at,
+                missing_after_s=missing_after_s,
+            )
+            if read.outcome is not StoredFileOutcome.READ:
                 raise ImageRejected(
-                    "missing_file", f"stored file {image.image.name} is missing"
-                ) from None
-            return load_image_bytes(data, limits=limits)
+                    read.outcome.value, read.detail, transient=read.outcome.transient
+                )
+            return load_image_bytes(read.data, limits=limits)
         return fetch_image_url(image.source_url, limits=limits, policy=policy)
 
     return load

@@ -152,3 +152,42 @@ def test_pending_backlog_joins_the_batch(encoder, redis_url):
     report = indexing.encode_products([products[0].pk], encoder=encoder, batch_products=10)
     assert report.products == 5
     assert set(Product.objects.values_list("index_state", flat=True)) == {IndexState.INDEXED}
+
+
+def test_a_young_image_whose_file_is_not_stored_yet_is_retried(encoder, product, settings):
+    stored_image(product, "keep.png", image_bytes("PNG", colour=(9, 9, 9)))  # the root holds files
+    image = stored_image(product, "late.png", image_bytes("PNG"))
+    image.image.storage.delete(image.image.name)  # uploaded, not replicated here yet
+    settings.MEDIA_MISSING_AFTER_S = 600
+    with pytest.raises(indexing.TransientEncodeError, match="not in storage yet"):
+        indexing.encode_products([product.pk], encoder=encoder)
+    image.refresh_from_db()
+    assert image.error == ""
+    product.refresh_from_db()
+    assert product.index_state == IndexState.PENDING
+    assert "not in storage yet" in product.index_error
+
+
+def test_an_old_image_whose_file_is_gone_is_missing_for_good(encoder, product, settings):
+    stored_image(product, "keep.png", image_bytes("PNG", colour=(9, 9, 9)))
+    image = stored_image(product, "gone.png", image_bytes("PNG"))
+    image.image.storage.delete(image.image.name)
+    settings.MEDIA_MISSING_AFTER_S = 0
+    report = indexing.encode_products([product.pk], encoder=encoder)
+    assert (report.encoded, report.failed) == (1, 1)
+    image.refresh_from_db()
+    assert image.error.startswith("missing_file: ")
+    product.refresh_from_db()
+    assert product.index_state == IndexState.INDEXED  # its other image is searchable
+
+
+def test_an_unmounted_media_volume_is_retried_not_missing(encoder, product, settings, tmp_path):
+    image = stored_image(product, "a.png", image_bytes("PNG"))
+    settings.MEDIA_MISSING_AFTER_S = 0
+    settings.MEDIA_ROOT = tmp_path / "not-mounted"  # this host has no media volume
+    with pytest.raises(indexing.TransientEncodeError, match="root is not there"):
+        indexing.encode_products([product.pk], encoder=encoder)
+    image.refresh_from_db()
+    assert image.error == ""
+    product.refresh_from_db()
+    assert product.index_state == IndexState.PENDING

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from catalog.models import IndexState, Product, ProductImage, RecallMeasurement
 from catalog.redis_clients import redis_client
-from catalog.services.encode_leases import EncodeLease
+from catalog.services.encode_leases import EncodeLease, lease_key, lease_until_retry
 from catalog.services.recall import run_probe
 from catalog.services.reconcile import live_ids, reconcile
 from tests.support.indexing import add_product, all_indexed, shards_match_database, wait
@@ -142,6 +142,28 @@ def test_reconcile_reports_and_resends_products_stuck_encoding(redis_client):
     report = _reconcile("--dry-run", "--pending-after", "0")
     assert "pending for over 0s: 5 product(s)" in report, report  # dead ones, lost, fresh
     assert "left to the 1 queued encode task(s)" in report, report
+
+
+def test_pending_products_whose_retry_is_scheduled_are_left_to_it(redis_client):
+    """A task retrying products (a storage outage) holds their leases until the retry:
+    the sweep, which sees them pending with no queued task, must not send them again."""
+    retrying = [_product(f"R-{n}", IndexState.PENDING, 600) for n in range(2)]
+    lost = _product("P-1", IndexState.PENDING, 600)
+    lease_until_retry(retrying, countdown_s=30)
+
+    report = _reconcile()
+    assert re.search(
+        rf"pending for over 60s: 3 product\(s\) .*, ids {lost}; re-sent them "
+        rf"\(no encode task is queued\); ids {retrying[0]}, {retrying[1]} wait for their "
+        r"task's scheduled retry\n",
+        report,
+    ), report
+    assert queued_encode_ids(redis_client) == [lost]
+
+    redis_client.delete(*[lease_key(pk) for pk in retrying])  # the retrying worker died
+    redis_client.delete(Queue.ENCODE.value)
+    _reconcile()
+    assert queued_encode_ids(redis_client) == sorted([*retrying, lost])
 
 
 def queued_encode_ids(client) -> list[int]:

@@ -23,6 +23,10 @@ class S3Server:
     endpoint_url: str
     bucket: str
 
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
     def env(self) -> dict[str, str]:
         """What a process needs in its environment to reach this server with boto3 or s3fs."""
         return {**CREDENTIALS, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint_url}
@@ -47,10 +51,14 @@ def _free_port() -> int:
 
 @contextmanager
 def s3_server(
-    log_dir: Path, bucket: str = "test-bucket", timeout: float = 30.0
+    log_dir: Path, bucket: str = "test-bucket", timeout: float = 30.0, port: int | None = None
 ) -> Iterator[S3Server]:
-    """Start `moto_server` on 127.0.0.1, create `bucket`, yield it; stop the server after."""
-    port = _free_port()
+    """Start `moto_server` on 127.0.0.1, create `bucket`, yield it; stop the server after.
+
+    `port`: a fixed one, to start a server again where clients already point (moto keeps
+    everything in memory: a restarted server starts with the empty bucket alone).
+    """
+    port = port or _free_port()
     log = (Path(log_dir) / f"moto-{port}.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

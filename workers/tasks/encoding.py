@@ -6,13 +6,15 @@ Thin: each takes ids, gets the process's encoder, and calls catalog.services.ind
 from __future__ import annotations
 
 import logging
+import random
 
 import redis
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
 from catalog.services import indexing
+from catalog.services.encode_leases import lease_until_retry
 from workers.encoding.process import process_encoder
 from workers.queues import Queue
 
@@ -42,15 +44,55 @@ def _load_model_at_start(sender, **kwargs) -> None:
         logger.info("encode worker ready with %s (dim %d)", model.model_name, model.dim)
 
 
+# With the default backoff (2 s doubling to 60 s, jittered) 20 retries span about 12 minutes:
+# past MEDIA_MISSING_AFTER_S, so a stored file that never arrives ends as `missing_file`.
+# Products still failing after that stay `pending`, and the stale sweep sends them again.
+ENCODE_MAX_RETRIES = 20
+
+
+def retry_countdown(
+    retries: int, *, base_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
+    """Seconds before retry number `retries` + 1: base_s doubling per retry up to max_s,
+    then a random 50-100% of it, so tasks that failed together do not retry together."""
+    delay = min(max_s, base_s * 2 ** min(retries, 32))
+    return delay * (0.5 + 0.5 * (rng or random).random())
+
+
 @shared_task(
+    bind=True,
     name="workers.tasks.encoding.encode_products",
+    max_retries=ENCODE_MAX_RETRIES,
     **FIRE_AND_FORGET,
-    autoretry_for=(indexing.TransientEncodeError, redis.ConnectionError, redis.TimeoutError),
-    **RETRY,
 )
-def encode_products(product_ids: list[int]) -> dict[str, int]:
-    """Encode the products' images (and other pending ones) and publish them. Idempotent."""
-    return indexing.encode_products([int(i) for i in product_ids], encoder=encoder()).as_dict()
+def encode_products(self: Task, product_ids: list[int]) -> dict[str, int]:
+    """Encode the products' images (and other pending ones) and publish them. Idempotent.
+
+    Transient failures (an image URL or the media storage not answering, a stored file not
+    replicated yet, Redis) are retried with backoff (ENCODE_RETRY_BACKOFF_S doubling up to
+    ENCODE_RETRY_BACKOFF_MAX_S); a retry after image failures carries only their products.
+    """
+    countdown = retry_countdown(
+        self.request.retries,
+        base_s=settings.ENCODE_RETRY_BACKOFF_S,
+        max_s=settings.ENCODE_RETRY_BACKOFF_MAX_S,
+    )
+    try:
+        return indexing.encode_products([int(i) for i in product_ids], encoder=encoder()).as_dict()
+    except indexing.TransientEncodeError as exc:
+        if self.request.retries < self.max_retries:
+            _lease_until_retry(exc.product_ids, countdown)
+        raise self.retry(args=[exc.product_ids], exc=exc, countdown=countdown) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise self.retry(exc=exc, countdown=countdown) from None
+
+
+def _lease_until_retry(product_ids: list[int], countdown: float) -> None:
+    """Keep the sweep from sending products again while their retry waits (best effort)."""
+    try:
+        lease_until_retry(product_ids, countdown_s=countdown)
+    except redis.RedisError as exc:  # the retry still comes; the sweep may send a duplicate
+        logger.warning("could not lease %d product(s) until their retry: %s", len(product_ids), exc)
 
 
 @shared_task(

@@ -31,12 +31,15 @@ def stuck_lines(stuck: StuckProducts, *, dry_run: bool, pending_after_s: float) 
     ]
     line = f"pending for over {pending_after_s:.0f}s: {stuck.pending} product(s)"
     if stuck.pending:
-        line += f" (longest wait since the last save {stuck.pending_age_s:.0f}s), ids "
-        line += _ids(stuck.pending_ids, stuck.pending)
-        if stuck.pending_resendable:
-            line += f"; {send} them (no encode task is queued)"
-        else:
-            line += f"; left to the {stuck.queued_tasks} queued encode task(s)"
+        line += f" (longest wait since the last save {stuck.pending_age_s:.0f}s)"
+        if stuck.pending_ids:
+            line += f", ids {_ids(stuck.pending_ids, stuck.pending - len(stuck.retrying))}"
+            if stuck.pending_resendable:
+                line += f"; {send} them (no encode task is queued)"
+            else:
+                line += f"; left to the {stuck.queued_tasks} queued encode task(s)"
+        if stuck.retrying:
+            line += f"; ids {_ids(stuck.retrying)} wait for their task's scheduled retry"
     lines.append(line)
     return lines
 
