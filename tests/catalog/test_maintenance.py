@@ -83,6 +83,8 @@ def test_search_health_page(indexed_catalog, client, django_user_model):
     assert html.count("<tr>") >= 3  # header + one row per shard
     assert "data:image/png;base64," in html
     assert "Flat" in html
+    assert "Replicas" in html
+    assert html.count("<td>yes</td>") == 2, "each shard's replica, ready"
     assert "/admin/search-health/" in client.get("/admin/").content.decode()
 
 
