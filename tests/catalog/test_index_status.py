@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 
+from tests.support.membership import member_state
 from workers.encoding.registry import publish_model
 from workers.index.artifacts import ArtifactStore
 from workers.index.log import UpdateLog
-from workers.index.membership import MemberState, beat
+from workers.index.membership import beat
 from workers.index.shard import Shard
 from workers.index.types import VectorAttrs
 
@@ -44,18 +44,14 @@ def one_shard_served(redis_client, settings, tmp_path):
         0, folder, kind="snapshot", build_id="initial", log_position=position, meta={}
     )
     for name, ready, reason in (("a:1:0", True, ""), ("b:2:0", False, "replaying the log")):
-        state = MemberState(
-            name=name,
-            shard=0,
+        state = member_state(
+            name,
             host=name.split(":")[0],
-            pid=1,
-            role="replica",
             ready=ready,
             reason=reason,
             position=position if ready else "",
             vectors=30 if ready else 0,
             build_id="initial",
-            updated=time.time(),
         )
         beat(redis_client, state, ttl_s=60)
     return position, artifact

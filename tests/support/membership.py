@@ -1,19 +1,21 @@
-"""Heartbeats for RPC servers a test starts by hand, so the web asks their shards."""
+"""Heartbeats for tests: member states, and RPC servers a test starts by hand made visible
+to the web as ready replicas."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import redis
 
 from workers.index.membership import MemberState, beat
 
 
-def serve_as_ready(client: redis.Redis, shard: int, ttl_s: float = 600.0) -> None:
-    """Say that a ready replica of `shard` is live (for `ttl_s`, longer than any test)."""
+def member_state(name: str, shard: int = 0, **changes: object) -> MemberState:
+    """A ready replica's heartbeat, with `changes` applied."""
     state = MemberState(
-        name=f"test:{os.getpid()}:{shard}",
+        name=name,
         shard=shard,
         host="test",
         pid=os.getpid(),
@@ -25,4 +27,9 @@ def serve_as_ready(client: redis.Redis, shard: int, ttl_s: float = 600.0) -> Non
         build_id="test",
         updated=time.time(),
     )
-    beat(client, state, ttl_s)
+    return replace(state, **changes)
+
+
+def serve_as_ready(client: redis.Redis, shard: int, ttl_s: float = 600.0) -> None:
+    """Say that a ready replica of `shard` is live (for `ttl_s`, longer than any test)."""
+    beat(client, member_state(f"test:{os.getpid()}:{shard}", shard), ttl_s)

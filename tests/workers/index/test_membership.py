@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 import redis
 
+from tests.support.membership import member_state
 from workers.index.membership import (
     MemberState,
     beat,
@@ -23,20 +24,7 @@ from workers.index.membership import (
 
 
 def member(name: str, shard: int = 0, **changes: object) -> MemberState:
-    state = MemberState(
-        name=name,
-        shard=shard,
-        host="h",
-        pid=1,
-        role="replica",
-        ready=True,
-        reason="",
-        position="5-0",
-        vectors=10,
-        build_id="b",
-        updated=time.time(),
-    )
-    return replace(state, **changes)
+    return member_state(name, shard, **{"host": "h", "position": "5-0", "vectors": 10, **changes})
 
 
 def test_members_expire_and_readiness_follows(redis_client: redis.Redis) -> None:
