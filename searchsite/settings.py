@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
+from searchsite.sentry import init_sentry
 from workers.observability.logs import logging_config
 from workers.queues import Queue
 
@@ -359,3 +360,15 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 # --- end of Observability ---
+
+# --- Error tracking: Sentry, off unless SENTRY_DSN is set (searchsite/sentry.py) ---
+# Started here, so the web and every Celery process (they all load these settings) report.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+# The fraction of requests and tasks traced; 0 (the default) makes no spans at all.
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be from 0 to 1")
+init_sentry(
+    SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE
+)
