@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "corsheaders",
     "catalog",
 ]
 
@@ -60,6 +62,9 @@ MIDDLEWARE = [
     "catalog.middleware.RequestIdMiddleware",
     "catalog.middleware.AccessLogMiddleware",  # the web's access log, secrets redacted
     "catalog.middleware.MetricsMiddleware",
+    # Before anything that can answer on its own (an HTTPS or slash redirect breaks a
+    # preflight): it answers preflights under /api/ itself, before any view or throttle.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,6 +335,16 @@ SPECTACULAR_SETTINGS = {
         "catalog.api.schema.add_error_responses",
     ],
 }
+
+# --- CORS: which other sites' pages may call the API from a browser (django-cors-headers) ---
+# Origins as scheme://host[:port], comma-separated; none by default: same origin only
+# (`manage.py check` refuses an origin with a path or without a scheme).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/"  # the admin, the pages and /metrics never answer other origins
+# No cookies cross-origin (CORS_ALLOW_CREDENTIALS stays off): such callers send a token.
+CORS_ALLOW_HEADERS = (*default_headers, "x-request-id")
+# What the calling page may read: the id to quote in a report, and the wait after a 429.
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
 
 # --- Security: on by default when DEBUG is off ---
 SECURE = not DEBUG
