@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
+from searchsite.sentry import init_sentry
 from workers.observability.logs import logging_config
 from workers.queues import Queue
 
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "corsheaders",
     "catalog",
 ]
 
@@ -59,6 +62,9 @@ MIDDLEWARE = [
     "catalog.middleware.RequestIdMiddleware",
     "catalog.middleware.AccessLogMiddleware",  # the web's access log, secrets redacted
     "catalog.middleware.MetricsMiddleware",
+    # Before anything that can answer on its own (an HTTPS or slash redirect breaks a
+    # preflight): it answers preflights under /api/ itself, before any view or throttle.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,6 +336,16 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- CORS: which other sites' pages may call the API from a browser (django-cors-headers) ---
+# Origins as scheme://host[:port], comma-separated; none by default: same origin only
+# (`manage.py check` refuses an origin with a path or without a scheme).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/"  # the admin, the pages and /metrics never answer other origins
+# No cookies cross-origin (CORS_ALLOW_CREDENTIALS stays off): such callers send a token.
+CORS_ALLOW_HEADERS = (*default_headers, "x-request-id")
+# What the calling page may read: the id to quote in a report, and the wait after a 429.
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+
 # --- Security: on by default when DEBUG is off ---
 SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE)
@@ -359,3 +375,15 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 # --- end of Observability ---
+
+# --- Error tracking: Sentry, off unless SENTRY_DSN is set (searchsite/sentry.py) ---
+# Started here, so the web and every Celery process (they all load these settings) report.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+# The fraction of requests and tasks traced; 0 (the default) makes no spans at all.
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be from 0 to 1")
+init_sentry(
+    SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE
+)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from workers.queues import Queue, shard_queue
+from tests.support.commands import check_command, option
+from workers.queues import shard_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-
-
-def _option(command: list[str], flag: str) -> str | None:
-    return command[command.index(flag) + 1] if flag in command else None
 
 
 def test_all_roles_present():
@@ -31,25 +27,7 @@ def test_service_commands_name_real_modules_and_queues(name):
     command = SERVICES[name].get("command")
     if command is None or SERVICES[name].get("image", "").startswith(("redis", "postgres")):
         return
-    if command[0] == "gunicorn":
-        module, attr = command[1].split(":") if ":" in command[1] else (command[1], "application")
-        assert hasattr(importlib.import_module(module), attr)
-        config = _option(command, "-c")
-        if config:
-            assert importlib.import_module(config.removeprefix("python:"))
-    elif command[0] == "celery":
-        assert _option(command, "-A") == "searchsite"
-        assert importlib.import_module("searchsite.celery").app
-        queues = _option(command, "-Q")
-        if queues:
-            known = {q.value for q in Queue} | {shard_queue(i) for i in range(64)}
-            assert set(queues.split(",")) <= known, queues
-    elif command[:2] == ["python", "manage.py"]:
-        from django.core.management import get_commands
-
-        assert command[2] in get_commands()
-    else:
-        pytest.fail(f"{name}: unrecognised command {command}")
+    check_command(command)
 
 
 def test_gpu_reservation_on_encode_worker():
@@ -61,7 +39,7 @@ def test_every_shard_has_a_search_worker():
     from django.conf import settings
 
     shard_queues = {
-        _option(s["command"], "-Q") for n, s in SERVICES.items() if n.startswith("search-shard-")
+        option(s["command"], "-Q") for n, s in SERVICES.items() if n.startswith("search-shard-")
     }
     assert shard_queues == {shard_queue(i) for i in range(settings.SEARCH_SHARDS)}
 
@@ -108,7 +86,7 @@ def test_flower_wants_basic_auth_and_listens_on_localhost_only():
 def test_redis_wants_a_password_everywhere():
     redis_service = SERVICES["redis"]
     command = redis_service["command"]
-    assert _option(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert option(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
     url = COMPOSE["x-app"]["environment"]["REDIS_URL"]
     assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/0", url)
     # The healthcheck authenticates (REDISCLI_AUTH) and wants PONG, not just an exit code.

@@ -4,7 +4,8 @@ DRF's ``SimpleRateThrottle`` keeps a pickled list of timestamps per client in th
 (a GET and a SET per request, the list re-pickled each time); on the search path that
 was about 0.5 ms of a ~5 ms request. Here each client has one counter per window: one
 INCR, and an EXPIRE only when the INCR created it. A client may burst up to twice the
-rate across a window boundary, the usual price of fixed windows.
+rate across a window boundary, the usual price of fixed windows. OPTIONS requests
+(CORS preflights among them) are never counted.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class RedisWindowThrottle(ScopedRateThrottle):
     """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
+        if request.method == "OPTIONS":
+            # It searches nothing: a CORS preflight (corsheaders answers those under /api/
+            # before any view) or a client asking for the metadata must not spend the budget.
+            return True
         self.scope = getattr(view, self.scope_attr, None)
         if not self.scope:
             return True
