@@ -33,6 +33,11 @@ class IndexState(models.TextChoices):
     REMOVED = "removed", "Removed from index"
 
 
+# The states a product passes through on its way into the index: one that stays in
+# such a state is stuck (the reconcile report lists those past RECONCILE_STUCK_AFTER_S).
+IN_FLIGHT_STATES = (IndexState.PENDING, IndexState.ENCODING)
+
+
 def index_state_change(state: str) -> dict[str, object]:
     """The fields of setting a product's index state, for `update()`: a queryset update bumps
     no auto_now field, so when the product entered the state is written beside it (the
