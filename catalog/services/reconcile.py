@@ -223,14 +223,16 @@ class ReconcileRunning(RuntimeError):
     """Another reconcile holds the lock."""
 
 
-def reconcile_exclusive(**kwargs: object) -> ReconcileReport:
+def reconcile_exclusive(
+    *, repair: bool = True, timeout: float = 30.0, stuck_after_s: float | None = None
+) -> ReconcileReport:
     """`reconcile` under a Redis lock, so beat runs and manual ones never overlap;
     raises ReconcileRunning while another holds it."""
     lock = redis_client().lock(LOCK_KEY, timeout=LOCK_TTL_S, blocking=False)
     if not lock.acquire():
         raise ReconcileRunning("another reconcile is running")
     try:
-        return reconcile(**kwargs)  # type: ignore[arg-type]
+        return reconcile(repair=repair, timeout=timeout, stuck_after_s=stuck_after_s)
     finally:
         try:
             lock.release()
