@@ -96,7 +96,7 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ["index_state", "category", "in_stock", "is_active", "brand"]
     search_fields = ["title", "sku"]
     list_select_related = ["category"]
-    readonly_fields = ["index_state", "index_error", "created_at", "updated_at"]
+    readonly_fields = ["index_state", "index_state_at", "index_error", "created_at", "updated_at"]
     inlines = [ProductImageInline]
     actions = ["reencode_selected", "remove_from_index"]
     list_per_page = 50

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import Count
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from catalog.models import Category, Product
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from catalog.models import IN_FLIGHT_STATES, Category, Product
 
 
 def catalog_summary() -> dict[str, object]:
@@ -14,3 +18,46 @@ def catalog_summary() -> dict[str, object]:
         "categories": Category.objects.count(),
         "index_states": states,
     }
+
+
+@dataclass
+class StuckInState:
+    """Active products left in one in-flight state for longer than a while."""
+
+    state: str
+    count: int = 0
+    longest_s: float = 0.0  # the longest time one has been in the state
+    ids: list[int] = field(default_factory=list)  # the longest-waiting ones, up to `sample`
+
+
+def products_stuck_in_state(*, older_than_s: float, sample: int = 20) -> list[StuckInState]:
+    """Per in-flight state (pending, encoding), the active products that entered it more
+    than `older_than_s` seconds ago (`Product.index_state_at`)."""
+    now = timezone.now()
+    stuck = Product.objects.filter(
+        is_active=True,
+        index_state__in=IN_FLIGHT_STATES,
+        index_state_at__lte=now - timedelta(seconds=older_than_s),
+    )
+    found = {
+        row["index_state"]: row
+        for row in stuck.values("index_state")
+        .annotate(n=Count("pk"), oldest=Min("index_state_at"))
+        .order_by()
+    }
+    out = []
+    for state in IN_FLIGHT_STATES:
+        row = found.get(state)
+        if row is None:
+            out.append(StuckInState(str(state)))
+            continue
+        ids = stuck.filter(index_state=state).order_by("index_state_at", "pk")
+        out.append(
+            StuckInState(
+                str(state),
+                row["n"],
+                (now - row["oldest"]).total_seconds(),
+                list(ids.values_list("pk", flat=True)[:sample]),
+            )
+        )
+    return out

@@ -44,6 +44,7 @@ app.autodiscover_tasks(["workers"])
 
 
 def _add_serving_steps() -> None:
+    import workers.serving.control  # noqa: F401  (registers the workers' remote-control commands)
     from workers.serving.bootsteps import EncoderServing, ShardServing
 
     app.steps["worker"].add(ShardServing)

@@ -194,6 +194,12 @@ ENCODE_PENDING_AFTER_S = env.float("ENCODE_PENDING_AFTER_S", default=60.0)
 # a file not replicated yet) retries after this many seconds, doubling up to the max.
 ENCODE_RETRY_BACKOFF_S = env.float("ENCODE_RETRY_BACKOFF_S", default=2.0)
 ENCODE_RETRY_BACKOFF_MAX_S = env.float("ENCODE_RETRY_BACKOFF_MAX_S", default=60.0)
+# Reconciliation compares every live replica's ids and filter attributes with the
+# database (catalog/services/reconcile.py) this often, waits this long for the replicas'
+# digests, and reports products pending or encoding for longer than RECONCILE_STUCK_AFTER_S.
+RECONCILE_EVERY_S = env.float("RECONCILE_EVERY_S", default=300.0)
+RECONCILE_TIMEOUT_S = env.float("RECONCILE_TIMEOUT_S", default=30.0)
+RECONCILE_STUCK_AFTER_S = env.float("RECONCILE_STUCK_AFTER_S", default=900.0)
 # Periodic maintenance (shard compaction and snapshots run inside each replica:
 # workers/serving/upkeep.py).
 CELERY_BEAT_SCHEDULE = {
@@ -215,8 +221,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reconcile": {
         "task": "workers.tasks.maintenance.reconcile_shards",
-        "schedule": env.float("RECONCILE_EVERY_S", default=6 * 3600.0),
-        "options": {"queue": Queue.INDEX.value, "expires": 3600},
+        "schedule": RECONCILE_EVERY_S,
+        # A run that waited a whole period is dropped: the next one is due anyway.
+        "options": {"queue": Queue.INDEX.value, "expires": RECONCILE_EVERY_S},
     },
 }
 RECALL_PROBE_QUERIES = env.int("RECALL_PROBE_QUERIES", default=50)

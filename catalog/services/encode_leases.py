@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from catalog.models import IndexState, Product
+from catalog.models import IndexState, Product, index_state_change
 from catalog.redis_clients import redis_client
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def products_resend_stuck(*, pending_after_s: float, dry_run: bool = False) -> S
             ).values_list("pk", flat=True)
         )
         Product.objects.filter(pk__in=orphans, index_state=IndexState.ENCODING).update(
-            index_state=IndexState.PENDING
+            **index_state_change(IndexState.PENDING)
         )
     resend = sorted(set(orphans) | (set(stuck.pending_ids) if stuck.pending_resendable else set()))
     if resend:

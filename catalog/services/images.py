@@ -17,7 +17,7 @@ from django.db.models import Max
 from django.shortcuts import get_object_or_404
 
 from catalog.errors import ServiceError
-from catalog.models import IndexState, Product, ProductImage
+from catalog.models import IndexState, Product, ProductImage, index_state_change
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal
 from catalog.services.products import lock_product
 from workers.encoding.images import (
@@ -186,5 +186,7 @@ def image_delete(*, image: ProductImage) -> None:
 def _mark_pending(product: Product) -> None:
     """Any image change sends the product back through encoding (which is idempotent)."""
     if product.is_active:
-        Product.objects.filter(pk=product.pk).update(index_state=IndexState.PENDING, index_error="")
+        Product.objects.filter(pk=product.pk).update(
+            **index_state_change(IndexState.PENDING), index_error=""
+        )
         enqueue_encoding([product.pk])

@@ -16,7 +16,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from catalog.models import Embedding, IndexState, Product, ProductImage
+from catalog.models import Embedding, IndexState, Product, ProductImage, index_state_change
 from catalog.redis_clients import redis_client
 from catalog.services.encode_leases import encode_lease
 from catalog.stored_files import StoredFileOutcome, read_stored_file
@@ -139,7 +139,7 @@ def encode_products(
     # The lease comes first: a sweep that sees `encoding` without one re-sends the products.
     with encode_lease([p.pk for p in active]):
         Product.objects.filter(pk__in=[p.pk for p in active]).update(
-            index_state=IndexState.ENCODING
+            **index_state_change(IndexState.ENCODING)
         )
         failures, transient = _encode(active, encoder, report)
         report.published = _publish([p.pk for p in active], model, dim, failures, transient)
@@ -281,7 +281,9 @@ def _publish(
         shard_log(shard, model, dim).append_upserts(ids, vectors, attrs)
         published += len(rows)
     for pk, (state, error) in states.items():
-        Product.objects.filter(pk=pk, is_active=True).update(index_state=state, index_error=error)
+        Product.objects.filter(pk=pk, is_active=True).update(
+            **index_state_change(state), index_error=error
+        )
     return published
 
 
@@ -297,7 +299,7 @@ def remove_products(product_ids: Iterable[int]) -> dict[str, int]:
     for shard, image_ids in by_shard.items():
         append_deletes(shard, image_ids)
         removed += len(image_ids)
-    products.update(index_state=IndexState.REMOVED)
+    products.update(**index_state_change(IndexState.REMOVED))
     return {"removed": removed}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 
-from catalog.models import Category, IndexState, Product
+from catalog.models import Category, IndexState, Product, index_state_change
 from catalog.services.categories import lock_category
 from catalog.services.enqueue import enqueue_encoding, enqueue_image_removal, enqueue_removal
 
@@ -93,7 +93,8 @@ def product_update(*, product: Product, **changes: Any) -> Product:
     if "currency" in changes:
         product.currency = product.currency.upper()
     if product.is_active:
-        product.index_state = IndexState.PENDING
+        for field, value in index_state_change(IndexState.PENDING).items():
+            setattr(product, field, value)
     product.full_clean()
     product.save(force_update=True)
     if product.is_active:
@@ -117,7 +118,7 @@ def product_delete(*, product: Product) -> None:
 def products_reencode(*, product_ids: list[int]) -> int:
     """Queue products for encoding again (admin action, `manage.py encode`)."""
     count = Product.objects.filter(pk__in=product_ids, is_active=True).update(
-        index_state=IndexState.PENDING, index_error=""
+        **index_state_change(IndexState.PENDING), index_error=""
     )
     enqueue_encoding(
         Product.objects.filter(pk__in=product_ids, is_active=True).values_list("pk", flat=True)
@@ -129,7 +130,7 @@ def products_reencode(*, product_ids: list[int]) -> int:
 def products_remove_from_index(*, product_ids: list[int]) -> int:
     """Take products out of search without deleting them: they are deactivated."""
     count = Product.objects.filter(pk__in=product_ids).update(
-        is_active=False, index_state=IndexState.REMOVED
+        is_active=False, **index_state_change(IndexState.REMOVED)
     )
     enqueue_removal(product_ids)
     return count

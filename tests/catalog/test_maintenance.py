@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import signal
 from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -16,15 +21,29 @@ from django.utils import timezone
 from catalog.models import IndexState, Product, ProductImage, RecallMeasurement
 from catalog.redis_clients import redis_client
 from catalog.services.encode_leases import EncodeLease, lease_key, lease_until_retry
+from catalog.services.index_builds import index_store
 from catalog.services.recall import run_probe
 from catalog.services.reconcile import live_ids, reconcile
 from tests.support.indexing import add_product, all_indexed, shards_match_database, wait
+from tests.support.processes import CeleryWorker
 from workers.encoding.registry import published_model
+from workers.index.builds import current_build
+from workers.index.lifecycle import generation
 from workers.index.log import UpdateLog, shard_for_product
+from workers.index.membership import live_members
+from workers.index.shard import Shard
 from workers.index.types import VectorAttrs
-from workers.queues import Queue
+from workers.queues import Queue, shard_queue
+from workers.tasks.shards import shard_snapshot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def snapshot_shard(shard: int) -> Path:
+    """Publish the shard's state now; the folder of the artifact in the (file://) store."""
+    uri = shard_snapshot.apply_async(args=[shard], queue=shard_queue(shard)).get(timeout=30)
+    assert uri.startswith("file://"), uri
+    return Path(urlparse(uri).path)
 
 
 @pytest.fixture
@@ -47,10 +66,28 @@ def test_recall_probe_on_exact_shards_is_perfect(indexed_catalog):
     assert stored.latency_p50_ms > 0
 
 
-def test_reconcile_repairs_missing_and_extra_ids(indexed_catalog):
+def _reconcile_json(*args: str) -> dict:
+    return json.loads(_reconcile("--json", *args))
+
+
+def _replica(report: dict, shard: int) -> dict:
+    """The one replica row of a shard served by one replica."""
+    (row,) = report["shards"][shard]["replicas"]
+    return row
+
+
+def _all_clean(report) -> bool:
+    return all(
+        (s.missing, s.extra, s.stale, s.in_flight, s.not_answering) == (0, 0, 0, 0, [])
+        for s in report.shards
+    )
+
+
+def test_reconcile_finds_and_repairs_missing_extra_and_stale_ids(indexed_catalog):
     model, dim = indexed_catalog
     client = redis_client()
-    victim = ProductImage.objects.order_by("pk").first()
+    images = list(ProductImage.objects.order_by("pk"))
+    victim = images[0]
     shard = shard_for_product(victim.product_id, 2)
     log = UpdateLog(client, shard, model, dim)
     log.append_deletes(np.asarray([victim.pk], dtype=np.int64))  # the shard loses a real id
@@ -60,16 +97,108 @@ def test_reconcile_repairs_missing_and_extra_ids(indexed_catalog):
         np.full((1, dim), 1 / np.sqrt(dim), dtype=np.float32),
         VectorAttrs.build([ghost], [-1], [1.0], [True]),
     )
+    # A price changed behind the index's back: no service, no encode task, still `indexed`.
+    changed = images[-1]
+    changed_shard = shard_for_product(changed.product_id, 2)
+    Product.objects.filter(pk=changed.product_id).update(price=Decimal("123.45"))
     wait(lambda: ghost in live_ids(shard).tolist(), what="the sabotage to apply")
 
-    diffs = {d.shard: d for d in reconcile()}
-    assert (diffs[shard].missing, diffs[shard].extra) == (1, 1)
-    wait(
-        lambda: victim.pk in live_ids(shard).tolist() and ghost not in live_ids(shard).tolist(),
-        what="the repair",
+    report = _reconcile_json("--dry-run")
+    row = _replica(report, shard)
+    assert row["compared"]
+    assert (row["missing_ids"], row["extra_ids"]) == ([victim.pk], [ghost])
+    assert _replica(report, changed_shard)["stale_ids"] == [changed.pk]
+    assert report["shards"][changed_shard]["stale"] == 1
+    assert report["shards"][shard]["products_resent"] >= 1  # what a repair would re-send
+    assert report["redis_bytes"] == 16 * sum(
+        r["rows"] for s in report["shards"] for r in s["replicas"]
     )
-    again = {d.shard: d for d in reconcile(repair=False)}
-    assert all((d.missing, d.extra) == (0, 0) for d in again.values())
+    assert Product.objects.get(pk=changed.product_id).index_state == IndexState.INDEXED
+    assert redis_client().llen(Queue.ENCODE.value) == 0, "a dry run repairs nothing"
+
+    repaired = reconcile()
+    by_shard = {s.shard: s for s in repaired.shards}
+    assert (by_shard[shard].missing, by_shard[shard].extra) == (1, 1)
+    assert by_shard[changed_shard].stale == 1
+    wait(lambda: _all_clean(reconcile(repair=False)), what="the repair to reach the replicas")
+    assert Product.objects.get(pk=changed.product_id).index_state == IndexState.INDEXED
+    assert victim.pk in live_ids(shard).tolist()
+    assert ghost not in live_ids(shard).tolist()
+
+
+def _doctored_snapshot(shard: int, missing: int, stale: int, tmp_path) -> None:
+    """Publish to the store a snapshot of `shard` that lacks image `missing` and holds
+    another price for image `stale`, as the newest artifact: a replica that starts now
+    begins from it (a bad restore), while the running one stays right."""
+    model, dim = published_model(redis_client())
+    client = redis_client()
+    folder = snapshot_shard(shard)
+    state, _ = Shard.load_dir(folder, tmp_path / "work")
+    state.delete(np.asarray([missing], dtype=np.int64))
+    attrs = state.attrs_of(np.asarray([stale], dtype=np.int64))
+    state.upsert(
+        np.asarray([stale], dtype=np.int64),
+        np.full((1, dim), 1 / np.sqrt(dim), dtype=np.float32),
+        VectorAttrs.build(attrs.product_ids, attrs.category_ids, attrs.prices + 1, attrs.in_stock),
+    )
+    # One more log entry (a no-op delete), so the doctored state is the newest position.
+    position = UpdateLog(client, shard, model, dim).append_deletes(np.asarray([-1]))
+    store = index_store()
+    build_id = generation(current_build(client, shard), store.list(shard))
+    store.publish(
+        shard,
+        state.snapshot(tmp_path / "doctored", position),
+        kind="snapshot",
+        build_id=build_id,
+        log_position=position,
+        meta={"vectors": state.n_vectors, "by": "test"},
+    )
+
+
+def test_a_diverged_replica_is_named_while_the_other_is_right(
+    indexed_catalog, redis_url, worker_logs, tmp_path
+):
+    client = redis_client()
+    images = list(ProductImage.objects.order_by("pk"))
+    on_zero = [i.pk for i in images if shard_for_product(i.product_id, 2) == 0]
+    missing, stale = on_zero[0], on_zero[-1]
+    first = {m.name for m in live_members(client, 0)}
+    _doctored_snapshot(0, missing, stale, tmp_path)
+    second = CeleryWorker([shard_queue(0)], redis_url, worker_logs).start()
+    try:
+        wait(
+            lambda: any(m.ready and m.name not in first for m in live_members(client, 0)),
+            what="the second replica of shard 0 to be ready",
+        )
+        (diverged,) = {m.name for m in live_members(client, 0)} - first
+        assert diverged.endswith(f":{second.proc.pid}:0")
+
+        report = _reconcile_json("--dry-run")
+        rows = {r["name"]: r for r in report["shards"][0]["replicas"]}
+        assert set(rows) == first | {diverged}
+        (right,) = first
+        assert rows[right]["compared"]
+        assert (rows[right]["missing"], rows[right]["extra"], rows[right]["stale"]) == (0, 0, 0)
+        assert rows[diverged]["missing_ids"] == [missing]
+        assert rows[diverged]["stale_ids"] == [stale]
+        assert rows[diverged]["extra"] == 0
+        text = _reconcile("--dry-run")
+        assert re.search(rf"replica {re.escape(diverged)} on \S+: DIVERGED", text), text
+        assert re.search(rf"replica {re.escape(right)} on \S+: ok", text), text
+
+        reconcile()  # repairs go through the log: the diverged replica takes them too
+        wait(lambda: _all_clean(reconcile(repair=False)), what="the diverged replica's repair")
+
+        # A live replica that does not answer (stopped, its heartbeat not lapsed yet) is named.
+        os.kill(second.proc.pid, signal.SIGSTOP)
+        try:
+            silent = reconcile(repair=False, timeout=2.0)
+        finally:
+            os.kill(second.proc.pid, signal.SIGCONT)
+        assert silent.shards[0].not_answering == [diverged]
+        assert [r.name for r in silent.shards[0].replicas if r.compared] == [right]
+    finally:
+        second.stop()
 
 
 def test_search_health_page(indexed_catalog, client, django_user_model):
@@ -166,6 +295,57 @@ def test_pending_products_whose_retry_is_scheduled_are_left_to_it(redis_client):
     redis_client.delete(Queue.ENCODE.value)
     _reconcile()
     assert queued_encode_ids(redis_client) == sorted([*retrying, lost])
+
+
+def _in_state(sku: str, state: str, entered_s_ago: float, *, active: bool = True) -> int:
+    product = Product.objects.create(sku=sku, title=sku, price=1, is_active=active)
+    Product.objects.filter(pk=product.pk).update(
+        index_state=state, index_state_at=timezone.now() - timedelta(seconds=entered_s_ago)
+    )
+    return product.pk
+
+
+def test_reconcile_reports_products_stuck_in_a_state(redis_client):
+    pending = [_in_state(f"SP-{n}", IndexState.PENDING, 1000 + n) for n in range(2)]
+    encoding = _in_state("SE-1", IndexState.ENCODING, 5000)
+    _in_state("SP-new", IndexState.PENDING, 10)  # within the limit
+    _in_state("SI-1", IndexState.INDEXED, 5000)  # a state products stay in
+    _in_state("SP-off", IndexState.PENDING, 5000, active=False)  # not for the index
+
+    with EncodeLease([encoding], ttl_s=30):  # a live task holds it: stuck all the same
+        report = _reconcile_json("--dry-run")
+        text = _reconcile("--dry-run", "--stuck-after", "2000")
+
+    stuck = {s["state"]: s for s in report["stuck"]}
+    assert report["stuck_after_s"] == 900
+    assert (stuck["pending"]["count"], stuck["pending"]["ids"]) == (2, [pending[1], pending[0]])
+    assert stuck["pending"]["longest_s"] == pytest.approx(1001, abs=5)
+    assert (stuck["encoding"]["count"], stuck["encoding"]["ids"]) == (1, [encoding])
+    assert stuck["encoding"]["longest_s"] == pytest.approx(5000, abs=5)
+    assert re.search(
+        rf"in a state for over 2000s: pending 0, encoding 1 \(longest 500[0-4]s; ids {encoding}\)",
+        text,
+    ), text
+
+
+def test_only_one_reconcile_runs_at_a_time(redis_client):
+    from django.core.management.base import CommandError
+
+    from catalog.services.reconcile import LOCK_KEY
+    from workers.tasks.maintenance import reconcile_shards
+
+    lock = redis_client.lock(LOCK_KEY, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        with pytest.raises(CommandError, match="another reconcile is running"):
+            _reconcile("--dry-run")
+        assert reconcile_shards() == {"skipped": "another reconcile is running"}
+    finally:
+        lock.release()
+    ran = reconcile_shards()
+    assert "skipped" not in ran
+    assert ran["shards"] == []  # no model published yet: nothing to compare
+    assert not redis_client.exists(LOCK_KEY), "the lock is released after the run"
 
 
 def queued_encode_ids(client) -> list[int]:

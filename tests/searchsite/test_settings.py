@@ -54,3 +54,12 @@ def test_forwarded_proto_is_trusted_only_behind_a_proxy():
     assert _setting("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="0") == "None"
     behind = _setting("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="1")
     assert behind == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+def test_reconcile_runs_every_five_minutes_unless_told_otherwise():
+    entry = "CELERY_BEAT_SCHEDULE['reconcile']"
+    default = _setting(entry)
+    assert "'schedule': 300.0" in default
+    assert "'expires': 300.0" in default  # a run that waited a whole period is dropped
+    assert "'schedule': 60.0" in _setting(entry, RECONCILE_EVERY_S="60")
+    assert _setting("RECONCILE_STUCK_AFTER_S") == "900.0"

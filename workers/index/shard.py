@@ -900,6 +900,16 @@ class Shard:
         with self._lock.read():
             return np.sort(self._cols["image_ids"][self._cols["alive"]].astype(np.int64))
 
+    def live_rows(self) -> tuple[np.ndarray, VectorAttrs]:
+        """Every live image id (sorted, int64) with its filter attributes, for reconciliation
+        (`workers.index.digest`). Copies, taken under the read lock: writes may go on."""
+        with self._lock.read():
+            slots = np.flatnonzero(self._cols["alive"])
+            ids = self._cols.data["image_ids"][slots].astype(np.int64)
+            attrs = self._cols.attrs(slots)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], attrs.take(order)
+
     def attrs_of(self, ids: np.ndarray) -> VectorAttrs:
         """Attributes of live image ids (raises KeyError if one is absent)."""
         with self._lock.read():

@@ -46,6 +46,12 @@ class VectorAttrs:
     def __len__(self) -> int:
         return len(self.product_ids)
 
+    def take(self, rows: np.ndarray) -> VectorAttrs:
+        """The given rows (an index array or a bool mask), in that order."""
+        return VectorAttrs(
+            self.product_ids[rows], self.category_ids[rows], self.prices[rows], self.in_stock[rows]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SearchFilter:

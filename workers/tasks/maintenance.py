@@ -89,11 +89,28 @@ def recall_probe(n_queries: int | None = None) -> dict[str, object]:
     }
 
 
-@shared_task(name="workers.tasks.maintenance.reconcile_shards", soft_time_limit=1800)
-def reconcile_shards() -> list[dict[str, int]]:
-    """Repair shards that miss or hold extra ids compared with the database. Idempotent."""
-    from dataclasses import asdict
+@shared_task(
+    name="workers.tasks.maintenance.reconcile_shards", soft_time_limit=1800, time_limit=1830
+)
+def reconcile_shards() -> dict[str, object]:
+    """Compare every live replica's ids and filter attributes with the database and repair
+    what differs; report products stuck in flight. Skipped while another reconcile runs
+    (a Redis lock). Idempotent."""
+    from catalog.services.reconcile import ReconcileRunning, reconcile_exclusive
 
-    from catalog.services.reconcile import reconcile
-
-    return [asdict(diff) for diff in reconcile()]
+    try:
+        report = reconcile_exclusive(timeout=settings.RECONCILE_TIMEOUT_S)
+    except ReconcileRunning as exc:
+        logger.info("reconcile skipped: %s", exc)
+        return {"skipped": str(exc)}
+    for stuck in report.stuck:
+        if stuck.count:
+            logger.warning(
+                "reconcile: %d product(s) %s for over %.0fs (longest %.0fs), ids %s",
+                stuck.count,
+                stuck.state,
+                report.stuck_after_s,
+                stuck.longest_s,
+                stuck.ids,
+            )
+    return report.as_dict()

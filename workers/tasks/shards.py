@@ -56,7 +56,9 @@ def shard_compact(shard: int) -> dict[str, object]:
 
 @shared_task(name="workers.tasks.shards.shard_ids", soft_time_limit=120)
 def shard_ids(shard: int, key: str, ttl_s: int = 600) -> int:
-    """Write the replica's live image ids (raw int64) to Redis `key` for reconciliation.
+    """Write the live image ids (raw int64) of whichever replica takes the task to Redis
+    `key` (tests, and the id-only baseline of bench/reconcile_bench.py; reconcile asks
+    every replica with the reconcile_digest broadcast instead, workers/serving/control.py).
 
     Ids can be many millions: they travel as one binary value, not as a JSON result.
     """
