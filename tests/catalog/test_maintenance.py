@@ -24,7 +24,13 @@ from catalog.services.encode_leases import EncodeLease, lease_key, lease_until_r
 from catalog.services.index_builds import index_store
 from catalog.services.recall import run_probe
 from catalog.services.reconcile import live_ids, reconcile
-from tests.support.indexing import add_product, all_indexed, shards_match_database, wait
+from tests.support.indexing import (
+    add_product,
+    all_indexed,
+    encoders_idle,
+    shards_match_database,
+    wait,
+)
 from tests.support.processes import CeleryWorker
 from workers.encoding.registry import published_model
 from workers.index.builds import current_build
@@ -52,6 +58,7 @@ def indexed_catalog(shard_workers):
         add_product("M", n)
     wait(all_indexed, what="indexing")
     wait(shards_match_database, what="shards to catch up")
+    wait(encoders_idle, what="the encode worker to finish its queue")
     return published_model(redis_client())
 
 
@@ -113,8 +120,9 @@ def test_reconcile_finds_and_repairs_missing_extra_and_stale_ids(indexed_catalog
     assert report["redis_bytes"] == 16 * sum(
         r["rows"] for s in report["shards"] for r in s["replicas"]
     )
-    assert Product.objects.get(pk=changed.product_id).index_state == IndexState.INDEXED
-    assert redis_client().llen(Queue.ENCODE.value) == 0, "a dry run repairs nothing"
+    # a repair marks what it re-sends pending: a dry run leaves every product as it was
+    # (the encode queue may still hold the catalog's own duplicate tasks on a busy machine)
+    assert set(Product.objects.values_list("index_state", flat=True)) == {IndexState.INDEXED}
 
     repaired = reconcile()
     by_shard = {s.shard: s for s in repaired.shards}

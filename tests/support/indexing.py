@@ -37,6 +37,23 @@ def all_indexed() -> bool:
     return states <= {IndexState.INDEXED}
 
 
+def encoders_idle() -> bool:
+    """No encode task queued or running: nothing will publish an update unasked (a busy
+    machine leaves a catalog's duplicate tasks running after every product is indexed)."""
+    from catalog.redis_clients import redis_client
+    from searchsite.celery import app
+    from workers.queues import Queue
+
+    if redis_client().llen(Queue.ENCODE.value):
+        return False
+    active = app.control.inspect(timeout=1.0).active() or {}
+    return not any(
+        task["name"].startswith("workers.tasks.encoding")
+        for tasks in active.values()
+        for task in tasks
+    )
+
+
 def expected_ids(shard: int) -> set[int]:
     """Image ids of the active products' stored embeddings that belong to `shard`."""
     rows = Embedding.objects.filter(image__product__is_active=True).values_list(
