@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from workers.observability.logs import logging_config
 from workers.queues import Queue
+from workers.rpc.redis_url import RedisUrl, RedisUrlError, celery_url, parse_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -131,19 +132,52 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=25 * 1024 * 1024)
 
 # --- Redis: broker, cache, update logs, RPC ---
+# redis://[user:password@]host:port/db, or through Sentinel:
+# redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/<db>]
+# (workers/rpc/redis_url.py); the sentinels' own password: SENTINEL_PASSWORD.
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+SENTINEL_PASSWORD = env.str("SENTINEL_PASSWORD", default="")
+
+
+def _redis_url(name: str, url: str) -> RedisUrl:
+    try:
+        return parse_redis_url(url, sentinel_password=SENTINEL_PASSWORD or None)
+    except RedisUrlError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+_redis_url("REDIS_URL", REDIS_URL)
+# Update log appends wait (WAIT) until this many replicas hold the entry, else fail the
+# append (the encode task retries): with asynchronous replication a failover may lose
+# an entry the master acknowledged but had not yet sent. 0: no wait.
+REDIS_MIN_REPLICAS_ACK = env.int("REDIS_MIN_REPLICAS_ACK", default=0)
+REDIS_REPLICAS_ACK_TIMEOUT_MS = env.int("REDIS_REPLICAS_ACK_TIMEOUT_MS", default=500)
+if REDIS_MIN_REPLICAS_ACK < 0 or REDIS_REPLICAS_ACK_TIMEOUT_MS <= 0:
+    raise ImproperlyConfigured(
+        "REDIS_MIN_REPLICAS_ACK must be 0 or more, REDIS_REPLICAS_ACK_TIMEOUT_MS more than 0"
+    )
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # A list: Django splits a string on ',' (several servers), a Sentinel URL's separator.
+        "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "searchsite",
-        "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        "OPTIONS": {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            "pool_class": "workers.rpc.redis_url.UrlConnectionPool",  # Sentinel URLs too
+        },
     }
 }
 
 # --- Celery (read by searchsite/celery.py through the CELERY_ namespace) ---
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+# A Sentinel URL becomes kombu's sentinel://...;sentinel://... plus transport options.
+CELERY_BROKER_URL, _broker_options = celery_url(
+    _redis_url("CELERY_BROKER_URL", env.str("CELERY_BROKER_URL", default=REDIS_URL))
+)
+CELERY_RESULT_BACKEND, CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = celery_url(
+    _redis_url("CELERY_RESULT_BACKEND", env.str("CELERY_RESULT_BACKEND", default=REDIS_URL))
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -161,6 +195,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # seconds; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=1800),
+    **_broker_options,
 }
 CELERY_TASK_ROUTES = {
     "workers.tasks.encoding.*": {"queue": Queue.ENCODE.value},
