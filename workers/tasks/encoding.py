@@ -14,6 +14,7 @@ from django.conf import settings
 
 from catalog.services import indexing
 from workers.encoding.process import process_encoder
+from workers.index.log import NotReplicated
 from workers.queues import Queue
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ RETRY = {"max_retries": 5, "retry_backoff": 5, "retry_backoff_max": 300, "retry_
 # Nobody waits for these results: not storing them also keeps the sender from subscribing
 # to a result channel, which during a Redis outage would block a save for ~20 s and fail it.
 FIRE_AND_FORGET = {"ignore_result": True}
+# Redis away (a restart, a failover) or an update log append short of its replicas.
+REDIS_RETRIED = (redis.ConnectionError, redis.TimeoutError, NotReplicated)
 
 
 def encoder():
@@ -45,7 +48,7 @@ def _load_model_at_start(sender, **kwargs) -> None:
 @shared_task(
     name="workers.tasks.encoding.encode_products",
     **FIRE_AND_FORGET,
-    autoretry_for=(indexing.TransientEncodeError, redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=(indexing.TransientEncodeError, *REDIS_RETRIED),
     **RETRY,
 )
 def encode_products(product_ids: list[int]) -> dict[str, int]:
@@ -56,7 +59,7 @@ def encode_products(product_ids: list[int]) -> dict[str, int]:
 @shared_task(
     name="workers.tasks.encoding.remove_products",
     **FIRE_AND_FORGET,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=REDIS_RETRIED,
     **RETRY,
 )
 def remove_products(product_ids: list[int]) -> dict[str, int]:
@@ -67,7 +70,7 @@ def remove_products(product_ids: list[int]) -> dict[str, int]:
 @shared_task(
     name="workers.tasks.encoding.remove_images",
     **FIRE_AND_FORGET,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=REDIS_RETRIED,
     **RETRY,
 )
 def remove_images(product_id: int, image_ids: list[int]) -> dict[str, int]:
