@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -190,6 +191,10 @@ def _host_port(host: str, port: int) -> str:
 # ------------------------------------------------------------------------ clients
 
 
+# How often a connection asks Sentinel whether the master moved while it was connected.
+MASTER_CHECK_S = 1.0
+
+
 class SentinelMasterConnection(SentinelManagedConnection):
     """A connection to whichever server Sentinel says is the master now.
 
@@ -198,12 +203,32 @@ class SentinelMasterConnection(SentinelManagedConnection):
     failed master) or, never connected, to its default localhost:6379. Asking Sentinel on
     every reconnect keeps the raw-connection paths (the RPC's `send_commands`, redis-py's
     own retry) on the current master.
+
+    A connection that still works can point at the wrong server too: after SENTINEL
+    FAILOVER the old master goes on taking writes until Sentinel turns it into a replica
+    (about 10 s later), and every one of them is then dropped. So at most every
+    MASTER_CHECK_S (per pool) a command first asks Sentinel where the master is, and a
+    connection to another server is closed and reopened there.
     """
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is not None and self._master_moved():
+            self.disconnect()
         if self._sock is None:
             self.connect()
         super().send_packed_command(command, check_health)
+
+    def _master_moved(self) -> bool:
+        proxy = self.connection_pool
+        now = time.monotonic()
+        if now - getattr(proxy, "checked_at", 0.0) < MASTER_CHECK_S:
+            return False
+        proxy.checked_at = now
+        try:
+            host, port = proxy.get_master_address()  # also closes the pool's idle connections
+        except redis.RedisError:
+            return False  # no sentinel answers: keep the connection that works
+        return (host, int(port)) != (self.host, int(self.port))
 
 
 class _SentinelRedis(redis.Redis):
