@@ -206,7 +206,15 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
     with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
         redis.Redis(port=stack.redis_port, socket_timeout=2).ping()
     password = (stack.data_dir / "secrets" / "redis-password").read_text().strip()
-    assert redis.Redis(port=stack.redis_port, password=password, socket_timeout=2).ping()
+    with pytest.raises((redis.AuthenticationError, redis.ResponseError)):  # default user: off
+        redis.Redis(port=stack.redis_port, password=password, socket_timeout=2).ping()
+    app_user = redis.Redis(
+        port=stack.redis_port, username="vps", password=password, socket_timeout=2
+    )
+    assert app_user.ping()
+    for admin in (("CONFIG", "GET", "dir"), ("FLUSHALL",), ("SHUTDOWN",)):
+        with pytest.raises(redis.ResponseError, match="no permissions"):
+            app_user.execute_command(*admin)
     assert password not in stack.output.read_text()  # never printed, nor logged
     for log in (stack.data_dir / "logs").glob("*.log"):
         assert password not in log.read_text(errors="replace"), log.name

@@ -1,7 +1,7 @@
 """`make run`: the whole service on one machine, on embedded defaults.
 
-Starts supervisord (catalog/management/local_stack.py) with a private, password
-protected Redis, prepares the database, the admin user, the model and the demo
+Starts supervisord (catalog/management/local_stack.py) with a private Redis (an ACL
+user with a password), prepares the database, the admin user, the model and the demo
 catalog, then has supervisord start the web server, the Celery workers, beat and
 Flower. A process that dies is restarted; Ctrl-C (or SIGTERM) stops everything.
 """
@@ -34,6 +34,7 @@ from workers.observability.multiproc import remove_dead_files
 from workers.redis_process import RedisProcess
 
 FLOWER_USER = "admin"
+REDIS_USER = "vps"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -111,12 +112,16 @@ class Command(BaseCommand):
         sys.exit(supervisord.returncode or 0)
 
     def _redis(self, data_dir: Path, redis_port: int) -> RedisProcess:
-        """The private Redis, with the password kept in DATA_DIR (REDIS_PASSWORD overrides)."""
+        """The private Redis: ACL user `vps` (REDIS_USERNAME overrides) with the password kept
+        in DATA_DIR (REDIS_PASSWORD overrides); the default user is off."""
         password = (
             os.environ.get("REDIS_PASSWORD")
             or stored_secret(data_dir / "secrets" / "redis-password", new_password)[0]
         )
-        server = RedisProcess(data_dir / "redis", port=redis_port, password=password)
+        username = os.environ.get("REDIS_USERNAME") or REDIS_USER
+        server = RedisProcess(
+            data_dir / "redis", port=redis_port, password=password, username=username
+        )
         server.write_config()
         return server
 
