@@ -1,23 +1,33 @@
 """Settings, all from environment variables, with working local defaults.
 
-Local runs need nothing set. Production sets DEBUG=false, which makes SECRET_KEY
-and ALLOWED_HOSTS mandatory and turns on the secure-cookie and HTTPS settings.
+Local runs need nothing set (a running `make run` is found through data/stack.env).
+Production sets DEBUG=false, which makes SECRET_KEY and ALLOWED_HOSTS mandatory and turns
+on the secure-cookie and HTTPS settings.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from searchsite.stack_env import read_stack_env, stack_env_path
 from workers.observability.logs import logging_config
 from workers.queues import Queue
 from workers.rpc.redis_url import RedisUrl, RedisUrlError, celery_url, parse_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
+# While `make run` runs, DATA_DIR/stack.env says how to reach its stack: commands and extra
+# workers started from another shell join it (searchsite/stack_env.py; the environment wins;
+# STACK_ENV=<file> reads another, STACK_ENV= none). Never in a test session: tests must not
+# join a developer's running stack.
+STACK_ENV_FILE = stack_env_path(BASE_DIR)
+if "pytest" not in sys.modules:
+    read_stack_env(STACK_ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=True)
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
