@@ -144,14 +144,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=25 
 # --- Redis: broker, cache, update logs, RPC ---
 # redis://[user:password@]host:port/db, or through Sentinel:
 # redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/<db>]
-# (workers/rpc/redis_url.py); the sentinels' own password: SENTINEL_PASSWORD.
+# (workers/rpc/redis_url.py); the sentinels' own password: ?sentinel_password= in the
+# URL, else SENTINEL_PASSWORD (read there, by every process that connects).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-SENTINEL_PASSWORD = env.str("SENTINEL_PASSWORD", default="")
 
 
 def _redis_url(name: str, url: str) -> RedisUrl:
     try:
-        return parse_redis_url(url, sentinel_password=SENTINEL_PASSWORD or None)
+        return parse_redis_url(url)
     except RedisUrlError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
 SENTINEL_SCHEME = "redis+sentinel"
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
@@ -231,6 +231,30 @@ class SentinelMasterConnection(SentinelManagedConnection):
         return (host, int(port)) != (self.host, int(self.port))
 
 
+class _Sentinel(Sentinel):
+    """Finds the master with SENTINEL GET-MASTER-ADDR-BY-NAME, which names the promoted
+    replica as soon as it is promoted. redis-py asks SENTINEL MASTERS, which names it
+    only once the whole failover is over (about 6 s later in the failover test): until
+    then every client kept writing to the old master, and its writes were dropped when
+    Sentinel turned it into a replica."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        errors = []
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                address = sentinel.sentinel_get_master_addr_by_name(service_name)
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+                errors.append(f"{sentinel}: {type(exc).__name__}: {exc}")
+                continue
+            if address:
+                # The sentinel that answered is asked first next time, as redis-py does.
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                host = address[0]
+                return host.decode() if isinstance(host, bytes) else str(host), int(address[1])
+            errors.append(f"{sentinel}: does not watch {service_name!r}")
+        raise MasterNotFoundError(f"No master found for {service_name!r}: {'; '.join(errors)}")
+
+
 class _SentinelRedis(redis.Redis):
     """A master client that also closes its connections to the sentinels."""
 
@@ -257,7 +281,7 @@ def redis_from_url(url: str | RedisUrl, **options: Any) -> redis.Redis:
     }
     if parsed.sentinel_password:
         sentinel_kwargs["password"] = parsed.sentinel_password
-    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs)
+    sentinel = _Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs)
     client = sentinel.master_for(
         parsed.master,
         redis_class=_SentinelRedis,
