@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import redis
 import torch
 from PIL import Image
 
@@ -46,6 +45,7 @@ from workers.encoding.images import ImageLimits, load_image_bytes  # noqa: E402
 from workers.encoding.pipeline import EncodedItem  # noqa: E402
 from workers.encoding.tiny_clip import build_vit_b32_random  # noqa: E402
 from workers.redis_process import RedisProcess  # noqa: E402
+from workers.rpc.redis_url import redis_from_url  # noqa: E402
 
 WORDS_TEXT = (
     "red blue black white green leather cotton wool running ankle boots sneakers shirt "
@@ -116,7 +116,7 @@ class Sink:
             "CREATE TABLE IF NOT EXISTS embedding (id INTEGER PRIMARY KEY, kind TEXT, model TEXT,"
             " dim INTEGER, sha256 TEXT, vector BLOB)"
         )
-        self.redis = redis.Redis.from_url(redis_url)
+        self.redis = redis_from_url(redis_url)
         self.model_name = model_name
         self.dim = dim
         self.seconds = 0.0

@@ -10,6 +10,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from workers.rpc.redis_url import redis_from_url
+
 
 def _check_database() -> dict[str, Any]:
     started = time.perf_counter()
@@ -24,9 +26,7 @@ def _check_database() -> dict[str, Any]:
 
 def _check_redis() -> dict[str, Any]:
     started = time.perf_counter()
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0
-    )
+    client = redis_from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
         client.ping()
     except redis.RedisError as exc:

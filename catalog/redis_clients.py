@@ -7,10 +7,12 @@ import functools
 import redis
 from django.conf import settings
 
+from workers.rpc.redis_url import redis_from_url
+
 
 @functools.cache
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
+    return redis_from_url(
         url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30
     )
 

@@ -1,12 +1,14 @@
 """Settings, all from environment variables, with working local defaults.
 
-Local runs need nothing set. Production sets DEBUG=false, which makes SECRET_KEY
-and ALLOWED_HOSTS mandatory and turns on the secure-cookie and HTTPS settings.
+Local runs need nothing set (a running `make run` is found through data/stack.env).
+Production sets DEBUG=false, which makes SECRET_KEY and ALLOWED_HOSTS mandatory and turns
+on the secure-cookie and HTTPS settings.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import environ
@@ -15,11 +17,20 @@ from django.core.exceptions import ImproperlyConfigured
 
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
 from searchsite.sentry import init_sentry
+from searchsite.stack_env import read_stack_env, stack_env_path
 from workers.observability.logs import logging_config
 from workers.queues import Queue
+from workers.rpc.redis_url import RedisUrl, RedisUrlError, celery_url, parse_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
+# While `make run` runs, DATA_DIR/stack.env says how to reach its stack: commands and extra
+# workers started from another shell join it (searchsite/stack_env.py; the environment wins;
+# STACK_ENV=<file> reads another, STACK_ENV= none). Never in a test session: tests must not
+# join a developer's running stack.
+STACK_ENV_FILE = stack_env_path(BASE_DIR)
+if "pytest" not in sys.modules:
+    read_stack_env(STACK_ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=True)
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
@@ -148,19 +159,52 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=25 * 1024 * 1024)
 
 # --- Redis: broker, cache, update logs, RPC ---
+# redis://[user:password@]host:port/db, or through Sentinel:
+# redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/<db>]
+# (workers/rpc/redis_url.py); the sentinels' own password: ?sentinel_password= in the
+# URL, else SENTINEL_PASSWORD (read there, by every process that connects).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+
+def _redis_url(name: str, url: str) -> RedisUrl:
+    try:
+        return parse_redis_url(url)
+    except RedisUrlError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+_redis_url("REDIS_URL", REDIS_URL)
+# Update log appends wait (WAIT) until this many replicas hold the entry, else fail the
+# append (the encode task retries): with asynchronous replication a failover may lose
+# an entry the master acknowledged but had not yet sent. 0: no wait.
+REDIS_MIN_REPLICAS_ACK = env.int("REDIS_MIN_REPLICAS_ACK", default=0)
+REDIS_REPLICAS_ACK_TIMEOUT_MS = env.int("REDIS_REPLICAS_ACK_TIMEOUT_MS", default=500)
+if REDIS_MIN_REPLICAS_ACK < 0 or REDIS_REPLICAS_ACK_TIMEOUT_MS <= 0:
+    raise ImproperlyConfigured(
+        "REDIS_MIN_REPLICAS_ACK must be 0 or more, REDIS_REPLICAS_ACK_TIMEOUT_MS more than 0"
+    )
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # A list: Django splits a string on ',' (several servers), a Sentinel URL's separator.
+        "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "searchsite",
-        "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        "OPTIONS": {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            "pool_class": "workers.rpc.redis_url.UrlConnectionPool",  # Sentinel URLs too
+        },
     }
 }
 
 # --- Celery (read by searchsite/celery.py through the CELERY_ namespace) ---
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+# A Sentinel URL becomes kombu's sentinel://...;sentinel://... plus transport options.
+CELERY_BROKER_URL, _broker_options = celery_url(
+    _redis_url("CELERY_BROKER_URL", env.str("CELERY_BROKER_URL", default=REDIS_URL))
+)
+CELERY_RESULT_BACKEND, CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = celery_url(
+    _redis_url("CELERY_RESULT_BACKEND", env.str("CELERY_RESULT_BACKEND", default=REDIS_URL))
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -178,6 +222,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # seconds; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=1800),
+    **_broker_options,
 }
 CELERY_TASK_ROUTES = {
     "workers.tasks.encoding.*": {"queue": Queue.ENCODE.value},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 import redis
 
 from workers.redis_process import RedisProcess
+
+# Processes the tests start (workers, manage.py) must never join a stack that a developer's
+# `make run` announces in data/stack.env (settings.py skips it in the test process itself).
+os.environ["STACK_ENV"] = ""
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     and a private Prometheus multiprocess directory (never the data/ one `make run` uses)."""
     if not config.pluginmanager.hasplugin("django"):
         return
-    import os
     import tempfile
 
     from django.conf import settings

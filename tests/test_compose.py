@@ -83,12 +83,93 @@ def test_flower_wants_basic_auth_and_listens_on_localhost_only():
     assert flower["environment"]["REDIS_URL"] == COMPOSE["x-app"]["environment"]["REDIS_URL"]
 
 
+def _users(command: list[str]) -> list[list[str]]:
+    """The ACL rules of each `--user` option of a redis-server command line."""
+    users, current = [], None
+    for part in command:
+        if part.startswith("--"):
+            current = [] if part == "--user" else None
+            if current is not None:
+                users.append(current)
+        elif current is not None:
+            current.append(part)
+    return users
+
+
 def test_redis_wants_a_password_everywhere():
     redis_service = SERVICES["redis"]
     command = redis_service["command"]
-    assert option(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert "--requirepass" not in command  # an ACL user instead of the default one
+    default, app = _users(command)
+    assert default == ["default", "off"]
+    assert app[:3] == [
+        "${REDIS_USERNAME:-vps}",
+        "on",
+        ">${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}",
+    ]
+    assert {"-@admin", "-flushall", "-flushdb"} <= set(app)
     url = COMPOSE["x-app"]["environment"]["REDIS_URL"]
-    assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/0", url)
-    # The healthcheck authenticates (REDISCLI_AUTH) and wants PONG, not just an exit code.
+    assert re.fullmatch(
+        r"redis://\$\{REDIS_USERNAME:-vps\}:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/0", url
+    )
+    # The healthcheck authenticates (REDISCLI_AUTH, --user) and wants PONG, not just an exit code.
     assert redis_service["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert "--user ${REDIS_USERNAME:-vps}" in " ".join(redis_service["healthcheck"]["test"])
     assert "PONG" in " ".join(redis_service["healthcheck"]["test"])
+
+
+# --- what `docker compose` makes of the file with an .env (its variable substitution) ---
+
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:[-?])([^}]*))?\}")
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's substitution: ${VAR}, ${VAR:-default}, ${VAR:?error} (unset or empty)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        value = env.get(name, "")
+        if not value and op == ":?":
+            raise ValueError(f"{name}: {arg}")
+        return arg if not value and op == ":-" else value
+
+    return _VARIABLE.sub(one, text).replace("$$", "$")
+
+
+def _env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_env_example_documents_every_variable_compose_reads():
+    used = set(_VARIABLE.findall((ROOT / "docker-compose.yml").read_text()))
+    assert {name for name, _, _ in used} == set(_env_example())
+    assert _env_example()["REDIS_USERNAME"] == "vps"
+    assert _env_example()["REDIS_PASSWORD"] == ""  # no default password: one must be made
+
+
+def test_compose_refuses_to_start_without_a_redis_password():
+    env = {**_env_example(), "SECRET_KEY": "k" * 50, "FLOWER_BASIC_AUTH": "admin:pw"}
+    with pytest.raises(ValueError, match=r"REDIS_PASSWORD: set REDIS_PASSWORD in \.env"):
+        _interpolate((ROOT / "docker-compose.yml").read_text(), env)
+
+
+def test_every_service_uses_the_redis_password_from_env():
+    from workers.rpc.redis_url import parse_redis_url
+
+    env = {
+        **_env_example(),
+        "SECRET_KEY": "k" * 50,
+        "FLOWER_BASIC_AUTH": "admin:pw",
+        "REDIS_PASSWORD": "0f3c9a-pw",
+    }
+    compose = yaml.safe_load(_interpolate((ROOT / "docker-compose.yml").read_text(), env))
+    services = compose["services"]
+    _, app_user = _users(services["redis"]["command"])
+    assert app_user[:3] == ["vps", "on", ">0f3c9a-pw"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == "0f3c9a-pw"
+    app_services = [n for n, s in services.items() if s.get("image") == COMPOSE["x-app"]["image"]]
+    assert {"web", "migrate", "encode-worker", "beat", "flower"} <= set(app_services)
+    for name in app_services:
+        url = parse_redis_url(services[name]["environment"]["REDIS_URL"])
+        assert (url.username, url.password, url.hosts) == ("vps", "0f3c9a-pw", (("redis", 6379),))

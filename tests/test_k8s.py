@@ -134,9 +134,6 @@ READ_BY_LIBRARIES = {
     "AWS_DEFAULT_REGION": "boto3 and s3fs",
     "FLOWER_BASIC_AUTH": "flower reads its FLOWER_* options",
 }
-# The sentinels' password, read by the Sentinel support of REDIS_URL that is being added
-# beside this (workers/rpc/redis_url.py): drop it from here once that has landed.
-PENDING = {"SENTINEL_PASSWORD"}
 
 
 def _app_variable_names() -> set[str]:
@@ -148,7 +145,7 @@ def _app_variable_names() -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(_app_variable_names()))
 def test_every_variable_the_app_is_given_is_read_by_the_code(name):
-    if name in READ_BY_LIBRARIES or name in PENDING:
+    if name in READ_BY_LIBRARIES:
         return
     assert _code_reads(name), f"{name} is set in deploy/k8s but nothing reads it"
 

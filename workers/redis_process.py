@@ -4,6 +4,9 @@ Tests and benchmarks must never touch the machine's shared Redis, so they start
 their own server on a free port with this class. Every server has a password
 (a random one unless given): whoever reaches an open Redis can empty a shard
 with one XADD, and tests then exercise the authenticated connections production uses.
+With a `username` the server has that ACL user instead of the default one (which is
+turned off), and the user may not run admin commands (CONFIG, SHUTDOWN, REPLICAOF,
+DEBUG, ...) nor empty the server (FLUSHALL, FLUSHDB): what `make run` uses.
 """
 
 from __future__ import annotations
@@ -50,21 +53,27 @@ class RedisProcess:
     """
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, password: str | None = None
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        username: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.password = password or secrets.token_urlsafe(18)
+        self.username = username
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
+        user = quote(self.username or "", safe="")
+        return f"redis://{user}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
 
     @property
     def public_url(self) -> str:
         """The URL with the password masked, for logs and banners."""
-        return f"redis://:****@127.0.0.1:{self.port}/0"
+        return f"redis://{self.username or ''}:****@127.0.0.1:{self.port}/0"
 
     @property
     def config_path(self) -> Path:
@@ -84,13 +93,23 @@ class RedisProcess:
             # waiting for a missing shard returned up to 100 ms after its deadline.
             "hz 100",
             f'logfile "{self.data_dir / "redis.log"}"',
-            f'requirepass "{self.password}"',
+            *self._auth_lines(),
         ]
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as config:
             config.write("\n".join(lines) + "\n")
         os.chmod(self.config_path, 0o600)
         return self.config_path
+
+    def _auth_lines(self) -> list[str]:
+        if self.username is None:
+            return [f'requirepass "{self.password}"']
+        if not self.username.isidentifier() or any(c.isspace() for c in self.password):
+            raise ValueError("an ACL user name is letters, digits and _; a password has no space")
+        return [
+            "user default off",
+            f"user {self.username} on >{self.password} ~* &* +@all -@admin -flushall -flushdb",
+        ]
 
     def argv(self) -> list[str]:
         """The command line that runs this server (after write_config)."""

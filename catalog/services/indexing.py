@@ -23,7 +23,7 @@ from catalog.stored_files import StoredFileOutcome, read_stored_file
 from workers.encoding.errors import ImageRejected
 from workers.encoding.images import LoadedImage, fetch_image_url, load_image_bytes
 from workers.encoding.registry import published_model
-from workers.index.log import UpdateLog, shard_for_product
+from workers.index.log import Durability, UpdateLog, shard_for_product
 from workers.index.types import VectorAttrs
 from workers.observability.metrics import ENCODE_FAILURES, ENCODE_IMAGES
 
@@ -61,8 +61,13 @@ class EncodeReport:
         }
 
 
+def log_durability() -> Durability:
+    """How many Redis replicas an append waits for (REDIS_MIN_REPLICAS_ACK; 0: none)."""
+    return Durability(settings.REDIS_MIN_REPLICAS_ACK, settings.REDIS_REPLICAS_ACK_TIMEOUT_MS)
+
+
 def shard_log(shard: int, model: str, dim: int) -> UpdateLog:
-    return UpdateLog(redis_client(), shard, model=model, dim=dim)
+    return UpdateLog(redis_client(), shard, model=model, dim=dim, durability=log_durability())
 
 
 def vector_of(embedding: Embedding) -> np.ndarray:
@@ -317,6 +322,6 @@ def append_deletes(shard: int, image_ids: list[int]) -> None:
     """Deletes carry the running encoder's model, like the upserts they cancel."""
     client = redis_client()
     model, dim = published_model(client) or (settings.CLIP_MODEL, 0)
-    UpdateLog(client, shard, model=model, dim=dim).append_deletes(
+    UpdateLog(client, shard, model=model, dim=dim, durability=log_durability()).append_deletes(
         np.asarray(image_ids, dtype=np.int64)
     )

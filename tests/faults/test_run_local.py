@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -206,7 +207,15 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
     with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
         redis.Redis(port=stack.redis_port, socket_timeout=2).ping()
     password = (stack.data_dir / "secrets" / "redis-password").read_text().strip()
-    assert redis.Redis(port=stack.redis_port, password=password, socket_timeout=2).ping()
+    with pytest.raises((redis.AuthenticationError, redis.ResponseError)):  # default user: off
+        redis.Redis(port=stack.redis_port, password=password, socket_timeout=2).ping()
+    app_user = redis.Redis(
+        port=stack.redis_port, username="vps", password=password, socket_timeout=2
+    )
+    assert app_user.ping()
+    for admin in (("CONFIG", "GET", "dir"), ("FLUSHALL",), ("SHUTDOWN",)):
+        with pytest.raises(redis.ResponseError, match="no permissions"):
+            app_user.execute_command(*admin)
     assert password not in stack.output.read_text()  # never printed, nor logged
     for log in (stack.data_dir / "logs").glob("*.log"):
         assert password not in log.read_text(errors="replace"), log.name
@@ -222,6 +231,39 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+def test_commands_from_another_shell_join_the_stack(stack: LocalStack):
+    """`manage.py index_status` with nothing in its environment but where stack.env is
+    (STACK_ENV; DATA_DIR=<repo>/data finds it by default) reaches the stack's Redis."""
+    env_file = stack.data_dir / "stack.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600  # it holds the Redis password
+    written = env_file.read_text()
+    assert "REDIS_URL='redis://vps:" in written
+    assert f"@127.0.0.1:{stack.redis_port}/0'" in written
+    assert f"WEB_PORT='{stack.port}'" in written
+    assert f"FLOWER_PORT='{stack.flower_port}'" in written
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "INDEX_STORE_URL", "DATABASE_URL"):
+        assert f"\n{name}='" in written, name
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "index_status", "--json"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "STACK_ENV": str(env_file)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    shards = json.loads(result.stdout)
+    # The shard workers registered their replicas in the stack's Redis, nowhere else.
+    assert [row["shard"] for row in shards] == [0, 1]
+    assert all(row["ready_replicas"] >= 1 for row in shards), shards
+    assert all(row["log"]["length"] > 0 for row in shards), shards
+    password = (stack.data_dir / "secrets" / "redis-password").read_text().strip()
+    assert password not in result.stdout + result.stderr
+    print(f"index_status from another shell: {time.monotonic() - started:.1f}s")
 
 
 def test_bodies_never_sent_do_not_starve_health(stack: LocalStack):
@@ -325,3 +367,4 @@ def test_sigint_stops_every_process(stack: LocalStack):
     stack.proc.wait(timeout=120)
     wait_for(lambda: not any(alive(pid) for pid in pids), 10, "every process to exit")
     assert [pid for pid in processes_with_data_dir(stack.data_dir) if alive(pid)] == []
+    assert not (stack.data_dir / "stack.env").exists()  # other shells no longer join it

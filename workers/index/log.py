@@ -87,15 +87,56 @@ _COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Durability:
+    """How many replicas must hold an appended entry before the append returns.
+
+    Redis replicates asynchronously: a master that fails right after acknowledging an
+    XADD may not have sent it yet, and the replica promoted in its place never had it.
+    With `min_replicas` > 0 an append sends WAIT after the XADD and fails (NotReplicated)
+    when fewer replicas confirm within `timeout_ms`; the entry may then be lost or not,
+    and appending it again is harmless (replicas apply upserts and deletes idempotently).
+    """
+
+    min_replicas: int = 0
+    timeout_ms: int = 500
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0 or self.timeout_ms <= 0:
+            raise ValueError("min_replicas must be 0 or more and timeout_ms more than 0")
+
+
+class NotReplicated(redis.RedisError):
+    """An appended entry reached fewer replicas than Durability asks for, in time."""
+
+    def __init__(self, key: str, entry_id: str, acked: int, durability: Durability) -> None:
+        super().__init__(
+            f"{key} entry {entry_id} reached {acked} of the {durability.min_replicas} "
+            f"replica(s) required within {durability.timeout_ms} ms "
+            "(REDIS_MIN_REPLICAS_ACK): it may be lost if the master fails; append it again"
+        )
+        self.entry_id = entry_id
+        self.acked = acked
+
+
 class UpdateLog:
     """Writer and reader of one shard's stream for one embedding model."""
 
-    def __init__(self, client: redis.Redis, shard: int, model: str, dim: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        shard: int,
+        model: str,
+        dim: int,
+        *,
+        durability: Durability = Durability(),
+    ) -> None:
         self.client = client
         self.shard = shard
         self.model = model
         self.dim = dim
         self.key = log_key(shard)
+        self.durability = durability
 
     # ---------------------------------------------------------------- writes
 
@@ -139,8 +180,18 @@ class UpdateLog:
         }
 
     def _add(self, fields: dict[bytes, bytes]) -> str:
-        entry_id = self.client.xadd(self.key, fields)  # type: ignore[arg-type]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        wanted = self.durability.min_replicas
+        if not wanted:
+            return _text(self.client.xadd(self.key, fields))  # type: ignore[arg-type]
+        # One round trip: WAIT counts the replicas that have everything up to the XADD.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self.key, fields)  # type: ignore[arg-type]
+        pipe.wait(wanted, self.durability.timeout_ms)
+        raw_id, acked = pipe.execute()
+        entry_id = _text(raw_id)
+        if int(acked) < wanted:
+            raise NotReplicated(self.key, entry_id, int(acked), self.durability)
+        return entry_id
 
     # ----------------------------------------------------------------- reads
 

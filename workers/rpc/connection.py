@@ -16,6 +16,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from workers.rpc.redis_url import redis_from_url
+
 try:
     from hiredis import pack_command as _pack_one
 except ImportError:  # hiredis is a dependency (redis[hiredis]); plain redis-py still works
@@ -37,9 +39,9 @@ def connect(
     """A client for the RPC: bounded connect/read times, one immediate retry on a broken socket.
 
     Defaults come from RPC_SOCKET_TIMEOUT_S (5 s; blocking waits are cut to fit inside it)
-    and RPC_CONNECT_TIMEOUT_S (0.25 s).
+    and RPC_CONNECT_TIMEOUT_S (0.25 s). `url` may be a Sentinel URL (workers/rpc/redis_url.py).
     """
-    return redis.Redis.from_url(
+    return redis_from_url(
         url,
         socket_timeout=socket_timeout or _env_float("RPC_SOCKET_TIMEOUT_S", 5.0),
         socket_connect_timeout=connect_timeout or _env_float("RPC_CONNECT_TIMEOUT_S", 0.25),

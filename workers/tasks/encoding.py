@@ -16,6 +16,7 @@ from django.conf import settings
 from catalog.services import indexing
 from catalog.services.encode_leases import lease_until_retry
 from workers.encoding.process import process_encoder
+from workers.index.log import NotReplicated
 from workers.queues import Queue
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ RETRY = {"max_retries": 5, "retry_backoff": 5, "retry_backoff_max": 300, "retry_
 # Nobody waits for these results: not storing them also keeps the sender from subscribing
 # to a result channel, which during a Redis outage would block a save for ~20 s and fail it.
 FIRE_AND_FORGET = {"ignore_result": True}
+# Redis away (a restart, a failover) or an update log append short of its replicas.
+REDIS_RETRIED = (redis.ConnectionError, redis.TimeoutError, NotReplicated)
 
 
 def encoder():
@@ -83,7 +86,7 @@ def encode_products(self: Task, product_ids: list[int]) -> dict[str, int]:
         if self.request.retries < self.max_retries:
             _lease_until_retry(exc.product_ids, countdown)
         raise self.retry(args=[exc.product_ids], exc=exc, countdown=countdown) from None
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_RETRIED as exc:
         raise self.retry(exc=exc, countdown=countdown) from None
 
 
@@ -98,7 +101,7 @@ def _lease_until_retry(product_ids: list[int], countdown: float) -> None:
 @shared_task(
     name="workers.tasks.encoding.remove_products",
     **FIRE_AND_FORGET,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=REDIS_RETRIED,
     **RETRY,
 )
 def remove_products(product_ids: list[int]) -> dict[str, int]:
@@ -109,7 +112,7 @@ def remove_products(product_ids: list[int]) -> dict[str, int]:
 @shared_task(
     name="workers.tasks.encoding.remove_images",
     **FIRE_AND_FORGET,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=REDIS_RETRIED,
     **RETRY,
 )
 def remove_images(product_id: int, image_ids: list[int]) -> dict[str, int]:

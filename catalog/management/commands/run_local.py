@@ -1,9 +1,10 @@
 """`make run`: the whole service on one machine, on embedded defaults.
 
-Starts supervisord (catalog/management/local_stack.py) with a private, password
-protected Redis, prepares the database, the admin user, the model and the demo
+Starts supervisord (catalog/management/local_stack.py) with a private Redis (an ACL
+user with a password), prepares the database, the admin user, the model and the demo
 catalog, then has supervisord start the web server, the Celery workers, beat and
 Flower. A process that dies is restarted; Ctrl-C (or SIGTERM) stops everything.
+While it runs, DATA_DIR/stack.env says how to reach the stack (searchsite/stack_env.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ from catalog.management.local_stack import (
     write_private,
 )
 from catalog.models import Product
+from searchsite.stack_env import FILE_NAME, remove_stack_env, write_stack_env
 from workers.observability.multiproc import remove_dead_files
 from workers.redis_process import RedisProcess
 
 FLOWER_USER = "admin"
+REDIS_USER = "vps"
+STACK_ENV_HEADER = """Written by `make run` (manage.py run_local) while it runs, removed when it
+stops. manage.py commands and workers started from another shell read it (settings.py),
+so they join this stack; variables set in their environment win. STACK_ENV= ignores it."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -71,7 +77,8 @@ class Command(BaseCommand):
         (data_dir / "logs").mkdir(parents=True, exist_ok=True)
         redis_server = self._redis(data_dir, redis_port)
         flower_auth, flower_new = self._flower_auth(data_dir)
-        os.environ.update(self._environment(redis_server.url, flower_port, flower_auth))
+        environment = self._environment(redis_server.url, flower_port, flower_auth)
+        os.environ.update(environment)
 
         programs = {"redis": Program(redis_server.argv(), priority=1)}
         programs.update(
@@ -85,6 +92,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _interrupt)
         supervisord = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)]
+        )
+        # Other shells join this stack through it; removed below whatever ends the run.
+        stack_env = data_dir / FILE_NAME
+        write_stack_env(
+            stack_env, self._stack_values(environment, port, flower_port), STACK_ENV_HEADER
         )
         try:
             redis_server.wait_ready(timeout=30)
@@ -108,15 +120,20 @@ class Command(BaseCommand):
             pass
         finally:
             self._stop(supervisord)
+            remove_stack_env(stack_env)
         sys.exit(supervisord.returncode or 0)
 
     def _redis(self, data_dir: Path, redis_port: int) -> RedisProcess:
-        """The private Redis, with the password kept in DATA_DIR (REDIS_PASSWORD overrides)."""
+        """The private Redis: ACL user `vps` (REDIS_USERNAME overrides) with the password kept
+        in DATA_DIR (REDIS_PASSWORD overrides); the default user is off."""
         password = (
             os.environ.get("REDIS_PASSWORD")
             or stored_secret(data_dir / "secrets" / "redis-password", new_password)[0]
         )
-        server = RedisProcess(data_dir / "redis", port=redis_port, password=password)
+        username = os.environ.get("REDIS_USERNAME") or REDIS_USER
+        server = RedisProcess(
+            data_dir / "redis", port=redis_port, password=password, username=username
+        )
         server.write_config()
         return server
 
@@ -152,9 +169,28 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
         }
 
+    def _stack_values(
+        self, environment: dict[str, str], port: int, flower_port: int
+    ) -> dict[str, str]:
+        """What another shell needs to join this stack (written to DATA_DIR/stack.env)."""
+        database = settings.DATABASES["default"]
+        database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{database['NAME']}"
+        names = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATA_DIR")
+        return {
+            **{name: environment[name] for name in names},
+            "DATABASE_URL": database_url,
+            "INDEX_STORE_URL": str(settings.INDEX_STORE_URL),
+            "SEARCH_SHARDS": str(settings.SEARCH_SHARDS),
+            "CLIP_MODEL": environment["CLIP_MODEL"],
+            "WEB_PORT": str(port),
+            "WEB_URL": f"http://127.0.0.1:{port}/",
+            "FLOWER_PORT": str(flower_port),
+            "FLOWER_URL": environment["FLOWER_URL"],
+        }
+
     def _prepare(self, redis_url: str, demo_products: int) -> None:
         settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = redis_url
-        settings.CACHES["default"]["LOCATION"] = redis_url
+        settings.CACHES["default"]["LOCATION"] = [redis_url]
         from searchsite.celery import app
 
         app.conf.broker_url = app.conf.result_backend = redis_url
@@ -196,6 +232,10 @@ class Command(BaseCommand):
                 "(or FLOWER_BASIC_AUTH)"
             )
         self.stdout.write(f"  logs         {Path(settings.DATA_DIR) / 'logs'}/<process>.log")
+        self.stdout.write(
+            f"  stack.env    {Path(settings.DATA_DIR) / FILE_NAME} "
+            "(manage.py commands from other shells join this stack)"
+        )
         self.stdout.write(
             f"  processes    {sys.executable} -m supervisor.supervisorctl -c {config} status"
         )
