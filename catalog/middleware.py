@@ -93,7 +93,8 @@ class AccessLogMiddleware:
         response = self.get_response(request)
         duration_ms = (time.perf_counter() - started) * 1000
         query = _escape_controls(redact_query(request.META.get("QUERY_STRING", "")))
-        target = escape_uri_path(request.path) + (f"?{query}" if query else "")
+        path = escape_uri_path(request.path)
+        target = path + (f"?{query}" if query else "")
         client = _CLIENT.get_ident(request) or "-"
         method = _escape_controls(request.method or "-")
         access_log.info(
@@ -103,15 +104,14 @@ class AccessLogMiddleware:
             target,
             response.status_code,
             duration_ms,
-            extra={
+            extra={  # fields of the JSON line (LOG_FORMAT=json)
                 "request_id": getattr(request, "request_id", None),
-                "http": {
-                    "client": client,
-                    "method": method,
-                    "target": target,
-                    "status": response.status_code,
-                    "duration_ms": round(duration_ms, 1),
-                },
+                "client": client,
+                "method": method,
+                "path": path,
+                "query": query,
+                "status": response.status_code,
+                "duration_ms": round(duration_ms, 1),
             },
         )
         return response

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
 from searchsite.sentry import init_sentry
-from workers.observability.logs import logging_config
+from workers.observability.logs import log_format, log_level, logging_config
 from workers.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -372,8 +372,10 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(PROMETHEUS_MULTIPROC_DIR))
 METRICS_ALLOW_ANONYMOUS = env.bool("METRICS_ALLOW_ANONYMOUS", default=DEBUG)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every log record carries the request id; LOG_FORMAT=json writes one JSON object a line.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
-LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+# The same configuration serves gunicorn and the Celery processes (workers/observability/).
+LOG_FORMAT = log_format()
+LOGGING = logging_config(LOG_FORMAT, log_level())
+LOGGING_CONFIG = "workers.observability.logs.configure"
 # --- end of Observability ---
 
 # --- Error tracking: Sentry, off unless SENTRY_DSN is set (searchsite/sentry.py) ---
