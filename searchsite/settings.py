@@ -311,9 +311,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.Pagination",
     "PAGE_SIZE": 20,
+    # DRF's anonymous and per-user limits, except that OPTIONS (preflights) spend nothing.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "catalog.api.throttles.AnonThrottle",
+        "catalog.api.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="120/minute"),
