@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.management.local_stack import supervisor_rpc
 from tests.support.images import image_bytes
+from workers.observability.multiproc import pids_in
 from workers.redis_process import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -222,6 +224,23 @@ def test_redis_and_flower_want_credentials(stack: LocalStack):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+def test_metrics_are_the_service_s_only(stack: LocalStack):
+    """Flower writes its `flower_*` metrics to a directory of its own, not the host's:
+    the web's /metrics serves this service's names only."""
+    flower = stack.pids()["flower"]
+    wait_for(
+        lambda: flower in pids_in(stack.data_dir / "prometheus-flower"),
+        60,
+        "Flower's metrics (it counts the workers' events)",
+    )
+    assert flower not in pids_in(stack.data_dir / "prometheus")
+    with urllib.request.urlopen(stack.url("/metrics"), timeout=30) as response:
+        names = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    assert names, "no metrics"
+    assert {name for name in names if not name.startswith("vps_")} == set()
+    assert "vps_process_resident_memory_bytes" in names
 
 
 def test_bodies_never_sent_do_not_starve_health(stack: LocalStack):
