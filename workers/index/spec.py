@@ -61,6 +61,12 @@ class IndexSpec:
         return "other"
 
     @cached_property
+    def exact(self) -> bool:
+        """A plain scan (`Flat`): every search scores every vector, so its results are the
+        exact neighbours and it has no knob to tune."""
+        return self.kind == "flat" and not self.rerank
+
+    @cached_property
     def nlist(self) -> int | None:
         match = _NLIST.search(self.factory)
         return int(match.group(1)) if match else None
