@@ -12,6 +12,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from catalog.models import IndexState, Product, ProductImage, RecallMeasurement
@@ -127,6 +128,30 @@ def test_build_index_prints_what_each_shard_got(indexed_catalog, caplog):
     assert built["seconds"] > 0
     assert built["build_id"]
     assert built["log_position"]
+
+
+def test_recall_probe_command_plain_and_json(indexed_catalog):
+    text = _command("recall_probe", "--queries", "4", "--seed", "3")
+    lines = text.splitlines()
+    assert lines[0] == "recall@10 1.000 over 4 queries (0 partial answers)", text
+    assert re.fullmatch(r"latency p50 \d+\.\d ms, p99 \d+\.\d ms", lines[1]), text
+    table = _table("\n".join(lines[3:]))
+    assert table[0] == ["shard", "recall@10"]
+    assert {row[0] for row in table[1:]} <= {"0", "1"}
+    assert all(row[1] == "1.000" for row in table[1:])
+
+    document = json.loads(_command("recall_probe", "--queries", "4", "--seed", "3", "--json"))
+    assert document["queries"] == 4
+    assert document["recall_at_10"] == pytest.approx(1.0)
+    assert set(document["per_shard"]) <= {"0", "1"}
+    assert 0 < document["latency_ms"]["p50"] <= document["latency_ms"]["p99"]
+    assert document["partial_answers"] == 0
+    assert RecallMeasurement.objects.filter(shard__isnull=True).count() == 2  # both stored
+
+
+def test_recall_probe_says_when_there_is_nothing_to_probe(redis_client):
+    with pytest.raises(CommandError, match="nothing to probe"):
+        _command("recall_probe")
 
 
 def _product(sku: str, state: str, saved_s_ago: float) -> int:
