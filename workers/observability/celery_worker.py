@@ -128,8 +128,8 @@ def _on_setup_logging(**kwargs: object) -> None:
 
 @signals.celeryd_after_setup.connect
 def _on_worker_setup(sender: str = "", instance: Any = None, **kwargs: object) -> None:
-    consumer = getattr(getattr(instance, "app", None), "amqp", None)
-    queues = sorted(consumer.queues.consume_from) if consumer is not None else []
+    amqp = getattr(getattr(instance, "app", None), "amqp", None)
+    queues = sorted(amqp.queues.consume_from) if amqp is not None else []
     logger.info(
         "worker %s consumes %s (concurrency %s)",
         sender,

@@ -42,7 +42,7 @@ def summary(report: dict[str, Any], seconds: float) -> dict[str, Any]:
         "recall_target": tune.get("target"),
         "target_reached": tune.get("reached"),
         "tune_queries": tune.get("queries", 0),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 3),
         "train_s": report.get("train_s"),
         "add_s": report.get("add_s"),
         "tune_s": report.get("tune_s"),
@@ -108,7 +108,7 @@ class Command(BaseCommand):
                 row["spec"],
                 row["knobs"],
                 recall_cell(row),
-                f"{row['seconds']:.1f}",
+                f"{row['seconds']:.2f}",
             )
             for row in rows
         ]
