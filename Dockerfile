@@ -23,4 +23,4 @@ RUN DEBUG=true python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "searchsite.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]
+CMD ["gunicorn", "searchsite.wsgi", "-c", "python:workers.observability.gunicorn_hooks", "--bind", "0.0.0.0:8000", "--workers", "4"]

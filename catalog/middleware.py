@@ -1,5 +1,5 @@
-"""Request ids, the access log, API latency metrics and JSON server errors for every
-HTTP request.
+"""Request ids, the access log, request and database metrics and JSON server errors for
+every HTTP request.
 
 They go first in MIDDLEWARE, so the id is bound (and the clock runs) around
 everything else, including the other middleware.
@@ -10,15 +10,25 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
+from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils.encoding import escape_uri_path
 from rest_framework.throttling import BaseThrottle
 
 from catalog.api.errors import is_api_path, server_error_body
 from workers.observability.context import bound_request_id, is_valid, new_request_id
-from workers.observability.metrics import API_REQUEST_SECONDS
+from workers.observability.metrics import (
+    API_REQUEST_SECONDS,
+    DB_QUERIES,
+    DB_SECONDS,
+    WEB_REQUEST_SECONDS,
+)
 from workers.observability.redact import redact_query
 
 HEADER = "X-Request-ID"
@@ -93,7 +103,8 @@ class AccessLogMiddleware:
         response = self.get_response(request)
         duration_ms = (time.perf_counter() - started) * 1000
         query = _escape_controls(redact_query(request.META.get("QUERY_STRING", "")))
-        target = escape_uri_path(request.path) + (f"?{query}" if query else "")
+        path = escape_uri_path(request.path)
+        target = path + (f"?{query}" if query else "")
         client = _CLIENT.get_ident(request) or "-"
         method = _escape_controls(request.method or "-")
         access_log.info(
@@ -103,41 +114,97 @@ class AccessLogMiddleware:
             target,
             response.status_code,
             duration_ms,
-            extra={
+            extra={  # fields of the JSON line (LOG_FORMAT=json)
                 "request_id": getattr(request, "request_id", None),
-                "http": {
-                    "client": client,
-                    "method": method,
-                    "target": target,
-                    "status": response.status_code,
-                    "duration_ms": round(duration_ms, 1),
-                },
+                "client": client,
+                "method": method,
+                "path": path,
+                "query": query,
+                "status": response.status_code,
+                "duration_ms": round(duration_ms, 1),
             },
         )
         return response
 
 
-def _view_label(request: HttpRequest) -> str:
-    """A low-cardinality label: the URL name (or route pattern), never the raw path."""
+API_UNMATCHED = "<unmatched>"
+
+
+def _area(path: str) -> str:
+    """Where a request outside the API went: admin, static, media, metrics or site."""
+    for area, prefix in (
+        ("admin", "/admin/"),
+        ("static", "/" + settings.STATIC_URL.lstrip("/")),
+        ("media", "/" + settings.MEDIA_URL.lstrip("/")),
+        ("metrics", "/metrics"),
+    ):
+        if path.startswith(prefix):
+            return area
+    return "site"
+
+
+def _api_route(request: HttpRequest) -> str:
+    """The DRF route name (`product-list`, `search`, ...); never the raw path. A CORS
+    preflight is answered before URL resolution: its path is resolved here."""
     match = getattr(request, "resolver_match", None)
     if match is None:
-        return "<unmatched>"
-    return match.view_name or match.route or "<unnamed>"
+        try:
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return API_UNMATCHED
+    return match.url_name or API_UNMATCHED  # the unnamed catch-all: JSON 404s
+
+
+def _view_label(request: HttpRequest) -> str:
+    """A low-cardinality label: the API route name under /api/, else the area."""
+    return _api_route(request) if is_api_path(request) else _area(request.path_info)
+
+
+class QueryTally:
+    """A connection.execute_wrapper counting the queries (and their time) of one request."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.count += 1
+            self.seconds += time.perf_counter() - started
+
+    @contextmanager
+    def counting(self) -> Iterator[QueryTally]:
+        """Wrap every database connection of this thread for the block."""
+        with ExitStack() as stack:
+            for alias in connections:
+                stack.enter_context(connections[alias].execute_wrapper(self))
+            yield self
 
 
 class MetricsMiddleware:
-    """Observe each request's latency by view, method and status code."""
+    """Observe each request's latency (API requests by route name, the rest by area),
+    method and status code, and its database queries (count and time)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        response = self.get_response(request)
+        with QueryTally().counting() as queries:
+            response = self.get_response(request)
+        elapsed = time.perf_counter() - started
         method = request.method if request.method in _METHODS else "other"
-        API_REQUEST_SECONDS.labels(_view_label(request), method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        status = str(response.status_code)
+        view = _view_label(request)
+        metric = API_REQUEST_SECONDS if is_api_path(request) else WEB_REQUEST_SECONDS
+        metric.labels(view, method, status).observe(elapsed)
+        DB_QUERIES.labels(view).observe(queries.count)
+        DB_SECONDS.labels(view).observe(queries.seconds)
         return response
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from catalog.health import workers_by_queue
 from catalog.models import RecallMeasurement
+from workers.index.spec import describe_knobs
 from workers.queues import shard_queue
 
 
@@ -31,6 +32,7 @@ def shard_rows(timeout: float = 3.0) -> list[dict[str, Any]]:
             row["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             row.update(stats)  # incl. the replica's own update lag and snapshot age
+            row["knobs"] = describe_knobs(str(stats.get("spec", "")), stats.get("params"))
         rows.append(row)
     return rows
 

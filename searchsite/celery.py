@@ -6,12 +6,27 @@ import os
 from collections.abc import Iterable
 
 from celery import Celery
+from kombu.utils.objects import cached_property
 
-import workers.observability.celery_worker  # noqa: F401  (metrics port, request ids in logs)
+import workers.observability.celery_worker  # noqa: F401  (metrics port, logging)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
 
-app = Celery("searchsite")
+
+class SearchCelery(Celery):
+    """Celery whose `worker` and `beat` programs print no banner when logs are JSON lines
+    (workers/observability/celery_programs.py)."""
+
+    @cached_property
+    def Worker(self):
+        return self.subclass_with_self("workers.observability.celery_programs:Worker")
+
+    @cached_property
+    def Beat(self):
+        return self.subclass_with_self("workers.observability.celery_programs:Beat")
+
+
+app = SearchCelery("searchsite")
 
 
 def worker_argv(python: str, queues: Iterable[str], name: str, loglevel: str = "INFO") -> list[str]:

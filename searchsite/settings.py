@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
 from searchsite.sentry import init_sentry
 from searchsite.stack_env import read_stack_env, stack_env_path
-from workers.observability.logs import logging_config
+from workers.observability.logs import log_format, log_level, logging_config
 from workers.queues import Queue
 from workers.rpc.redis_url import RedisUrl, RedisUrlError, celery_url, parse_redis_url
 
@@ -363,9 +363,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.Pagination",
     "PAGE_SIZE": 20,
+    # DRF's anonymous and per-user limits, except that OPTIONS (preflights) spend nothing.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "catalog.api.throttles.AnonThrottle",
+        "catalog.api.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="120/minute"),
@@ -424,8 +425,10 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(PROMETHEUS_MULTIPROC_DIR))
 METRICS_ALLOW_ANONYMOUS = env.bool("METRICS_ALLOW_ANONYMOUS", default=DEBUG)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every log record carries the request id; LOG_FORMAT=json writes one JSON object a line.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
-LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+# The same configuration serves gunicorn and the Celery processes (workers/observability/).
+LOG_FORMAT = log_format()
+LOGGING = logging_config(LOG_FORMAT, log_level())
+LOGGING_CONFIG = "workers.observability.logs.configure"
 # --- end of Observability ---
 
 # --- Error tracking: Sentry, off unless SENTRY_DSN is set (searchsite/sentry.py) ---

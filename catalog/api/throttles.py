@@ -1,22 +1,32 @@
-"""Search rate limit: a fixed-window counter in Redis, one round trip per request.
+"""Rate limits: the search one, and the API-wide ones, none of which counts OPTIONS.
+
+The search limit is a fixed-window counter in Redis, one round trip per request.
 
 DRF's ``SimpleRateThrottle`` keeps a pickled list of timestamps per client in the cache
 (a GET and a SET per request, the list re-pickled each time); on the search path that
 was about 0.5 ms of a ~5 ms request. Here each client has one counter per window: one
 INCR, and an EXPIRE only when the INCR created it. A client may burst up to twice the
-rate across a window boundary, the usual price of fixed windows. OPTIONS requests
-(CORS preflights among them) are never counted.
+rate across a window boundary, the usual price of fixed windows.
+
+OPTIONS requests are never counted nor refused (429) by any limit: a CORS preflight
+(corsheaders answers those under /api/ before any view) or a client asking for a view's
+metadata searches and writes nothing, and must not spend the budget of the calls it
+precedes. DRF's anonymous and per-user throttles count every method: `AnonThrottle` and
+`UserThrottle` are those, minus OPTIONS.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from rest_framework.request import Request
-from rest_framework.throttling import ScopedRateThrottle
-from rest_framework.views import APIView
+from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 
 from catalog.search import rpc_redis
+
+if TYPE_CHECKING:  # DRF's views import this module (DEFAULT_THROTTLE_CLASSES): no cycle
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class RedisWindowThrottle(ScopedRateThrottle):
@@ -29,8 +39,6 @@ class RedisWindowThrottle(ScopedRateThrottle):
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         if request.method == "OPTIONS":
-            # It searches nothing: a CORS preflight (corsheaders answers those under /api/
-            # before any view) or a client asking for the metadata must not spend the budget.
             return True
         self.scope = getattr(view, self.scope_attr, None)
         if not self.scope:
@@ -55,3 +63,17 @@ class RedisWindowThrottle(ScopedRateThrottle):
 
     def wait(self) -> float | None:
         return max(0.0, self.window_end - self.now)
+
+
+class AnonThrottle(AnonRateThrottle):
+    """DRF's per-address limit for anonymous clients (THROTTLE_ANON), OPTIONS excepted."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        return request.method == "OPTIONS" or super().allow_request(request, view)
+
+
+class UserThrottle(UserRateThrottle):
+    """DRF's per-user limit (THROTTLE_USER), OPTIONS excepted."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        return request.method == "OPTIONS" or super().allow_request(request, view)

@@ -44,6 +44,11 @@ def worker_metrics_ports(shards: int, base_port: int) -> dict[str, int]:
     return ports
 
 
+def flower_metrics_dir() -> Path:
+    """Flower's prometheus_client directory, apart from the host's (PROMETHEUS_MULTIPROC_DIR)."""
+    return Path(settings.DATA_DIR) / "prometheus-flower"
+
+
 def web_argv(python: str, port: int) -> list[str]:
     """waitress, not gunicorn: its asyncore channels buffer each request whole, so a client
     that announces a body and never sends it holds a socket, never a worker thread."""
@@ -73,8 +78,12 @@ def local_processes(
         "index": Program(worker_argv(python, [Queue.INDEX], "index@%h")),
         "beat": Program([*celery, "beat", "--schedule", schedule, "--loglevel", "INFO"]),
         # Credentials come from FLOWER_BASIC_AUTH in the environment, never the command line.
+        # Flower's own metrics (`flower_*`, on its port) go to a directory of their own: in
+        # the host's, the web's /metrics summed them with ours.
         "flower": Program(
-            [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"], priority=200
+            [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"],
+            {"PROMETHEUS_MULTIPROC_DIR": str(flower_metrics_dir())},
+            priority=200,
         ),
     }
     for shard in range(shards):

@@ -132,6 +132,7 @@ def build_shard(
                 facts = {
                     "train_s": round(built.train_seconds, 2),
                     "add_s": round(built.add_seconds, 2),
+                    "tune_s": round(built.tune_seconds, 2),
                     "tune": {
                         k: v
                         for k, v in built.tune.items()

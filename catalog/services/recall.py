@@ -32,6 +32,10 @@ class ProbeResult:
     latency_ms: list[float] = field(default_factory=list)
     partial: int = 0
 
+    def latency_percentile_ms(self, q: float) -> float:
+        """The q-th percentile of the probe's search latencies (0 with none)."""
+        return float(np.percentile(self.latency_ms, q)) if self.latency_ms else 0.0
+
 
 def _stored(model: str, dim: int, block: int):
     """(product ids, vectors) of active products' embeddings, in blocks."""
@@ -128,7 +132,7 @@ def run_probe(n_queries: int | None = None, *, seed: int | None = None) -> Probe
 
 
 def _store(result: ProbeResult) -> None:
-    p50, p99 = (float(np.percentile(result.latency_ms, q)) for q in (50, 99))
+    p50, p99 = (result.latency_percentile_ms(q) for q in (50, 99))
     rows = [
         RecallMeasurement(
             shard=None,

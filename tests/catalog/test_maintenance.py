@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from catalog.models import IndexState, Product, ProductImage, RecallMeasurement
@@ -220,9 +222,73 @@ def test_search_health_page(indexed_catalog, client, django_user_model):
     assert html.count("<tr>") >= 3  # header + one row per shard
     assert "data:image/png;base64," in html
     assert "Flat" in html
+    assert html.count("<td>exact</td>") == 2, "each shard's knobs, readable"
+    assert "nprobe&#x27;" not in html  # never the params dict's repr
     assert "Replicas" in html
     assert html.count("<td>yes</td>") == 2, "each shard's replica, ready"
     assert "/admin/search-health/" in client.get("/admin/").content.decode()
+
+
+def _command(name: str, *args: str) -> str:
+    out = io.StringIO()
+    call_command(name, *args, stdout=out, verbosity=0)
+    return out.getvalue()
+
+
+def _table(text: str) -> list[list[str]]:
+    """A command's table: its lines split on the two-space column gaps."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
+
+
+def test_build_index_prints_what_each_shard_got(indexed_catalog, caplog):
+    """Exact shards say "exact", with no warning about a recall target, and every vector
+    goes into the index before anything is said about it."""
+    with caplog.at_level(logging.INFO, logger="workers.index"):
+        table = _table(_command("build_index"))
+    assert table[0] == ["shard", "vectors", "spec", "tuned knobs", "recall@10", "seconds"]
+    rows = {int(row[0]): row for row in table[1:]}
+    assert set(rows) == {0, 1}
+    assert sum(int(row[1]) for row in rows.values()) == 10
+    for row in rows.values():
+        assert row[2:5] == ["Flat", "exact", "exact"], row
+        assert float(row[5]) >= 0  # a few milliseconds for 5 vectors
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    added = [re.match(r"Flat: added (\d+) vectors in ", r.getMessage()) for r in caplog.records]
+    assert sorted(int(m.group(1)) for m in added if m) == sorted(int(r[1]) for r in rows.values())
+
+    [built] = json.loads(_command("build_index", "--shard", "1", "--spec", "hnsw", "--json"))
+    assert (built["shard"], built["spec"], built["exact"]) == (1, "HNSW32", False)
+    assert built["vectors"] == int(rows[1][1])
+    assert built["knobs"] == f"nprobe -, efSearch {built['params']['ef_search']}"
+    assert built["recall_at_10"] == pytest.approx(1.0)
+    assert built["target_reached"] is True
+    assert isinstance(built["seconds"], float)
+    assert built["build_id"]
+    assert built["log_position"]
+
+
+def test_recall_probe_command_plain_and_json(indexed_catalog):
+    text = _command("recall_probe", "--queries", "4", "--seed", "3")
+    lines = text.splitlines()
+    assert lines[0] == "recall@10 1.000 over 4 queries (0 partial answers)", text
+    assert re.fullmatch(r"latency p50 \d+\.\d ms, p99 \d+\.\d ms", lines[1]), text
+    table = _table("\n".join(lines[3:]))
+    assert table[0] == ["shard", "recall@10"]
+    assert {row[0] for row in table[1:]} <= {"0", "1"}
+    assert all(row[1] == "1.000" for row in table[1:])
+
+    document = json.loads(_command("recall_probe", "--queries", "4", "--seed", "3", "--json"))
+    assert document["queries"] == 4
+    assert document["recall_at_10"] == pytest.approx(1.0)
+    assert set(document["per_shard"]) <= {"0", "1"}
+    assert 0 < document["latency_ms"]["p50"] <= document["latency_ms"]["p99"]
+    assert document["partial_answers"] == 0
+    assert RecallMeasurement.objects.filter(shard__isnull=True).count() == 2  # both stored
+
+
+def test_recall_probe_says_when_there_is_nothing_to_probe(redis_client):
+    with pytest.raises(CommandError, match="nothing to probe"):
+        _command("recall_probe")
 
 
 def _product(sku: str, state: str, saved_s_ago: float) -> int:

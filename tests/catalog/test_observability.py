@@ -47,6 +47,98 @@ def test_metrics_show_api_latency_after_a_request(client) -> None:
     assert sample(after, "vps_api_request_duration_seconds_bucket", le="+Inf", **labels) >= 1
 
 
+def views_of(samples: list, name: str) -> set[str]:
+    return {s.labels["view"] for s in samples if s.name == name}
+
+
+@pytest.mark.django_db
+def test_only_api_requests_are_api_latency_and_every_request_counts_its_queries(client) -> None:
+    """Admin, static, media, /metrics and pages go to their own histogram, by area; the
+    API's is labelled by route name only; each request's database queries are counted."""
+    from catalog.models import Category
+
+    Category.objects.create(name="Shoes", slug="shoes")
+    before = web_metrics(client)
+    assert client.get("/api/categories/").status_code == 200
+    assert client.get("/api/products/987654/").status_code == 404
+    assert client.get("/api/no-such-thing/").status_code == 404
+    client.get("/admin/login/")
+    client.get("/static/catalog/site.css")
+    client.get("/media/nothing.png")
+    client.get("/")
+    after = web_metrics(client)
+
+    api = "vps_api_request_duration_seconds_count"
+    for view, status in (("category-list", "200"), ("product-detail", "404")):
+        labels = {"view": view, "method": "GET", "status": status}
+        assert sample(after, api, **labels) == sample(before, api, **labels) + 1, view
+    assert sample(after, api, view="<unmatched>") == sample(before, api, view="<unmatched>") + 1
+    assert not {v for v in views_of(after, api) if "/" in v or v.startswith(("admin", "static"))}
+    web = "vps_web_request_duration_seconds_count"
+    for area in ("admin", "static", "media", "metrics", "site"):
+        assert sample(after, web, area=area) > sample(before, web, area=area), area
+    assert not [s for s in after if s.name == api and s.labels["view"] in ("admin", "static")]
+
+    queries = "vps_db_queries_per_request"
+    label = {"view": "category-list"}
+    assert (
+        sample(after, f"{queries}_count", **label)
+        == sample(before, f"{queries}_count", **label) + 1
+    )
+    assert (
+        sample(after, f"{queries}_sum", **label) >= sample(before, f"{queries}_sum", **label) + 1
+    )  # the categories are read from the database
+    seconds = "vps_db_seconds_per_request_sum"
+    assert sample(after, seconds, **label) > sample(before, seconds, **label)
+
+
+@pytest.fixture
+def anon_rate_2_per_minute(redis_url):
+    from django.conf import settings
+    from django.core.cache import cache
+
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # DRF reads this very dict
+    saved = rates["anon"]
+    rates["anon"] = "2/minute"
+    cache.clear()
+    yield
+    rates["anon"] = saved
+    cache.clear()
+
+
+@pytest.mark.django_db
+def test_options_and_preflights_are_never_throttled_nor_counted(
+    client, settings, anon_rate_2_per_minute
+) -> None:
+    """DRF's anonymous limit counted every OPTIONS: a page's preflights (or a client asking
+    for a view's metadata) spent the budget and could be answered 429."""
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example.com"]
+    addr = {"REMOTE_ADDR": "10.0.0.77"}
+    preflight = {
+        "Origin": "https://shop.example.com",
+        "Access-Control-Request-Method": "GET",
+    }
+    before = web_metrics(client)
+    statuses = [client.options("/api/categories/", **addr).status_code for _ in range(5)]
+    statuses += [
+        client.options("/api/categories/", headers=preflight, **addr).status_code for _ in range(5)
+    ]
+    assert statuses == [200] * 10
+    gets = [client.get("/api/categories/", **addr).status_code for _ in range(3)]
+    assert gets == [200, 200, 429]  # the whole budget was still there
+    after = web_metrics(client)
+
+    api = "vps_api_request_duration_seconds_count"
+    options = {"view": "category-list", "method": "OPTIONS"}
+    assert (
+        sample(after, api, status="200", **options)
+        == sample(before, api, status="200", **options) + 10
+    )  # preflights too: resolved to their route though no view ran
+    assert sample(after, api, status="429", **options) == 0
+    throttled = {"view": "category-list", "method": "GET", "status": "429"}
+    assert sample(after, api, **throttled) == sample(before, api, **throttled) + 1
+
+
 @pytest.mark.django_db
 def test_request_id_round_trip(client) -> None:
     given = client.get("/api/health/", headers={"X-Request-ID": "abc-123"})

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.management.local_stack import supervisor_rpc
 from tests.support.images import image_bytes
+from workers.observability.multiproc import pids_in
 from workers.redis_process import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -264,6 +266,23 @@ def test_commands_from_another_shell_join_the_stack(stack: LocalStack):
     password = (stack.data_dir / "secrets" / "redis-password").read_text().strip()
     assert password not in result.stdout + result.stderr
     print(f"index_status from another shell: {time.monotonic() - started:.1f}s")
+
+
+def test_metrics_are_the_service_s_only(stack: LocalStack):
+    """Flower writes its `flower_*` metrics to a directory of its own, not the host's:
+    the web's /metrics serves this service's names only."""
+    flower = stack.pids()["flower"]
+    wait_for(
+        lambda: flower in pids_in(stack.data_dir / "prometheus-flower"),
+        60,
+        "Flower's metrics (it counts the workers' events)",
+    )
+    assert flower not in pids_in(stack.data_dir / "prometheus")
+    with urllib.request.urlopen(stack.url("/metrics"), timeout=30) as response:
+        names = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    assert names, "no metrics"
+    assert {name for name in names if not name.startswith("vps_")} == set()
+    assert "vps_process_resident_memory_bytes" in names
 
 
 def test_bodies_never_sent_do_not_starve_health(stack: LocalStack):

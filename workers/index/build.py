@@ -96,21 +96,30 @@ def build_bulk(
     shard = Shard(dim, model, spec, work_dir=work_dir)
     stream = (_checked(b, dim) for b in batches)
 
-    # 1. hold back a training sample (and the tuning queries within it)
+    # 1. hold back a training sample (and the tuning queries within it). An exact index
+    #    (a flat scan) has nothing to tune: no queries are held back for it.
+    tune_queries = 0 if spec.exact else tune_queries
     held: list[Batch] = []
     n_held = 0
     want = train_size if train_size is not None else default_train_size(spec)
     want = max(want, tune_queries)
+    total = expected_count
     for batch in stream:
         held.append(batch)
         n_held += len(batch[0])
         if n_held >= want:
             break
+    else:
+        total = n_held  # the whole source is held
     if not held:
         raise ValueError("no vectors to build from")
     sample = np.concatenate([b[1] for b in held])[:want]
+    # Held-out queries must leave vectors to search: at most half of a small source.
+    n_queries = min(tune_queries, len(sample), total // 2 if total is not None else len(sample))
+    if not spec.exact and n_queries == 0:
+        logger.warning("%s: too few vectors to tune (%d); default knobs", spec.factory, n_held)
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(sample), size=min(tune_queries, len(sample)), replace=False))
+    pick = np.sort(rng.choice(len(sample), size=n_queries, replace=False))
     queries = np.ascontiguousarray(sample[pick])
     query_ids = np.concatenate([b[0] for b in held])[pick]
     all_attrs = [b[2] for b in held]
@@ -131,7 +140,7 @@ def build_bulk(
     ivf = faiss.try_extract_index_ivf(index)
     writer = RowWriter(shard.work_dir, dim) if spec.rerank else None
     depth = max(k, *DEPTHS)  # exact neighbours deep enough to tune deeper searches
-    heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
+    heap = faiss.ResultHeap(n_queries, depth, keep_max=True) if n_queries else None
     held_out = np.zeros(n_held, dtype=bool)
     held_out[pick] = True
     offset = 0
@@ -150,6 +159,8 @@ def build_bulk(
                 index.add(vectors)
             if writer is not None:
                 writer.write(vectors)
+            if heap is None:
+                continue
             kk = min(depth, len(vectors))
             scores, rows = faiss.knn(queries, vectors, kk, faiss.METRIC_INNER_PRODUCT)
             found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
@@ -160,34 +171,39 @@ def build_bulk(
     rerank = writer.close() if writer is not None else None
     if ivf is not None:
         repack_ivf(ivf, cols.size)  # labels are the slots handed out above
-    heap.finalize()
     _drop_duplicates(cols)
     shard._install(index, cols, cols.size, rerank)
     add_seconds = time.perf_counter() - start
     logger.info(
-        "%s: added %d vectors in %.1fs, %.1f bytes each in memory",
+        "%s: added %d vectors in %.1fs%s, %.1f bytes each in memory",
         spec.factory,
         cols.size,
         add_seconds,
+        f" ({n_queries} more held out to tune with)" if n_queries else "",
         shard.memory_bytes() / max(1, cols.size),
     )
 
     # 3. tune on the held-out queries against their exact neighbours
     start = time.perf_counter()
-    report = autotune(shard, queries, heap.I, k=k, target=recall_target)
+    if heap is not None:
+        heap.finalize()
+        report = autotune(shard, queries, heap.I, k=k, target=recall_target)
+        shard.upsert(query_ids, queries, query_attrs)  # the held-out vectors join the index
+        shard.compact()
+        tuned = f"tuned {report['params']} recall@{k}={report['recall_at_k']:.3f}"
+    else:
+        report = {"params": shard.params.to_dict(), "k": k, "exact": spec.exact, "queries": 0}
+        shard.tune_report = dict(report)
+        tuned = "exact: nothing to tune" if spec.exact else "not tuned: too few vectors"
     tune_seconds = time.perf_counter() - start
-    shard.upsert(query_ids, queries, query_attrs)  # now the held-out vectors join the index
-    shard.compact()
     shard.last_applied = log_position
     logger.info(
-        "built %s: %d vectors, train %.1fs, add %.1fs, tuned %s recall@%d=%.3f",
+        "built %s: %d vectors, train %.1fs, add %.1fs, %s",
         spec.factory,
-        cols.size,
+        shard.n_vectors,
         train_seconds,
         add_seconds,
-        report["params"],
-        k,
-        report["recall_at_k"],
+        tuned,
     )
     return BuiltIndex(
         shard=shard,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -59,6 +60,12 @@ class IndexSpec:
         if self.factory.startswith("HNSW"):
             return "hnsw"
         return "other"
+
+    @cached_property
+    def exact(self) -> bool:
+        """A plain scan (`Flat`): every search scores every vector, so its results are the
+        exact neighbours and it has no knob to tune."""
+        return self.kind == "flat" and not self.rerank
 
     @cached_property
     def nlist(self) -> int | None:
@@ -150,6 +157,24 @@ class SearchParams:
                 for key in ("nprobe", "ef_search", "rerank_k")
             }
         )
+
+
+def describe_knobs(factory: str, params: Mapping[str, object] | None) -> str:
+    """A shard's search knobs as an operator reads them: "exact" for a flat scan, else
+    "nprobe 16, efSearch -" (and ", re-rank 200" for a compressed index)."""
+    spec = IndexSpec.from_factory(factory)
+    if spec.exact:
+        return "exact"
+    given = params or {}
+
+    def value(key: str) -> str:
+        number = given.get(key)
+        return "-" if number is None else str(int(number))  # type: ignore[call-overload]
+
+    text = f"nprobe {value('nprobe')}, efSearch {value('ef_search')}"
+    if spec.rerank or given.get("rerank_k") is not None:
+        text += f", re-rank {value('rerank_k')}"
+    return text
 
 
 def default_params(spec: IndexSpec) -> SearchParams:

@@ -33,13 +33,17 @@ DEPTH_PLATEAU_GAIN = 0.005
 
 
 def recall_excluding(found: np.ndarray, truth: np.ndarray, own: np.ndarray | None, k: int) -> float:
-    """recall@k where each query's own id (if given) is removed from both lists first."""
-    hits = 0
+    """recall@k where each query's own id (if given) is removed from both lists first. A
+    shard with fewer than k vectors has fewer true neighbours (-1 pads `truth`): recall is
+    over those, or it could never reach 1."""
+    hits = expected = 0
     for row, (f, t) in enumerate(zip(found, truth, strict=True)):
         if own is not None:
             f, t = f[f != own[row]], t[t != own[row]]
-        hits += np.intersect1d(f[:k][f[:k] >= 0], t[:k]).size
-    return hits / float(len(found) * k)
+        t = t[:k][t[:k] >= 0]
+        hits += np.intersect1d(f[:k][f[:k] >= 0], t).size
+        expected += t.size
+    return hits / expected if expected else 1.0
 
 
 def measure(

@@ -6,8 +6,15 @@
   In multiprocess mode the port serves the aggregate of the metrics directory, which
   includes prefork pool children.
 - `worker_process_shutdown` / `worker_shutdown`: drop the exiting process's live gauges.
-- `after_setup_logger` / `after_setup_task_logger`: the request id on every record,
-  JSON lines when LOG_FORMAT=json.
+- `celeryd_init` (before anything else of a worker) and `setup_logging` (worker and beat):
+  the logging of every process (`logs.logging_config`) in place of Celery's own, so a
+  worker's and beat's lines have the web's format, request id and, with LOG_FORMAT=json,
+  are one JSON object each. Their stdout and stderr are redirected to the logger
+  `celery.redirected` (as Celery itself does), so a stray print is a log record too.
+- `celeryd_after_setup`: one line saying what the worker consumes (the banner's facts).
+
+With LOG_FORMAT=json, worker and beat also print no banner (plain text on stdout):
+`celery_programs.py`.
 
 Importing this module connects the handlers; prometheus_client is imported only in them,
 after Django settings have set PROMETHEUS_MULTIPROC_DIR.
@@ -93,12 +100,40 @@ def _on_worker_shutdown(sender: object = None, **kwargs: object) -> None:
             _server.shutdown()
             _server = None
     mark_dead(os.getpid())
+    logger.info("worker %s: shut down", getattr(sender, "hostname", None) or "-")
 
 
-@signals.after_setup_logger.connect
-@signals.after_setup_task_logger.connect
-def _on_setup_logger(logger: logging.Logger | None = None, **kwargs: object) -> None:
-    from workers.observability.logs import install_on
+def _configure_logging() -> None:
+    from workers.observability.logs import configure, log_format, log_level, logging_config
 
-    if logger is not None:
-        install_on(logger)
+    configure(logging_config(log_format(), log_level()))
+
+
+@signals.celeryd_init.connect
+def _on_worker_init(**kwargs: object) -> None:
+    """Before the worker checks its privileges (a warning) or logs anything."""
+    _configure_logging()
+
+
+@signals.setup_logging.connect
+def _on_setup_logging(**kwargs: object) -> None:
+    """Connected, this keeps Celery from configuring logging (its handler on the root
+    logger, its formats); LOG_LEVEL, not `--loglevel`, sets the level, as in the web."""
+    from celery import current_app
+
+    _configure_logging()
+    if current_app.conf.worker_redirect_stdouts:
+        current_app.log.redirect_stdouts(current_app.conf.worker_redirect_stdouts_level)
+
+
+@signals.celeryd_after_setup.connect
+def _on_worker_setup(sender: str = "", instance: Any = None, **kwargs: object) -> None:
+    amqp = getattr(getattr(instance, "app", None), "amqp", None)
+    queues = sorted(amqp.queues.consume_from) if amqp is not None else []
+    logger.info(
+        "worker %s consumes %s (concurrency %s)",
+        sender,
+        ", ".join(queues) or "-",
+        getattr(instance, "concurrency", "-"),
+        extra={"worker": sender, "queues": queues},
+    )

@@ -1,4 +1,10 @@
-"""gunicorn server hooks: `gunicorn -c python:workers.observability.gunicorn_hooks ...`.
+"""gunicorn's configuration: `gunicorn -c python:workers.observability.gunicorn_hooks ...`.
+
+`logconfig_dict` is the logging of every other process (`logs.logging_config`, from
+LOG_FORMAT and LOG_LEVEL): gunicorn's own lines (startup, worker boots and exits,
+errors) go through the same handler and formatter as the application's, one JSON
+object a line with LOG_FORMAT=json. gunicorn's access log is off in it: the
+application writes one line a request itself (catalog.middleware.AccessLogMiddleware).
 
 `on_starting` loads the Django settings in the master, which puts the metrics
 directory (PROMETHEUS_MULTIPROC_DIR) in the environment every worker inherits;
@@ -10,6 +16,10 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+from workers.observability.logs import log_format, log_level, logging_config
+
+logconfig_dict = logging_config(log_format(), log_level())
 
 
 def on_starting(server: Any) -> None:

@@ -1,73 +1,110 @@
 """Log records with the request id, as plain text or one JSON object a line.
 
-`RequestIdFilter` goes on handlers, so every record reaching them, from any logger,
-carries `record.request_id` ("-" outside a request). `LOG_FORMAT=json` picks
-`JsonFormatter` in `logging_config()` (Django's LOGGING) and in Celery workers.
+One configuration, `logging_config()`, serves every process: Django's LOGGING (the web
+and management commands), gunicorn's `logconfig_dict` (its master's and workers' own
+lines, `gunicorn_hooks.py`) and the Celery workers and beat, which apply it in place of
+Celery's own (`celery_worker.py`). So every line of every process goes through one
+console handler, with one formatter.
+
+`RequestIdFilter` on that handler gives every record `record.request_id` ("-" outside a
+request). `LOG_FORMAT=json` picks `JsonFormatter` (python-json-logger): every `extra=`
+value of a record is a field of its object, so the access log's method, path, status and
+duration are fields, not text to parse.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import logging.config
 import os
 from datetime import UTC, datetime
+from typing import Any
 
-from workers.observability.context import current_request_id
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
+
+from workers.observability.context import current_request_id, is_valid
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+FORMATS = ("plain", "json")
+
+# The record attributes every JSON object has, in this order, and their names there.
+_JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(process)d %(threadName)s"
+_RENAMED = {
+    "levelname": "level",
+    "name": "logger",
+    "threadName": "thread",
+    "exc_info": "exception",
+    "stack_info": "stack",
+}
+# Never fields: Django's `django.request` records carry the HttpRequest itself (its id is
+# taken from it); the request id is written once, by add_fields.
+_NOT_FIELDS = ("request", "request_id")
+
+
+def _id_of_request(record: logging.LogRecord) -> str | None:
+    """The id of the request a record is about. Django logs a response's 4xx/5xx
+    (`django.request`) after the whole middleware chain has returned, outside the id's
+    binding, but with the request in `record.request`."""
+    value = getattr(getattr(record, "request", None), "request_id", None)
+    return value if is_valid(value) else None
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = current_request_id() or "-"
+            record.request_id = _id_of_request(record) or current_request_id() or "-"
         return True
 
 
 def _request_id(record: logging.LogRecord) -> str | None:
-    value = getattr(record, "request_id", None) or current_request_id()
+    value = getattr(record, "request_id", None) or _id_of_request(record) or current_request_id()
     return value if value and value != "-" else None
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, request id, process,
-    thread, and the exception text when there is one."""
+class JsonFormatter(_LibraryJsonFormatter):
+    """One JSON object per record: time (UTC, ms), request_id, level, logger, message,
+    process, thread, then every `extra=` field of the record, and the exception or stack
+    text (one string: a traceback stays on its line)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": _request_id(record),
-            "process": record.process,
-            "thread": record.threadName,
-        }
-        if isinstance(getattr(record, "http", None), dict):
-            entry["http"] = record.http  # the access log's fields (catalog.middleware)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("rename_fields", _RENAMED)
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, *_NOT_FIELDS])
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__(*(args or (_JSON_FIELDS,)), **kwargs)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        log_data["request_id"] = _request_id(record)
+        super().add_fields(log_data, record, message_dict)
 
 
 def log_format() -> str:
     """ "json" or "plain" (the default), from LOG_FORMAT."""
     value = os.environ.get("LOG_FORMAT", "plain").strip().lower()
-    if value not in ("json", "plain"):
+    if value not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be 'json' or 'plain', not {value!r}")
     return value
 
 
-def make_formatter(fmt: str | None = None) -> logging.Formatter:
-    return JsonFormatter() if (fmt or log_format()) == "json" else logging.Formatter(PLAIN_FORMAT)
+def log_level() -> str:
+    """LOG_LEVEL (default INFO): the level of every process's root logger."""
+    return os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
 
 
-def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, object]:
-    """A dictConfig for Django's LOGGING: one console handler with the request id filter."""
-    if fmt not in ("plain", "json"):
+def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, Any]:
+    """The dictConfig of every process: one console handler (stderr) with the request id
+    filter, which every logger reaches through the root logger."""
+    if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be 'plain' or 'json', not {fmt!r}")
+
+    def through_root() -> dict[str, Any]:
+        return {"handlers": [], "propagate": True, "level": level}
+
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -81,23 +118,33 @@ def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, object]
                 "class": "logging.StreamHandler",
                 "formatter": fmt,
                 "filters": ["request_id"],
-            }
+            },
+            "null": {"class": "logging.NullHandler"},
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Django's defaults give `django` a console handler of its own (plain text,
+            # under DEBUG) and an email handler: each 4xx/5xx line came out twice.
+            "django": through_root(),
+            "django.server": through_root(),
+            # gunicorn's own lines (startup, worker exits, errors) through the same handler.
+            "gunicorn.error": through_root(),
+            # The application writes the access log (catalog.middleware: request id, the
+            # client as the rate limits see it, secrets redacted); gunicorn's would repeat
+            # every request without those.
+            "gunicorn.access": {"handlers": ["null"], "propagate": False},
             # faiss logs at INFO every CPU-specific build it could not load before the one
             # it did.
             "faiss.loader": {"level": "WARNING"},
-            # The web's access log (catalog.middleware) stays on whatever LOG_LEVEL says.
+            # The web's access log stays on whatever LOG_LEVEL says.
             "searchsite.access": {"level": "INFO"},
         },
     }
 
 
-def install_on(logger: logging.Logger, fmt: str | None = None) -> None:
-    """Give every handler of `logger` the request id filter and our formatter (Celery)."""
-    formatter = make_formatter(fmt)
-    for handler in logger.handlers:
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())
-        handler.setFormatter(formatter)
+def configure(config: dict[str, Any]) -> None:
+    """Apply `config` (Django's LOGGING_CONFIG callable, and Celery's). With JSON lines,
+    Python's warnings go through logging too, or each would be a plain line on stderr."""
+    logging.config.dictConfig(config)
+    json_lines = config.get("handlers", {}).get("console", {}).get("formatter") == "json"
+    logging.captureWarnings(json_lines)

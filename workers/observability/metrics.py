@@ -17,13 +17,35 @@ multiproc.prepare()  # the directory must exist before the first value is create
 # Latency buckets from a cached shard hit (well under a millisecond) to a timed-out encode.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+QUERY_COUNT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)
 
 # ---------------------------------------------------------------- web / API
+# catalog/middleware.py observes every request: under /api/ by DRF route name (a 429 is a
+# throttled request), anything else by area; never the raw path.
 
 API_REQUEST_SECONDS = Histogram(
     "vps_api_request_duration_seconds",
-    "Time to answer an HTTP request, by view (route name), method and status code.",
+    "Time to answer an API request (/api/), by route name (view), method and status code.",
     ["view", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+WEB_REQUEST_SECONDS = Histogram(
+    "vps_web_request_duration_seconds",
+    "Time to answer a request outside the API, by area (admin, static, media, metrics, site), "
+    "method and status code.",
+    ["area", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+DB_QUERIES = Histogram(
+    "vps_db_queries_per_request",
+    "Database queries one HTTP request made, by view (API route name, or area outside the API).",
+    ["view"],
+    buckets=QUERY_COUNT_BUCKETS,
+)
+DB_SECONDS = Histogram(
+    "vps_db_seconds_per_request",
+    "Time one HTTP request spent in database queries, by view (as vps_db_queries_per_request).",
+    ["view"],
     buckets=LATENCY_BUCKETS,
 )
 

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand
 
 from catalog.management.local_stack import (
     Program,
+    flower_metrics_dir,
     local_processes,
     new_password,
     stored_secret,
@@ -101,9 +102,9 @@ class Command(BaseCommand):
         try:
             redis_server.wait_ready(timeout=30)
             self._prepare(redis_server.url, demo_products)
-            metrics_dir = Path(settings.PROMETHEUS_MULTIPROC_DIR)
-            metrics_dir.mkdir(parents=True, exist_ok=True)
-            remove_dead_files(metrics_dir)  # a fresh run starts its counters from zero
+            for metrics_dir in (Path(settings.PROMETHEUS_MULTIPROC_DIR), flower_metrics_dir()):
+                metrics_dir.mkdir(parents=True, exist_ok=True)
+                remove_dead_files(metrics_dir)  # a fresh run starts its counters from zero
             rpc = supervisor_rpc(data_dir)
             for name in programs:
                 if name != "redis":

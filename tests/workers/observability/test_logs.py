@@ -78,3 +78,42 @@ def test_logging_config_refuses_an_unknown_format() -> None:
     assert logging_config("json")["handlers"]["console"]["formatter"] == "json"
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         logging_config("xml")
+
+
+def test_extra_values_are_fields_of_the_json_line() -> None:
+    rec = logging.LogRecord("searchsite.access", logging.INFO, __file__, 1, "GET / 200", (), None)
+    rec.method, rec.status, rec.duration_ms = "GET", 200, 1.5
+    entry = json.loads(JsonFormatter().format(rec))
+    assert (entry["method"], entry["status"], entry["duration_ms"]) == ("GET", 200, 1.5)
+    assert list(entry)[:5] == ["time", "request_id", "level", "logger", "message"]
+
+
+class _Request:
+    """What Django's `django.request` records carry: the request (with our id on it)."""
+
+    request_id = "req-from-django"
+
+
+def test_django_request_records_take_the_id_of_their_request() -> None:
+    """Django logs a 4xx/5xx after the middleware chain returned, outside the id's binding."""
+    rec = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found", (), None)
+    rec.request, rec.status_code = _Request(), 404
+    RequestIdFilter().filter(rec)
+    assert rec.request_id == "req-from-django"
+    entry = json.loads(JsonFormatter().format(rec))
+    assert entry["request_id"] == "req-from-django"
+    assert entry["status_code"] == 404
+    assert "request" not in entry  # never the HttpRequest's repr
+
+
+def test_every_logger_reaches_the_one_console_handler() -> None:
+    """django's and gunicorn's loggers keep no handler of their own (a second line), and
+    gunicorn's access log is off: the application writes one line a request."""
+    config = logging_config("json", "INFO")
+    for name in ("django", "django.server", "gunicorn.error"):
+        assert config["loggers"][name]["handlers"] == [], name
+        assert config["loggers"][name]["propagate"] is True, name
+    access = config["loggers"]["gunicorn.access"]
+    assert access["propagate"] is False
+    assert config["handlers"][access["handlers"][0]]["class"] == "logging.NullHandler"
+    assert config["root"]["handlers"] == ["console"]
