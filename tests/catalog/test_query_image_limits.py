@@ -82,7 +82,7 @@ def site(settings, redis_url, tiny_clip_model) -> Iterator[Site]:
     settings.SEARCH_TIMEOUT_S = 5.0
     encoder = ClipEncoder.load(str(tiny_clip_model))
     client = connect(redis_url)
-    publish_model(client, encoder.model_name, encoder.dim)
+    publish_model(client, encoder.model_name, encoder.dim, random_weights=encoder.random_weights)
     servers = Servers(redis_url)
     encode = servers.start(ENCODE_QUEUE_KEY, make_encode_handler(encoder), name="encoder")
     for shard in range(2):
