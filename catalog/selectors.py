@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from catalog.models import Category, Product
 
@@ -14,3 +16,13 @@ def catalog_summary() -> dict[str, object]:
         "categories": Category.objects.count(),
         "index_states": states,
     }
+
+
+def product_for_page(product_id: int, *, staff: bool) -> Product:
+    """A product with its category and images; Http404 unless it is active (staff see all)."""
+    if not 0 < product_id < 2**63:  # the URL takes any digits; the database would overflow
+        raise Http404("No such product.")
+    products = Product.objects.select_related("category").prefetch_related("images")
+    if not staff:
+        products = products.filter(is_active=True)
+    return get_object_or_404(products, pk=product_id)
