@@ -255,7 +255,7 @@ def main() -> None:
     web: WebProcess | None = None
     try:
         client = connect(redis_proc.url)
-        publish_model(client, MODEL, DIM)
+        publish_model(client, MODEL, DIM, random_weights=True)  # synthetic vectors: no meaning
         texts = [f"synthetic query {i}" for i in range(args.queries)]
         cache = QueryEmbeddingCache(client, MODEL)
         for text, vec in zip(texts, fresh_vectors(args.queries, seed=999), strict=True):

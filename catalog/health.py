@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from catalog.model_in_use import configured_model, model_in_use_or_configured
 from workers.rpc.redis_url import redis_from_url
 
 
@@ -71,10 +72,16 @@ def _ask_workers(timeout: float) -> dict[str, Any]:
     return {"ok": True, "workers": sorted(replies), "queues": queues}
 
 
+def _model(redis_ok: bool) -> dict[str, Any]:
+    """The CLIP model searches run on (see catalog/model_in_use.py)."""
+    return (model_in_use_or_configured() if redis_ok else configured_model()).as_dict()
+
+
 def health_report(*, worker_timeout: float = 1.0) -> tuple[bool, dict[str, Any]]:
     """(can the web serve?, details).
 
-    Serving needs the database and Redis; the Celery workers seen are reported, not required.
+    Serving needs the database and Redis; the Celery workers seen are reported, not required,
+    and so is the CLIP model (the one the encode workers published, else the configured one).
     """
     database = _check_database()
     redis_state = _check_redis()
@@ -95,4 +102,5 @@ def health_report(*, worker_timeout: float = 1.0) -> tuple[bool, dict[str, Any]]
         "database": database,
         "redis": redis_state,
         "celery": workers,
+        "model": _model(redis_state["ok"]),
     }

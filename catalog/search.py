@@ -226,3 +226,18 @@ def search(
         total=gathered.total,
         missing=tuple(s for s in range(gathered.total) if s not in gathered.answered),
     )
+
+
+def similar_products(product_id: int, k: int) -> list[dict] | None:
+    """The cards of up to k products most like this one, for its page; None when that
+    cannot be answered now (no shard answered, the product is not encoded yet, Redis or
+    the workers are away), which the page says in words instead of failing."""
+    try:
+        page = search(
+            product_vector(product_id), k=k, filters=SearchFilter(), exclude_product=product_id
+        )
+    except (ServiceError, Http404, redis.RedisError):
+        return None
+    if page.answered == 0:
+        return None
+    return [hit.product for hit in page.hits]

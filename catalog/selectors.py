@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db.models import Count, Min
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from catalog.models import IN_FLIGHT_STATES, Category, Product
@@ -61,3 +63,13 @@ def products_stuck_in_state(*, older_than_s: float, sample: int = 20) -> list[St
             )
         )
     return out
+
+
+def product_for_page(product_id: int, *, staff: bool) -> Product:
+    """A product with its category and images; Http404 unless it is active (staff see all)."""
+    if not 0 < product_id < 2**63:  # the URL takes any digits; the database would overflow
+        raise Http404("No such product.")
+    products = Product.objects.select_related("category").prefetch_related("images")
+    if not staff:
+        products = products.filter(is_active=True)
+    return get_object_or_404(products, pk=product_id)

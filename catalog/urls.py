@@ -6,4 +6,5 @@ app_name = "catalog"
 
 urlpatterns = [
     path("", views.search_page, name="home"),
+    path("products/<int:pk>/", views.product_page, name="product"),
 ]

@@ -386,6 +386,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "catalog.api.schema.add_error_responses",
+        "catalog.api.schema.close_marked_bodies",
     ],
 }
 

@@ -12,8 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search
+from catalog.api.params import check_parameters
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
+from catalog.api.schema import CLOSED_BODY
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
@@ -119,7 +121,9 @@ class SearchView(APIView):
 
     @extend_schema(parameters=[TextSearchQuery], responses={200: SearchResponse, **_ERRORS})
     def get(self, request: Request) -> Response:
-        """Text search."""
+        """Text search. A query parameter not listed here (or one given twice) is a 400
+        `unknown_parameter` naming it."""
+        check_parameters(request, query=TextSearchQuery().fields)
         query = TextSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()
@@ -127,9 +131,17 @@ class SearchView(APIView):
         page = search.search(vector, k=query.validated_data["k"], filters=filters)
         return _respond(request, page)
 
-    @extend_schema(request=SearchRequest, responses={200: SearchResponse, **_ERRORS})
+    @extend_schema(
+        request=SearchRequest,
+        responses={200: SearchResponse, **_ERRORS},
+        extensions={CLOSED_BODY: True},
+    )
     def post(self, request: Request) -> Response:
-        """Search by an uploaded photo (multipart `image`), an `image_url`, or a text `q`."""
+        """Search by an uploaded photo (multipart `image`), an `image_url`, or a text `q`.
+
+        Everything goes in the body: any query parameter, or a body field not listed
+        here, is a 400 `unknown_parameter` naming it."""
+        check_parameters(request, query=(), body=SearchRequest().fields)
         form = SearchRequest(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -170,7 +182,9 @@ class SimilarView(APIView):
         parameters=[SearchFilters], responses={200: SearchResponse, 404: None, **_ERRORS}
     )
     def get(self, request: Request, pk: int) -> Response:
-        """More like this product, from its stored embedding (no re-encoding)."""
+        """More like this product, from its stored embedding (no re-encoding). A query
+        parameter not listed here (or one given twice) is a 400 `unknown_parameter`."""
+        check_parameters(request, query=SearchFilters().fields)
         query = SearchFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()

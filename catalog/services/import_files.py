@@ -223,4 +223,11 @@ def _csv_row(header: list[str], record: list[str]) -> dict[str, Any]:
     # Missing trailing columns are absent (their defaults apply), extra ones are ignored.
     row: dict[str, Any] = dict(zip(header, record, strict=False))
     row["images"] = [p for p in (row.get("images") or "").split("|") if p.strip()]
+    if "attributes" in row:  # a JSON object; an empty cell leaves them as they are
+        text = row.pop("attributes").strip()
+        if text:
+            try:
+                row["attributes"] = json.loads(text)
+            except ValueError:
+                row["attributes"] = text  # refused with the row's other reasons
     return row

@@ -40,6 +40,27 @@ class ImportRow(serializers.Serializer):
     images = serializers.ListField(
         child=serializers.CharField(max_length=2000), required=False, default=list, max_length=20
     )
+    # Absent: a product's attributes are left as they are (an update does not clear them).
+    attributes = serializers.JSONField(required=False)
+
+    def validate_attributes(self, value: Any) -> dict[str, Any]:
+        """A flat JSON object of at most MAX_ATTRIBUTES short keys and scalar values (a CSV
+        cell holds its JSON text)."""
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        if len(value) > MAX_ATTRIBUTES:
+            raise serializers.ValidationError(f"at most {MAX_ATTRIBUTES} attributes")
+        for key, item in value.items():
+            if not 0 < len(key) <= 64:
+                raise serializers.ValidationError("names are 1 to 64 characters")
+            if not isinstance(item, str | int | float | bool) or item != item:  # not NaN
+                raise serializers.ValidationError(f"{key}: values are strings, numbers or booleans")
+            if isinstance(item, str) and len(item) > 200:
+                raise serializers.ValidationError(f"{key}: at most 200 characters")
+        return value
+
+
+MAX_ATTRIBUTES = 50
 
 
 MAX_KEPT_REJECTS = 1000

@@ -105,6 +105,35 @@ def test_csv_import(tmp_path):
     assert (product.currency, product.brand, product.images.count()) == ("EUR", "Orbit", 2)
 
 
+def test_attributes_are_imported_checked_and_kept_when_absent(tmp_path):
+    rows = [
+        {"sku": "A-1", "title": "Red mug", "price": 5, "attributes": {"colour": "red"}},
+        {"sku": "A-2", "title": "t", "price": 5, "attributes": ["red"]},
+        {"sku": "A-3", "title": "t", "price": 5, "attributes": {"colour": {"r": 200}}},
+        {"sku": "A-4", "title": "t", "price": 5, "attributes": {"x" * 65: 1}},
+    ]
+    manifest = tmp_path / "catalog.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    output = run(manifest)
+    assert "created 1, updated 0, unchanged 0, rejected 3" in output
+    assert "line 2: attributes: must be a JSON object" in output
+    assert "line 3: attributes: colour: values are strings, numbers or booleans" in output
+    assert "line 4: attributes: names are 1 to 64 characters" in output
+    assert Product.objects.get(sku="A-1").attributes == {"colour": "red"}
+
+    # CSV: a cell of JSON; an empty cell (or no column) leaves the attributes alone.
+    manifest = tmp_path / "catalog.csv"
+    manifest.write_text(
+        'sku,title,price,attributes\nA-1,Red mug,5,\nA-5,Mug,5,"{""colour"": ""blue""}"\n'
+        "A-6,Mug,5,{not json\n"
+    )
+    output = run(manifest)
+    assert "created 1, updated 0, unchanged 1, rejected 1" in output
+    assert "line 4: attributes: must be a JSON object" in output
+    assert Product.objects.get(sku="A-1").attributes == {"colour": "red"}
+    assert Product.objects.get(sku="A-5").attributes == {"colour": "blue"}
+
+
 def test_encode_stale_requeues(tmp_path, redis_client):
     from catalog.services.products import product_create
 

@@ -30,7 +30,7 @@ def run(*args: str) -> str:
 def one_shard_served(redis_client, settings, tmp_path):
     settings.SEARCH_SHARDS = 2
     settings.INDEX_STORE_URL = (tmp_path / "store").as_uri()
-    publish_model(redis_client, MODEL, DIM)
+    publish_model(redis_client, MODEL, DIM, random_weights=False)
     log = UpdateLog(redis_client, 0, MODEL, DIM)
     ids = np.arange(1, 31, dtype=np.int64)
     x = np.eye(30, DIM, dtype=np.float32) + 0.01

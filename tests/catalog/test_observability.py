@@ -211,7 +211,7 @@ def test_workers_metrics_and_a_request_id_to_the_shard(
     from workers.encoding.registry import publish_model
     from workers.queues import shard_queue
 
-    publish_model(redis_client, MODEL, DIM)  # what an encode worker would announce
+    publish_model(redis_client, MODEL, DIM, random_weights=False)  # as an encode worker would
     product = stored_product()
     port = free_port()
     workers = [

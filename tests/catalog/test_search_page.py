@@ -1,9 +1,10 @@
-"""The search page in a real headless Chromium, against real workers (tiny CLIP)."""
+"""The shopper's pages in a real headless Chromium, against real workers (tiny CLIP)."""
 
 from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -33,7 +34,11 @@ def catalog(shard_workers):
     ids = []
     for n, colour in enumerate(COLOURS):
         product = product_create(
-            sku=f"WEB-{n}", title=f"Ball {n}", price=Decimal(10 + n), category=category
+            sku=f"WEB-{n}",
+            title=f"Ball {n}",
+            price=Decimal(10 + n),
+            category=category,
+            brand="Orbit",
         )
         upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
         image_add_upload(product=product, upload=upload)
@@ -46,9 +51,9 @@ def catalog(shard_workers):
 
 
 @pytest.fixture
-def page(live_server):
+def browser():
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
+        chromium = p.chromium.launch(
             executable_path=CHROMIUM,
             args=[
                 "--no-sandbox",
@@ -59,11 +64,16 @@ def page(live_server):
                 "--no-first-run",
             ],
         )
-        page = browser.new_page()
-        page.set_default_timeout(20_000)
-        page.goto(live_server.url + "/")
-        yield page
-        browser.close()
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(live_server, browser):
+    page = browser.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(live_server.url + "/")
+    return page
 
 
 def result_ids(page) -> list[int]:
@@ -98,3 +108,127 @@ def test_text_photo_and_more_like_this(catalog, page, tmp_path):
     assert catalog[2] not in result_ids(page)
     assert result_ids(page)
     assert page.is_hidden("#partial")
+
+
+VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def fits(page, width: int) -> None:
+    """No horizontal scrolling: nothing on the page is wider than the window."""
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page scrolls sideways: {scroll_width} > {width}"
+
+
+def in_view(page, selector: str, size: tuple[int, int]) -> None:
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    assert box["x"] >= 0
+    assert box["y"] >= 0, box
+    assert box["x"] + box["width"] <= size[0], (selector, box)
+    assert box["y"] + box["height"] <= size[1], (selector, box)
+
+
+def test_search_then_product_pages_at_desktop_and_phone_sizes(
+    catalog, live_server, browser, tmp_path
+):
+    for name, size in VIEWPORTS.items():
+        phone = name == "phone"
+        context = browser.new_context(
+            viewport={"width": size[0], "height": size[1]}, is_mobile=phone, has_touch=phone
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(live_server.url + "/")
+        in_view(page, "#q", size)
+        in_view(page, "#go", size)
+        fits(page, size[0])
+        # The tiny random model answers here: the page says its results mean nothing.
+        assert "results are not meaningful" in page.inner_text("#model-warning")
+        assert page.locator("#admin-link").count() == 0  # staff only
+        assert page.locator("#flower-link").count() == 0
+
+        page.fill("#q", "a ball")
+        page.click("#go")
+        page.wait_for_selector("#results .result")
+        assert sorted(result_ids(page)) == sorted(catalog)
+        assert "score" not in page.inner_text("#results").lower()
+        fits(page, size[0])
+        boxes = [r.bounding_box() for r in page.locator("#results .result").all()]
+        if phone:  # two columns: the first two side by side, the third below them
+            assert boxes[0]["y"] == boxes[1]["y"]
+            assert boxes[1]["x"] > boxes[0]["x"] + boxes[0]["width"] - 1
+            assert boxes[2]["y"] > boxes[0]["y"]
+        else:
+            assert len({box["y"] for box in boxes}) == 1  # one row of four
+        page.screenshot(path=str(tmp_path / f"{name}-results.png"), full_page=True)
+
+        # A result leads to its product page, in HTML, with more like it.
+        first = page.locator("#results .result >> nth=0 >> .title")
+        title = first.inner_text()
+        first.click()
+        page.wait_for_url("**/products/*/")
+        assert page.inner_text("h1") == title
+        assert "Orbit" in page.inner_text(".facts")
+        assert "Balls" in page.inner_text(".facts")
+        assert page.locator("#main-image").evaluate("img => img.naturalWidth") > 0
+        page.wait_for_selector("#similar .result")
+        others = [t.inner_text() for t in page.locator("#similar .title").all()]
+        assert title not in others
+        assert len(others) == len(catalog) - 1
+        fits(page, size[0])
+        page.screenshot(path=str(tmp_path / f"{name}-product.png"), full_page=True)
+        page.locator("#similar .title >> nth=0").click()
+        page.wait_for_function(f"document.querySelector('h1').textContent !== {title!r}")
+        assert page.inner_text("h1") in others
+
+        # Back to the search: the address kept it, so the results come back.
+        page.go_back()
+        page.wait_for_function(f"document.querySelector('h1').textContent === {title!r}")
+        assert "q=a+ball" in page.get_attribute("#back", "href")
+        page.click("#back")
+        page.wait_for_selector("#results .result")
+        assert page.input_value("#q") == "a ball"
+        context.close()
+
+
+@pytest.fixture
+def doomed_category(catalog):
+    """A category the page lists (made before the browser starts: playwright's event loop
+    keeps the ORM out of the test's own thread)."""
+    return Category.objects.create(name="Gone", slug="gone")
+
+
+def in_thread(call):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
+def test_refusals_and_empty_answers_read_as_plain_language(
+    catalog, doomed_category, page, tmp_path
+):
+
+    page.fill("#q", "a ball")
+    page.fill("#min_price", "50")
+    page.fill("#max_price", "10")
+    page.click("#go")
+    assert page.inner_text("#error") == "The maximum price must be at least the minimum price."
+
+    # Refused by the API (the category went meanwhile): said without its field names.
+    page.fill("#min_price", "")
+    page.fill("#max_price", "")
+    page.select_option("#category", "gone")
+    in_thread(doomed_category.delete)
+    page.click("#go")
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.inner_text("#error")
+    assert message == "That category is not available any more. Please pick another one."
+
+    # Nothing matches: a friendly empty state, not a bare "0 results".
+    page.select_option("#category", "")
+    page.fill("#max_price", "1")
+    page.click("#go")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert "No products match “a ball”" in page.inner_text("#empty")
+    assert page.is_hidden("#error")
+    assert result_ids(page) == []
+    page.screenshot(path=str(tmp_path / "empty.png"), full_page=True)

@@ -78,6 +78,8 @@ class ClipEncoder:
         # The resize caps, with the shortest side this model's processor really resizes to.
         self.limits = replace(limits or ImageLimits(), input_side=_input_side(image_processor))
         self._dim = int(model.config.projection_dim)
+        # Set by workers/encoding/tiny_clip.py on the checkpoints it initialises at random.
+        self._random_weights = bool(getattr(model.config, "random_weights", False))
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
         self._pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
         self._image_fn: Callable[..., object] = model.get_image_features
@@ -140,6 +142,11 @@ class ClipEncoder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the checkpoint says it was initialised at random (embeddings mean nothing)."""
+        return self._random_weights
 
     # -- images ---------------------------------------------------------------
 

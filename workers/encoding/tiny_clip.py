@@ -171,7 +171,9 @@ def build_tiny_clip(directory: Path, *, image_size: int = 32, dim: int = 64, see
     """Build a tiny random CLIP (2 layers per tower, `dim` wide) into `directory`.
 
     Deterministic: the same arguments give the same weights. Its stable model name
-    (stored in the config as `encoder_name`) is `tiny-clip-d{dim}-i{image_size}-s{seed}`.
+    (stored in the config as `encoder_name`) is `tiny-clip-d{dim}-i{image_size}-s{seed}`;
+    the config also says `random_weights: true`, which the encoders publish, so the
+    site can warn that its results mean nothing.
     """
     if not 32 <= image_size <= 64 or image_size % 8:
         raise ValueError("image_size must be a multiple of 8 between 32 and 64")
@@ -202,7 +204,14 @@ def build_tiny_clip(directory: Path, *, image_size: int = 32, dim: int = 64, see
         projection_dim=dim,
     )
     config.encoder_name = name
-    params = {"name": name, "image_size": image_size, "dim": dim, "seed": seed}
+    config.random_weights = True
+    params = {
+        "name": name,
+        "image_size": image_size,
+        "dim": dim,
+        "seed": seed,
+        "random_weights": True,
+    }
     return _save(directory, config, tokenizer, image_size, seed, params)
 
 
@@ -219,7 +228,8 @@ def build_vit_b32_random(directory: Path, *, seed: int = 0) -> Path:
     config.text_config.eos_token_id = tokenizer.eos_token_id
     config.text_config.pad_token_id = tokenizer.pad_token_id
     config.encoder_name = name
-    params = {"name": name, "seed": seed}
+    config.random_weights = True
+    params = {"name": name, "seed": seed, "random_weights": True}
     return _save(directory, config, tokenizer, config.vision_config.image_size, seed, params)
 
 

@@ -28,7 +28,12 @@ class EncoderService:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        publish_model(self.client, self.encoder.model_name, self.encoder.dim)
+        publish_model(
+            self.client,
+            self.encoder.model_name,
+            self.encoder.dim,
+            random_weights=self.encoder.random_weights,
+        )
         self._thread = threading.Thread(
             target=self.server.serve_forever, args=(self._stop,), name="encoder-rpc", daemon=True
         )

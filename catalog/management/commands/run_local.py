@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -31,16 +32,44 @@ from catalog.management.local_stack import (
     worker_metrics_ports,
     write_private,
 )
+from catalog.model_in_use import ModelInUse, model_in_use
 from catalog.models import Product
 from searchsite.stack_env import FILE_NAME, remove_stack_env, write_stack_env
+from workers.encoding.registry import MODEL_KEY
 from workers.observability.multiproc import remove_dead_files
 from workers.redis_process import RedisProcess
+from workers.rpc.connection import connect
 
 FLOWER_USER = "admin"
 REDIS_USER = "vps"
 STACK_ENV_HEADER = """Written by `make run` (manage.py run_local) while it runs, removed when it
 stops. manage.py commands and workers started from another shell read it (settings.py),
 so they join this stack; variables set in their environment win. STACK_ENV= ignores it."""
+
+MODEL_WAIT_S = 120.0  # loading the real ViT-B/32 on a slow CPU takes a while
+
+
+def model_lines(model: ModelInUse, configured: str) -> list[tuple[bool, str]]:
+    """The banner's lines about the CLIP model: (is a warning, text)."""
+    if model.source != "encoder":
+        return [
+            (
+                True,
+                f"  {'CLIP model':<12} not loaded yet (CLIP_MODEL={configured}); "
+                "/api/health/ names it once the encode worker has loaded it",
+            ),
+        ]
+    lines = [(False, f"  {'CLIP model':<12} {model.name} (dim {model.dim})")]
+    if model.warning:
+        lines += [
+            (True, f"  WARNING: {model.warning}."),
+            (
+                True,
+                f"  (CLIP_MODEL={configured}) For real search, download a checkpoint and "
+                'point CLIP_MODEL at it: README.md, "A real CLIP model".',
+            ),
+        ]
+    return lines
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -109,12 +138,14 @@ class Command(BaseCommand):
             for name in programs:
                 if name != "redis":
                     rpc.supervisor.startProcess(name, False)
+            model = self._wait_for_model(redis_server.url, supervisord)
             self._banner(
                 port,
                 flower_port,
                 worker_metrics_ports(settings.SEARCH_SHARDS, metrics_base_port),
                 flower_auth if flower_new else None,
                 config,
+                model,
             )
             supervisord.wait()
         except KeyboardInterrupt:
@@ -200,6 +231,29 @@ class Command(BaseCommand):
         call_command("ensure_admin")
         if demo_products and not Product.objects.exists():
             call_command("make_demo_catalog", n=demo_products)
+        client = connect(redis_url)
+        try:
+            # Redis keeps its data between runs: the banner must name this run's model.
+            client.delete(MODEL_KEY)
+        finally:
+            client.close()
+
+    def _wait_for_model(self, redis_url: str, supervisord: subprocess.Popen[bytes]) -> ModelInUse:
+        """The model the encode worker loaded (it may be the offline fallback), or the
+        configured one when it has not said within MODEL_WAIT_S."""
+        self.stdout.write("waiting for the encode worker to load the CLIP model ...")
+        client = connect(redis_url)
+        deadline = time.monotonic() + MODEL_WAIT_S
+        try:
+            while True:
+                model = model_in_use(client)
+                if model.source == "encoder":
+                    return model
+                if time.monotonic() > deadline or supervisord.poll() is not None:
+                    return model
+                time.sleep(0.5)
+        finally:
+            client.close()
 
     def _banner(
         self,
@@ -208,6 +262,7 @@ class Command(BaseCommand):
         metrics_ports: dict[str, int],
         new_flower_auth: str | None,
         config: Path,
+        model: ModelInUse,
     ) -> None:
         site = f"http://127.0.0.1:{port}"
         self.stdout.write(self.style.SUCCESS("\nVisual product search is starting:"))
@@ -220,6 +275,8 @@ class Command(BaseCommand):
             ("metrics", f"{site}/metrics (all processes of this host)"),
         ):
             self.stdout.write(f"  {label:<12} {url}")
+        for warning, line in model_lines(model, settings.CLIP_MODEL):
+            self.stdout.write(self.style.WARNING(line) if warning else line)
         for name, metrics_port in metrics_ports.items():
             self.stdout.write(f"  {name + ' metrics':<20} http://127.0.0.1:{metrics_port}/metrics")
         if new_flower_auth:

@@ -58,7 +58,7 @@ def attrs_for(ids: np.ndarray) -> VectorAttrs:
 def test_ready_follows_what_the_replica_can_prove(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    publish_model(redis_client, MODEL, DIM)
+    publish_model(redis_client, MODEL, DIM, random_weights=False)
     log = UpdateLog(redis_client, SHARD, MODEL, DIM)
     ids = np.arange(1, 41, dtype=np.int64)
     x = vectors(ids)
