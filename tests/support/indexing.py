@@ -46,7 +46,9 @@ def encoders_idle() -> bool:
 
     if redis_client().llen(Queue.ENCODE.value):
         return False
-    active = app.control.inspect(timeout=1.0).active() or {}
+    # a fresh connection: a pooled one may be broken by an earlier test's Redis restart
+    with app.connection_for_write() as connection:
+        active = app.control.inspect(timeout=1.0, connection=connection).active() or {}
     return not any(
         task["name"].startswith("workers.tasks.encoding")
         for tasks in active.values()
