@@ -98,7 +98,7 @@ def _run(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess
     )
 
 
-# The failing view of tests/catalog/test_api_errors.py, served through the WSGI handler
+# A failing API view (the products list), served through the WSGI handler
 # gunicorn calls, with a client address, a cookie and a token in the query string that
 # must stay out of the event.
 WEB_FAULT = f"""
@@ -108,16 +108,16 @@ WEB_FAULT = f"""
     import sentry_sdk
 
     from searchsite.wsgi import application  # sets Django up, as gunicorn's import does
-    import catalog.search
+    from catalog.api.views import ProductViewSet
 
     def _explode(*args, **kwargs):
-        raise RuntimeError("the encoder fell over")
+        raise RuntimeError("the database fell over")
 
-    catalog.search.text_vector = _explode
+    ProductViewSet.get_queryset = _explode
     environ = {{
         "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/api/search/",
-        "QUERY_STRING": "q=shoe&token={TOKEN_SECRET}",
+        "PATH_INFO": "/api/products/",
+        "QUERY_STRING": "category=shoes&token={TOKEN_SECRET}",
         "REMOTE_ADDR": "{CLIENT_ADDR}",
         "HTTP_COOKIE": "tracking={COOKIE_SECRET}",
         "wsgi.input": io.BytesIO(),
@@ -146,7 +146,7 @@ def test_an_api_view_fault_reaches_sentry_without_personal_data(sentry_ingest, r
     event = events[0]
     assert [value["type"] for value in event["exception"]["values"]] == ["RuntimeError"]
     assert event["environment"] == "test-env"
-    assert event["request"]["url"].endswith("/api/search/")
+    assert event["request"]["url"].endswith("/api/products/")
     # Under the request id the client was given to quote.
     assert event["extra"]["request_id"] in result.stdout
     raw = b"".join(ingest.bodies).decode()
