@@ -81,7 +81,13 @@ def local_processes(
         # Flower's own metrics (`flower_*`, on its port) go to a directory of their own: in
         # the host's, the web's /metrics summed them with ours.
         "flower": Program(
-            [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"],
+            [
+                python,
+                "-m",
+                "workers.observability.flower",
+                "--address=127.0.0.1",
+                f"--port={flower_port}",
+            ],
             {"PROMETHEUS_MULTIPROC_DIR": str(flower_metrics_dir())},
             priority=200,
         ),

@@ -1,4 +1,4 @@
-"""LOG_FORMAT=json for real: gunicorn, a Celery worker and beat, each in its own process,
+"""LOG_FORMAT=json for real: gunicorn, a Celery worker, beat and Flower, each in its own process,
 write nothing but JSON objects, one a line, on stdout and stderr; one access line a
 request with its id and its fields, and one `django.request` line per 4xx/5xx."""
 
@@ -159,3 +159,40 @@ def test_a_celery_worker_and_beat_write_json_lines(redis_url, worker_logs, tmp_p
     assert any(m.endswith("shut down") for m in messages), messages
     beat_entries = json_lines(beat_log.read_text())
     assert any("Sending due task encode-stale" in e["message"] for e in beat_entries)
+
+
+def test_flower_writes_json_lines(redis_url, tmp_path: Path):
+    """Flower, started as every deployment starts it, logs through the same handlers."""
+    port = free_port()
+    env = worker_env(
+        redis_url,
+        LOG_FORMAT="json",
+        FLOWER_BASIC_AUTH="admin:flower-test-pw",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+    )
+    (tmp_path / "prometheus").mkdir()
+    argv = [sys.executable, "-m", "workers.observability.flower", "--address=127.0.0.1"]
+    log_path = tmp_path / "flower.log"
+    with log_path.open("wb") as log:
+        flower = subprocess.Popen(
+            [*argv, f"--port={port}"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (_listening(port) and get(port, "/") == 401):  # it wants the password
+                assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+                assert flower.poll() is None, log_path.read_text()[-2000:]
+                time.sleep(0.3)
+        finally:
+            stop(flower)
+    entries = json_lines(log_path.read_text())
+    assert entries, "Flower logged nothing"
+    messages = [e["message"] for e in entries]
+    assert any(m.startswith("Connected to redis://:**@") for m in messages), messages
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

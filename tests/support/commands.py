@@ -17,7 +17,8 @@ def option(command: list[str], flag: str) -> str | None:
 
 def check_command(command: list[str]) -> None:
     """Fail unless `command` is gunicorn on a WSGI app (and config module) that exists, a
-    Celery command of the searchsite app on known queues, or a real management command."""
+    Celery command of the searchsite app on known queues, Flower through the service's
+    logging (workers/observability/flower.py), or a real management command."""
     if command[0] == "gunicorn":
         module, attr = command[1].split(":") if ":" in command[1] else (command[1], "application")
         assert hasattr(importlib.import_module(module), attr), command
@@ -31,6 +32,8 @@ def check_command(command: list[str]) -> None:
         queues = option(command, "-Q")
         if queues:
             assert set(queues.split(",")) <= KNOWN_QUEUES, queues
+    elif command[:3] == ["python", "-m", "workers.observability.flower"]:
+        assert importlib.import_module(command[2]).main, command
     elif command[:2] == ["python", "manage.py"]:
         from django.core.management import get_commands
 
