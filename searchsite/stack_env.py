@@ -18,6 +18,8 @@ from pathlib import Path
 
 import environ
 
+from workers.pids import process_alive
+
 FILE_NAME = "stack.env"
 _PID = re.compile(r"^STACK_PID='?(\d+)'?$", re.MULTILINE)
 
@@ -39,7 +41,7 @@ def read_stack_env(path: Path | None) -> bool:
     except FileNotFoundError:
         return False
     pid = _PID.search(text)
-    if pid and not _running(int(pid.group(1))):
+    if pid and not process_alive(int(pid.group(1))):
         sys.stderr.write(f"note: ignoring {path}: the `make run` that wrote it is gone\n")
         return False
     environ.Env.read_env(str(path), overwrite=False)
@@ -68,17 +70,3 @@ def remove_stack_env(path: Path) -> None:
         return
     if mine:
         path.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    status = Path(f"/proc/{pid}/status")
-    try:
-        return "State:\tZ" not in status.read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)

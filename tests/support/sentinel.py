@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import redis
 
+from workers.pids import terminate
 from workers.redis_process import RedisProcess, find_redis_server, free_port
 
 
@@ -99,12 +100,7 @@ class SentinelProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
             self.proc = None
 
 

@@ -27,6 +27,7 @@ from workers.index.log import START, LogEntry, UpdateLog, parse_id
 from workers.index.membership import MemberState, live_members
 from workers.index.shard import Shard
 from workers.index.spec import IndexSpec
+from workers.pids import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class ShardReplica:
         """Work folders of this host's dead replica processes (their re-rank files)."""
         for path in self.local_dir.glob("work-*"):
             pid = path.name[5:]
-            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
 
     # ------------------------------------------------------------ the log
@@ -341,16 +342,6 @@ class ShardReplica:
         delay = min(self.backoff_max, self.backoff_base * 2 ** (self.failures - 1))
         logger.warning("redis unavailable (%s); retrying in %.2fs", exc, delay)
         time.sleep(delay)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
 
 
 def apply_entry(shard: Shard, entry: LogEntry) -> bool:
