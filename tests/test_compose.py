@@ -173,3 +173,14 @@ def test_every_service_uses_the_redis_password_from_env():
     for name in app_services:
         url = parse_redis_url(services[name]["environment"]["REDIS_URL"])
         assert (url.username, url.password, url.hosts) == ("vps", "0f3c9a-pw", (("redis", 6379),))
+
+
+def test_the_web_healthcheck_asks_with_a_host_django_allows():
+    """Django answers 400 to a Host outside ALLOWED_HOSTS: a healthcheck to 127.0.0.1 with
+    the default `localhost` would never pass."""
+    command = " ".join(SERVICES["web"]["healthcheck"]["test"])
+    assert "/api/health/" in command
+    host = re.search(r"'Host': '([^']+)'", command)
+    assert host, command
+    default = COMPOSE["x-app"]["environment"]["ALLOWED_HOSTS"]
+    assert host[1] in default.removeprefix("${ALLOWED_HOSTS:-").removesuffix("}").split(",")
