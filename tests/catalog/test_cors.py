@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
+
+from tests.support.throttles import throttle_rate
 
 pytestmark = pytest.mark.django_db
 
@@ -70,15 +71,8 @@ def test_no_origin_is_allowed_by_default(client, settings, redis_url):
 
 @pytest.fixture
 def search_rate_2_per_minute(redis_url):
-    from django.conf import settings
-
-    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # DRF reads this very dict
-    saved = rates["search"]
-    rates["search"] = "2/minute"
-    cache.clear()
-    yield
-    rates["search"] = saved
-    cache.clear()
+    with throttle_rate("search", "2/minute"):
+        yield
 
 
 def test_preflights_are_never_throttled_nor_counted(client, shop_allowed, search_rate_2_per_minute):

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.throttles import throttle_rate
 from workers.index.membership import ready_shards
 from workers.observability.context import is_valid
 
@@ -94,16 +95,8 @@ def test_only_api_requests_are_api_latency_and_every_request_counts_its_queries(
 
 @pytest.fixture
 def anon_rate_2_per_minute(redis_url):
-    from django.conf import settings
-    from django.core.cache import cache
-
-    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # DRF reads this very dict
-    saved = rates["anon"]
-    rates["anon"] = "2/minute"
-    cache.clear()
-    yield
-    rates["anon"] = saved
-    cache.clear()
+    with throttle_rate("anon", "2/minute"):
+        yield
 
 
 @pytest.mark.django_db

@@ -11,6 +11,8 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from tests.support.throttles import throttle_rate
+
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,13 +59,8 @@ def test_search_is_rate_limited_per_client(client, settings, redis_url):
 
 @pytest.fixture
 def search_rate_2_per_minute(redis_url):
-    rates = settings_rates()
-    saved = rates["search"]
-    rates["search"] = "2/minute"
-    cache.clear()
-    yield
-    rates["search"] = saved
-    cache.clear()
+    with throttle_rate("search", "2/minute"):
+        yield
 
 
 def settings_rates() -> dict:
