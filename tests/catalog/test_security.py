@@ -63,12 +63,6 @@ def search_rate_2_per_minute(redis_url):
         yield
 
 
-def settings_rates() -> dict:
-    from django.conf import settings
-
-    return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # DRF reads this very dict
-
-
 def _search_statuses(client, forwarded_for: list[str], remote_addr: str) -> list[int]:
     return [
         client.get(
