@@ -88,8 +88,8 @@ class ApiSchema(AutoSchema):
             )
         if looks_up:
             statuses["404"] = "no such object, or not one you may see"
-        elif "page" in query:
-            statuses["404"] = "a page past the end"
+        elif self._get_paginator() and self._is_list_view():
+            statuses["404"] = "a page past the end"  # DRF's paginator answers it
         if "requestBody" in operation:
             statuses["413"] = "a body over the size limit (DATA_UPLOAD_MAX_MEMORY_SIZE)"
             statuses["415"] = "a body of a media type this operation does not take"
