@@ -32,6 +32,10 @@ CLOSED_BODY = "x-closed-body"
 # size falls back to the default, unknown orderings are dropped (DRF's behaviour).
 _LENIENT_QUERY = {"page", "page_size", "ordering"}
 _NO_BODY = "No response body"
+_RETRY_AFTER = {
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "seconds until the limit lets this client in again",
+}
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -61,6 +65,8 @@ class ApiSchema(AutoSchema):
                 if response.get("description", _NO_BODY) == _NO_BODY:
                     response["description"] = statuses.get(code, "an error")
                 response["content"] = {"application/json": {"schema": ref}}
+        if "429" in responses:
+            responses["429"].setdefault("headers", {})["Retry-After"] = _RETRY_AFTER
         return operation
 
     def error_statuses(self, operation: dict[str, Any]) -> dict[str, str]:

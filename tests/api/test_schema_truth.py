@@ -125,6 +125,7 @@ def test_429_is_documented_where_a_limit_answers_it(path, method, site, django_u
     if 429 in documented(path, method):
         assert_refusal(second, path, method, 429)
         assert int(second["Retry-After"]) > 0
+        assert "Retry-After" in operation(path, method)["responses"]["429"]["headers"]
     else:
         assert second.status_code != 429, (path, method)
 
