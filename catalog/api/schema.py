@@ -113,15 +113,21 @@ class OrderingValues(OpenApiFilterExtension):
 
     def get_schema_operation_parameters(self, auto_schema: AutoSchema, *args, **kwargs) -> list:
         view = auto_schema.view
-        fields = self.target.get_valid_fields(view.get_queryset(), view, {"request": None})
+        queryset = view.get_queryset()
+        fields = self.target.get_valid_fields(queryset, view, {"request": None})
         values = [value for name, _ in fields for value in (name, f"-{name}")]
-        default = ",".join(getattr(view, "ordering", None) or ()) or "the primary key"
+        default = (  # the view's, else the queryset's, else the model's
+            getattr(view, "ordering", None)
+            or queryset.query.order_by
+            or queryset.model._meta.ordering
+        )
         return [
             build_parameter_type(
                 name=self.target.ordering_param,
                 schema=build_array_type({**build_basic_type(OpenApiTypes.STR), "enum": values}),
                 location=OpenApiParameter.QUERY,
-                description=f"sort by these fields, `-` for descending (default: {default})",
+                description="sort by these fields, `-` first for descending"
+                + (f" (default: {','.join(default)})" if default else ""),
                 explode=False,
             )
         ]
