@@ -84,3 +84,11 @@ def test_too_many_fields_is_a_400(raw_client):
     fields = {f"f{n}": "x" for n in range(1001)}  # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS: 1000
     response = raw_client.post("/api/search/", fields)
     _assert_json_error(response, 400, "too_many_fields")
+
+
+def test_too_many_files_is_a_400(raw_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = {f"f{n}": SimpleUploadedFile(f"{n}.txt", b"x") for n in range(101)}  # limit: 100
+    response = raw_client.post("/api/search/", files)
+    _assert_json_error(response, 400, "too_many_files")
