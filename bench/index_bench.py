@@ -322,7 +322,7 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 f"# {spec.factory} n={n:,}: build {build_s:.0f}s "
                 f"(train {built.train_seconds:.0f}s, "
                 f"add {built.add_seconds:.0f}s, tune {built.tune_seconds:.0f}s), tuned "
-                f"{_fmt(shard.params)} recall@10 tune-set {built.tune['recall_at_k']:.3f}, "
+                f"{_fmt(shard.params)} recall@10 tune-set {built.tune.get('recall_at_k', float('nan')):.3f}, "
                 f"{mem:.1f} B/vector in RAM by account with 1% in delta, {mem_compacted:.1f} "
                 f"compacted ({rss_growth:.0f} B/vector of anonymous RSS growth), {disk:.0f} "
                 f"B/vector re-rank file on disk{extra_info}",
