@@ -303,7 +303,7 @@ def test_results_grouped_by_product_with_best_image(tmp_path) -> None:
 @pytest.mark.parametrize("images_per_product", [1, 3])
 @pytest.mark.parametrize("spec", ["Flat", "IVF8,Flat", "IVF8,PQ4x4", "HNSW16"])
 def test_a_single_query_gets_its_row_of_the_batch_answer(
-    spec: str, images_per_product: int, tmp_path, search_path
+    spec: str, images_per_product: int, tmp_path
 ) -> None:
     """Single queries take their own path (with a shortcut when the k best images are of k
     products); they must answer exactly as the batch path does, filtered or not."""
@@ -341,7 +341,7 @@ PLAIN_STATES = [
 @pytest.mark.parametrize("images_per_product", [1, 3])
 @pytest.mark.parametrize(("spec", "folded", "planned"), PLAIN_STATES)
 def test_an_unfiltered_single_query_answers_as_the_general_path(
-    spec: str, folded: bool, planned: bool, images_per_product: int, tmp_path, search_path
+    spec: str, folded: bool, planned: bool, images_per_product: int, tmp_path
 ) -> None:
     """An unfiltered single query at the shard's own knobs runs a plan made once per
     version (one FAISS call where one suffices); it must answer as the general path does
@@ -460,7 +460,7 @@ def test_wrong_model_or_dimension_refused(tmp_path) -> None:
         shard.search(random_vectors(1, dim=8), 3)
 
 
-def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path, search_path) -> None:
+def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path) -> None:
     """One query takes a shortcut through the checks (one dot product); any query must
     come out as the same unit vector, and a non-finite one must be refused, either way."""
     shard, _, _ = filled("Flat", n=300, tmp_path=tmp_path)
