@@ -163,6 +163,6 @@ def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndar
     """A (1, k) result row: `values`, then `fill` if fewer than k were found."""
     if len(values) == k:
         return values.astype(dtype).reshape(1, k)
-    row = np.full((1, k), fill, dtype=dtype)
+    row: np.ndarray = np.full((1, k), fill, dtype=dtype)
     row[0, : len(values)] = values
     return row

@@ -29,7 +29,10 @@ class Backend(Protocol):
     """One index kind. Writes run under the shard's write lock, searches under its read
     lock; `compacted` builds a new backend aside while both go on."""
 
-    removes_in_place: bool  # removed vectors leave the index: unfiltered searches need no bitmap
+    @property
+    def removes_in_place(self) -> bool:
+        """Removed vectors leave the index at once: unfiltered searches need no bitmap."""
+        ...
 
     @property
     def n_bulk(self) -> int:

@@ -74,9 +74,10 @@ def _gpu_copy(backend: Backend) -> tuple[faiss.Index, faiss.Index | None, str] |
         options.useFloat16 = False
         gpu = faiss.index_cpu_to_gpu(_resources(), 0, index, options)
         rerank = getattr(backend, "rerank", None)
-        refine = faiss.IndexRefine(gpu, rerank.index) if rerank is not None else None
-        if refine is not None:
-            rerank.index.ntotal = refine.ntotal = rerank.size + rerank.fresh
+        if rerank is None:
+            return gpu, None, "ivf"
+        refine = faiss.IndexRefine(gpu, rerank.index)
+        rerank.index.ntotal = refine.ntotal = rerank.size + rerank.fresh
         return gpu, refine, "ivf"
     if getattr(backend, "links", 0) and hasattr(faiss, "GpuIndexCagra"):
         rows = backend.rows(np.arange(index.ntotal, dtype=np.int64))

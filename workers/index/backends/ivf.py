@@ -50,7 +50,7 @@ class IvfFlatBackend:
             self.ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
 
     @property
-    def removes_in_place(self) -> bool:  # type: ignore[override]
+    def removes_in_place(self) -> bool:
         return self.trained
 
     @property
