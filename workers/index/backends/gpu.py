@@ -102,6 +102,10 @@ class GpuBackend:
         self._copy_end = cpu.n_bulk  # slots below it are in the copy
         self._dead = np.zeros(0, dtype=np.int64)  # removed since the copy, sorted
 
+    def __getattr__(self, name: str) -> object:
+        """The CPU backend's own fields (its index, re-rank store, delta) read through."""
+        return getattr(self.cpu, name)
+
     @property
     def n_bulk(self) -> int:
         return self.cpu.n_bulk
@@ -134,7 +138,8 @@ class GpuBackend:
         exhaustive: bool,
     ) -> Hits:
         gained = self.cpu.n_bulk - self._copy_end
-        asked = fetch + len(self._dead) + (fetch + 64 if bits is not None else 0)
+        # more hits than asked, for those the filters drop (too few left: the CPU answers)
+        asked = fetch + min(len(self._dead), fetch) + (fetch + 64 if bits is not None else 0)
         if len(queries) < GPU_MIN_BATCH or asked > MAX_FETCH or gained > MAX_SCORED:
             return self.cpu.search(queries, fetch, bits, params, exhaustive)
         scores, slots = self._gpu_hits(queries, asked, params)
