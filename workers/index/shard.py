@@ -263,14 +263,6 @@ class Shard:
     def stats(self) -> dict[str, object]:
         with self.lock.read():
             state = self.state
-            alive = state.live_count
-            slots = state.cols.size
-            backend = state.backend
-            cpu = getattr(backend, "cpu", backend)  # under a GPU copy
-            rerank = getattr(cpu, "rerank", None)
-            # a compressed IVF's fresh vectors are searched in its lists: they cost RAM only
-            fresh_in_bulk = self.spec.kind == "ivf" and bool(getattr(cpu, "trained", False))
-            fresh_in_bulk = fresh_in_bulk and rerank is not None
             return {
                 "model": self.model,
                 "dim": self.dim,
@@ -278,27 +270,14 @@ class Shard:
                 "rerank": self.spec.rerank,
                 "params": state.params.to_dict(),
                 "tune": state.tune_report,
-                "vectors": alive,
-                "slots": slots,
-                "bulk_size": backend.n_bulk - (backend.n_fresh if fresh_in_bulk else 0),
-                "delta_size": backend.n_fresh,
-                "fresh_in_bulk": fresh_in_bulk,
-                "removed": slots - alive,
-                "removed_fraction": (slots - alive) / slots if slots else 0.0,
+                **state.counts(self.spec.kind == "ivf"),
                 "last_applied": self.last_applied,
-                "memory_bytes": self._memory(state),
-                "rerank_disk_bytes": rerank.disk_bytes if rerank is not None else 0,
             }
 
     def memory_bytes(self) -> int:
         """Resident bytes: index + fresh rows + columns + id lookup + cached filter bitmaps
         (not the re-rank file, which stays on disk)."""
-        return self._memory(self.state)
-
-    @staticmethod
-    def _memory(state: ShardState) -> int:
-        lookup = state.lookup.order.nbytes
-        return state.cols.nbytes + lookup + state.selections.nbytes + state.backend.memory_bytes()
+        return self.state.memory_bytes
 
     # ------------------------------------------------------------ persistence
 

@@ -56,6 +56,31 @@ class ShardState:
         )
 
     @property
+    def memory_bytes(self) -> int:
+        lookup = self.lookup.order.nbytes
+        return self.cols.nbytes + lookup + self.selections.nbytes + self.backend.memory_bytes()
+
+    def counts(self, ivf: bool) -> dict[str, object]:
+        """Vectors, slots, removed and fresh ones, memory: what upkeep and metrics read."""
+        backend = self.backend
+        cpu = getattr(backend, "cpu", backend)  # under a GPU copy
+        rerank = getattr(cpu, "rerank", None)
+        # a compressed IVF's fresh vectors are searched in its lists: they cost RAM only
+        fresh_in_bulk = ivf and rerank is not None and bool(getattr(cpu, "trained", False))
+        alive, slots = self.live_count, self.cols.size
+        return {
+            "vectors": alive,
+            "slots": slots,
+            "bulk_size": backend.n_bulk - (backend.n_fresh if fresh_in_bulk else 0),
+            "delta_size": backend.n_fresh,
+            "fresh_in_bulk": fresh_in_bulk,
+            "removed": slots - alive,
+            "removed_fraction": (slots - alive) / slots if slots else 0.0,
+            "memory_bytes": self.memory_bytes,
+            "rerank_disk_bytes": rerank.disk_bytes if rerank is not None else 0,
+        }
+
+    @property
     def live_count(self) -> int:
         return self.selections.live(self.version, self.cols).n_match
 
