@@ -9,15 +9,12 @@ WORKDIR /app
 # GPU hosts build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install "torch==2.13.0" --index-url ${TORCH_INDEX}
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY searchsite searchsite
 COPY catalog catalog
 COPY workers workers
 COPY manage.py ./
-# a C compiler for the shard's compiled search path (setup.py), removed once it is built
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install . \
-    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+RUN pip install .
 RUN DEBUG=true python manage.py collectstatic --noinput
 
 RUN useradd --create-home app && mkdir -p /data && chown app /data

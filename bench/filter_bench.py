@@ -53,7 +53,7 @@ def attrs_for(ids: np.ndarray) -> VectorAttrs:
 
 def raw_search(shard: Shard, flt: SearchFilter):
     """Raw FAISS over the shard's own bulk: the same bitmap and the same scaled knob."""
-    bits, n_match, _ = shard._allowed(flt)
+    bits, n_match, _ = shard.state.selections.matching(shard.state.version, shard.state.cols, flt)
     scaled = shard.scaled_params(shard.params, K, n_match / shard.n_vectors)
     if shard.spec.kind == "hnsw":
         params = faiss.SearchParametersHNSW(efSearch=int(scaled.ef_search))
@@ -63,7 +63,7 @@ def raw_search(shard: Shard, flt: SearchFilter):
         params = faiss.SearchParameters()
     selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
     params.sel = selector
-    index = shard._bulk
+    index = shard.state.backend.index
 
     def search(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return index.search(q, K, params=params)
@@ -141,7 +141,7 @@ def measure(
     found = shard.search(queries, K, flt).image_ids
     raw = raw_search(shard, flt)
     slots = raw(queries)[1]  # FAISS labels are the shard's slots
-    raw_found = np.where(slots >= 0, shard._cols["image_ids"][np.maximum(slots, 0)], -1)
+    raw_found = np.where(slots >= 0, shard.state.cols["image_ids"][np.maximum(slots, 0)], -1)
     qps, _, _, raw_qps = time_single(lambda q: shard.search(q, K, flt), raw, queries[:single])
     scaled = shard.scaled_params(shard.params, K, int(match.sum()) / shard.n_vectors)
     return {

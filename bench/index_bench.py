@@ -80,8 +80,7 @@ def sweep_params(shard: Shard) -> list[SearchParams]:
 @contextlib.contextmanager
 def knobs_of(shard: Shard, params: SearchParams) -> Iterator[None]:
     """`shard` searching with `params` as its own knobs, as a shard tuned to them does: its
-    searches then take no params, as the RPC server's do (an explicit request's knobs go
-    through the general path, see `Shard._plain_query`)."""
+    searches then take no params, as the RPC server's do."""
     tuned = shard.params
     shard.params = params
     try:
@@ -116,13 +115,13 @@ def raw_index_of(shard: Shard, keep_alive: list) -> faiss.Index:
     memory-mapped bfloat16 re-rank file. Labels of the bulk are its slots, so the refine
     index is positional.
     Past REFINE_MAX vectors the float32 copy would not fit: the bare index is timed."""
-    bulk = shard._bulk
+    bulk = shard.state.backend.index
     if not shard.spec.rerank or bulk.ntotal > REFINE_MAX:
         return bulk
     flat = faiss.IndexFlatIP(shard.dim)
     n = bulk.ntotal
     for start in range(0, n, 100_000):
-        flat.add(shard._rerank.gather(np.arange(start, min(n, start + 100_000))))
+        flat.add(shard.state.backend.rerank.gather(np.arange(start, min(n, start + 100_000))))
     base = faiss.clone_index(bulk)  # the shard's own takes fresh codes the refine rows lack
     refine = faiss.IndexRefine(base, flat)
     keep_alive.extend([base, flat])  # IndexRefine does not own them
@@ -318,11 +317,12 @@ def run_size(n: int, args: argparse.Namespace, rows: list[dict], curves: dict) -
                 extra_info = f" recall without re-rank {r_bare:.3f}"
             shard.compact()  # steady state: the delta folded in, removed vectors dropped
             mem_compacted = shard.memory_bytes() / shard.n_vectors
+            tuned_recall = float(built.tune.get("recall_at_k", np.nan))  # none: exact
             print(
                 f"# {spec.factory} n={n:,}: build {build_s:.0f}s "
                 f"(train {built.train_seconds:.0f}s, "
                 f"add {built.add_seconds:.0f}s, tune {built.tune_seconds:.0f}s), tuned "
-                f"{_fmt(shard.params)} recall@10 tune-set {built.tune['recall_at_k']:.3f}, "
+                f"{_fmt(shard.params)} recall@10 tune-set {tuned_recall:.3f}, "
                 f"{mem:.1f} B/vector in RAM by account with 1% in delta, {mem_compacted:.1f} "
                 f"compacted ({rss_growth:.0f} B/vector of anonymous RSS growth), {disk:.0f} "
                 f"B/vector re-rank file on disk{extra_info}",

@@ -7,14 +7,10 @@ ids deleted, 1% fresh), each nprobe times, query by query and alternating:
 
 - raw: ``index.search`` through FAISS's Python API, the baseline of every ratio;
 - C++ call: the same search through ``search_c`` without the wrapper (``search_with``);
-- least wrapper in Python: a readers-writer lock, the query check, the C++ call for 2k
-  hits and the grouping by product, with nothing else (no deletes, no delta, no filters,
-  no retries), as the shard runs them without its C extension (``INDEX_NATIVE=0``);
-- least wrapper compiled: the same with the extension's lock, check and grouping
-  (``workers/index/_hotpath.c``), skipped when it is not built;
-- shard: ``Shard.search`` as the RPC server calls it, the nprobe being the shard's own knobs
-  (compiled steps unless ``INDEX_NATIVE=0``): the plan of an unfiltered single query;
-- knobs given: the same with the nprobe given per query, the general path.
+- least wrapper: a readers-writer lock, the query check, the C++ call for 2k hits and the
+  grouping by product, with nothing else (no deletes, no delta, no filters, no retries);
+- shard: ``Shard.search`` as the RPC server calls it, the nprobe being the shard's own knobs;
+- knobs given: the same with the nprobe given per query.
 
     python bench/overhead_bench.py --quick          # < 1 minute
     python bench/overhead_bench.py                  # 100k IVF1024,Flat, nprobe 1..64
@@ -37,13 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.index_bench import attrs_for, knobs_of
 from workers.index.build import build_bulk
 from workers.index.faiss_calls import search_with
-from workers.index.grouping import top_products_py
-from workers.index.native import hotpath
-from workers.index.rwlock import PyRWLock
+from workers.index.grouping import top_products
+from workers.index.rwlock import RWLock
 from workers.index.spec import IndexSpec, SearchParams, choose_spec
 from workers.index.synthetic import ClusterModel
-from workers.index.types import SearchResult
-from workers.index.vectors import unit_queries_py
+from workers.index.vectors import unit_queries
 from workers.malloc import keep_freed_memory
 
 K = 10
@@ -98,16 +92,17 @@ def main() -> None:
         shard.delete(np.random.default_rng(1).choice(n, size=n // 100, replace=False))
         shard.upsert(ids[n:], fresh, attrs_for(ids[n:]))
         del x
-        raw = shard._bulk  # the shard's own lists, searched by FAISS alone (as index_bench)
+        raw = (
+            shard.state.backend.index
+        )  # the shard's own lists, searched by FAISS alone (as index_bench)
         products = images = ids  # one image a product, as attrs_for says
-        py_lock = PyRWLock()
-        c_lock = None if hotpath is None else hotpath.RWLock()
+        lock = RWLock()
         tuned = int(shard.params.nprobe)
         probes = [1, tuned, 16] if args.quick else sorted({1, 2, 4, 8, 16, 32, 64, tuned})
         print(f"# {n:,} x {dim} {spec.factory}, tuned nprobe {tuned}; microseconds a query")
         print(
-            f"{'nprobe':>6} {'raw':>8} {'C++ call':>9} {'x raw':>6} {'least py':>9} {'x raw':>6} "
-            f"{'least C':>8} {'x raw':>6} {'shard':>8} {'x raw':>6} {'shard-least':>11} "
+            f"{'nprobe':>6} {'raw':>8} {'C++ call':>9} {'x raw':>6} {'least':>9} {'x raw':>6} "
+            f"{'shard':>8} {'x raw':>6} {'shard-least':>11} "
             f"{'given':>8} {'x raw':>6}"
         )
         rows = []
@@ -115,51 +110,34 @@ def main() -> None:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
             asked = SearchParams(nprobe=nprobe)
 
-            def least_py(q, params=params):
-                with py_lock.read():
-                    scores, labels = search_with(raw, unit_queries_py(q, dim), 2 * K, params)
+            def least(q, params=params):
+                with lock.read():
+                    scores, labels = search_with(raw, unit_queries(q, dim), 2 * K, params)
                     meta = {"matches": n}
-                    return top_products_py(scores, labels, K, products, images, meta)[0]
-
-            def least_c(q, params=params):
-                with c_lock.read():
-                    scores, labels = search_with(raw, hotpath.unit_query(q, dim), 2 * K, params)
-                    best = hotpath.first_products(scores, labels, products, images, K)
-                    return SearchResult(*best[:3], {"matches": n})
+                    return top_products(scores, labels, K, products, images, meta)[0]
 
             variants = {
                 "raw": lambda q, params=params: raw.search(q, K, params=params),
                 "call": lambda q, params=params: search_with(raw, q, K, params),
-                "least_py": least_py,
-                "least_c": least_c,
+                "least": least,
                 "shard": lambda q: shard.search(q, K),
                 "given": lambda q, asked=asked: shard.search(q, K, params=asked),
             }
-            if hotpath is None:
-                del variants["least_c"]
             with knobs_of(shard, asked):
                 t = timed(variants, queries, 1 if args.quick else 3)
             rows.append((nprobe, t))
-            least = t.get("least_c", t["least_py"])
-            compiled = (
-                f"{t['least_c']:8.1f} {t['raw'] / t['least_c']:6.2f}"
-                if "least_c" in t
-                else f"{'-':>8} {'-':>6}"
-            )
             print(
                 f"{nprobe:>6} {t['raw']:8.1f} {t['call']:9.1f} {t['raw'] / t['call']:6.2f} "
-                f"{t['least_py']:9.1f} {t['raw'] / t['least_py']:6.2f} {compiled} "
-                f"{t['shard']:8.1f} {t['raw'] / t['shard']:6.2f} {t['shard'] - least:11.1f} "
+                f"{t['least']:9.1f} {t['raw'] / t['least']:6.2f} "
+                f"{t['shard']:8.1f} {t['raw'] / t['shard']:6.2f} {t['shard'] - t['least']:11.1f} "
                 f"{t['given']:8.1f} {t['raw'] / t['given']:6.2f}",
                 flush=True,
             )
     t = dict(rows)[tuned]
-    least = t.get("least_c", t["least_py"])
     print(
         f"SUMMARY {n:,} {spec.factory} tuned nprobe {tuned}: raw {t['raw']:.0f} us a query; "
-        f"shard {t['raw'] / t['shard']:.2f}x raw ({'compiled' if hotpath else 'Python'} steps; "
-        f"{t['raw'] / t['given']:.2f}x given the knobs), "
-        f"least wrapper {t['raw'] / least:.2f}x, in Python {t['raw'] / t['least_py']:.2f}x, "
+        f"shard {t['raw'] / t['shard']:.2f}x raw ({t['raw'] / t['given']:.2f}x given the knobs), "
+        f"least wrapper {t['raw'] / t['least']:.2f}x, "
         f"bare C++ call {t['raw'] / t['call']:.2f}x; {time.perf_counter() - started:.0f}s"
     )
 

@@ -172,7 +172,7 @@ def build_bulk(
     if ivf is not None:
         repack_ivf(ivf, cols.size)  # labels are the slots handed out above
     _drop_duplicates(cols)
-    shard._install(index, cols, cols.size, rerank)
+    shard.install(index, cols, rerank)
     add_seconds = time.perf_counter() - start
     logger.info(
         "%s: added %d vectors in %.1fs%s, %.1f bytes each in memory",

@@ -77,6 +77,13 @@ class Columns:
         self.data = {name: np.ascontiguousarray(col[slots]) for name, col in self.data.items()}
         self.size = len(slots)
 
+    def taken(self, slots: np.ndarray) -> Columns:
+        """New columns of the given slots (in this order) as slots 0..len-1; these stay."""
+        taken = Columns(capacity=0)
+        taken.data = {name: np.ascontiguousarray(col[slots]) for name, col in self.data.items()}
+        taken.size = len(slots)
+        return taken
+
     def attrs(self, slots: np.ndarray) -> VectorAttrs:
         return VectorAttrs.build(
             self.data["product_ids"][slots],

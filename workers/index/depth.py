@@ -19,6 +19,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.index.spec import EF_SEARCH_MAX, RERANK_K_MAX, SearchParams
 
@@ -40,7 +41,7 @@ class DepthTable:
     )
 
     @classmethod
-    def from_report(cls, report: Mapping[str, object]) -> DepthTable:
+    def from_report(cls, report: Mapping[str, Any]) -> DepthTable:
         """The table of a tune report (`tune.autotune`), read once rather than per search."""
         k = int(report.get("k") or 10)
         tuned = report.get("params") or {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.index.native import hotpath
 from workers.index.types import SearchResult
 
 
@@ -127,25 +126,9 @@ def top_products(
     meta: dict[str, object],
 ) -> tuple[SearchResult, int, int]:
     """The first k distinct products of one query's row of hits (scores and slots of shape
-    (1, f), best first), how many it found, and how many real hits the row holds when
-    fewer than k (the shard then fetches more or searches deeper). Compiled where built:
-    1.0 us warm against 3.1 for the Python, ~2-4 against ~7 after a scan has cooled the
-    CPU caches."""
-    if hotpath is None:
-        return top_products_py(scores, slots, k, products, image_ids, meta)
-    pids, images, best, found, valid = hotpath.first_products(scores, slots, products, image_ids, k)
-    return SearchResult(pids, images, best, meta), found, valid
-
-
-def top_products_py(
-    scores: np.ndarray,
-    slots: np.ndarray,
-    k: int,
-    products: np.ndarray,
-    image_ids: np.ndarray,
-    meta: dict[str, object],
-) -> tuple[SearchResult, int, int]:
-    """`top_products` without the extension (misses must come last, as FAISS puts them)."""
+    (1, f), best first, misses last as FAISS puts them), how many it found, and how many
+    real hits the row holds when fewer than k (the shard then fetches more or searches
+    deeper)."""
     distinct = distinct_top(scores, slots, k, products, image_ids, meta)
     if distinct is not None:
         return distinct, k, k
@@ -180,6 +163,6 @@ def _result_row(values: np.ndarray, k: int, fill: float, dtype: type) -> np.ndar
     """A (1, k) result row: `values`, then `fill` if fewer than k were found."""
     if len(values) == k:
         return values.astype(dtype).reshape(1, k)
-    row = np.full((1, k), fill, dtype=dtype)
+    row: np.ndarray = np.full((1, k), fill, dtype=dtype)
     row[0, : len(values)] = values
     return row

@@ -55,7 +55,7 @@ def map_with_room(path: Path, room: int) -> np.ndarray:
                 raise
     memory = (ctypes.c_uint8 * total).from_address(base)
     weakref.finalize(memory, _libc.munmap, base, total)
-    return np.frombuffer(memory, dtype=np.uint8)  # holds `memory`: views keep it mapped
+    return np.frombuffer(memory, dtype=np.uint8)  # type: ignore[call-overload]  # holds `memory`: views keep it mapped
 
 
 def _mapped(address: int | None, length: int, flags: int, fd: int) -> int:

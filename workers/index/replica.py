@@ -31,8 +31,6 @@ from workers.pids import process_alive
 
 logger = logging.getLogger(__name__)
 
-COMPACT_AT = int(os.environ.get("INDEX_COMPACT_AT", "20000"))
-
 
 def replica_name(host: str, pid: int, shard: int) -> str:
     return f"{host}:{pid}:{shard}"
@@ -55,7 +53,6 @@ class ShardReplica:
         spec: IndexSpec | str = "auto",
         host: str | None = None,
         batch: int = 256,
-        compact_at: int = COMPACT_AT,
         keep_snapshots: int = 2,
         store_grace_s: float = 600.0,
         backoff_base: float = 0.05,
@@ -73,7 +70,6 @@ class ShardReplica:
         self.local_dir = Path(local_dir) / f"shard-{shard}"
         self.work_dir = self.local_dir / f"work-{os.getpid()}"
         self.batch = batch
-        self.compact_at = compact_at
         self.keep_snapshots = keep_snapshots
         self.store_grace_s = store_grace_s
         self.backoff_base = backoff_base
@@ -205,8 +201,6 @@ class ShardReplica:
         if parse_id(last) > parse_id(self.last_applied):
             self.last_applied = last
             self.shard.last_applied = last
-        if self.shard.delta_size >= self.compact_at:
-            self.shard.compact()
         return len(entries)
 
     def follow(self, stop: threading.Event, block_ms: int = 1000) -> None:

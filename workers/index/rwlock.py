@@ -1,8 +1,4 @@
-"""A readers-writer lock: many concurrent searches, one exclusive writer, writers not starved.
-
-`RWLock` is the compiled one where it was built (see `native.py`): a search's read lock
-then costs 0.1 us warm and under 1 after a scan has cooled the caches, against ~2 for
-`PyRWLock`, its Python twin."""
+"""A readers-writer lock: many concurrent searches, one exclusive writer, writers not starved."""
 
 from __future__ import annotations
 
@@ -10,10 +6,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from workers.index.native import hotpath
 
-
-class PyRWLock:
+class RWLock:
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
@@ -49,7 +43,7 @@ class _ReadGuard:
 
     __slots__ = ("_lock",)
 
-    def __init__(self, lock: PyRWLock) -> None:
+    def __init__(self, lock: RWLock) -> None:
         self._lock = lock
 
     def __enter__(self) -> None:
@@ -69,6 +63,3 @@ class _ReadGuard:
             lock._readers -= 1
             if lock._readers == 0 and lock._writers_waiting:  # only writers wait for this
                 lock._cond.notify_all()
-
-
-RWLock = PyRWLock if hotpath is None else hotpath.RWLock

@@ -75,6 +75,6 @@ class Selections:
     @property
     def nbytes(self) -> int:
         return sum(
-            s.bits.nbytes + (0 if s.slots is None else s.slots.nbytes)
+            (0 if s.bits is None else s.bits.nbytes) + (0 if s.slots is None else s.slots.nbytes)
             for s in self._state[2].values()
         )

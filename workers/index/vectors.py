@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 
-from workers.index.native import hotpath
-
 
 def unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
     """A float32 C-contiguous copy of (n, dim) `vectors`, each row of unit length (zero
@@ -28,19 +26,8 @@ def unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
 
 
 def unit_queries(queries: np.ndarray, dim: int) -> np.ndarray:
-    """`unit_rows` with a shortcut for one query (most of the traffic), compiled where
-    built (see `native.py`): 0.5 us warm, 1-4 after a scan has cooled the CPU caches."""
-    if hotpath is not None:
-        one = hotpath.unit_query(queries, dim)
-        if one is not None:
-            return one
-    return unit_queries_py(queries, dim)
-
-
-def unit_queries_py(queries: np.ndarray, dim: int) -> np.ndarray:
-    """`unit_queries` without the extension: a single query's squared norm is finite only
-    if every component is, so one dot product checks and scales it (1.3 us warm, ~5 after
-    a scan; the general checks ~12, a tenth of a 100 us query)."""
+    """`unit_rows` with a shortcut for one query (most of the traffic): its squared norm is
+    finite only if every component is, so one dot product checks and scales it."""
     one = np.array(queries, dtype=np.float32, order="C", ndmin=2)  # a copy of its own
     if one.shape == (1, dim):
         square = float(np.vdot(one, one))

@@ -1,7 +1,9 @@
 """Self-maintenance of a live shard replica: compaction, snapshots to the store, log trimming.
 
 Every replica keeps itself in shape (a Celery task would reach only one replica of
-a shard). Thresholds come from the environment with working defaults.
+a shard). Thresholds come from the environment with working defaults. This is the one
+place that decides when a live shard compacts (the compaction itself runs off the
+shard's write lock: searches go on meanwhile, see `workers/index/compaction.py`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import faiss
 import numpy as np
 import pytest
 
-from workers.index import grouping, vectors
 from workers.index.synthetic import normalise
 from workers.index.types import VectorAttrs
 
@@ -16,18 +15,6 @@ DIM = 16
 @pytest.fixture(autouse=True)
 def one_faiss_thread() -> None:
     faiss.omp_set_num_threads(1)
-
-
-@pytest.fixture(params=["compiled", "python"])
-def search_path(request, monkeypatch) -> str:
-    """Run a test through the compiled single-query steps and again through their Python
-    twins (what a machine without a C compiler runs)."""
-    if request.param == "compiled":
-        pytest.importorskip("workers.index._hotpath", reason="the C extension is not built")
-    else:
-        for module in (vectors, grouping):
-            monkeypatch.setattr(module, "hotpath", None)
-    return request.param
 
 
 def random_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:

@@ -232,7 +232,7 @@ def test_update_during_rebuild_survives_the_swap(redis_client: redis.Redis, tmp_
 
 def test_concurrent_follow_and_search(redis_client: redis.Redis, tmp_path: Path) -> None:
     log = UpdateLog(redis_client, 6, MODEL, DIM)
-    replica = _replica(redis_client, 6, tmp_path, spec="Flat", compact_at=100)
+    replica = _replica(redis_client, 6, tmp_path, spec="Flat")
     replica.recover()
     shard = replica.shard
     stop = threading.Event()

@@ -27,15 +27,17 @@ from workers.index.types import SearchFilter
 
 IDS = st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=12)
 QUERIES = random_vectors(3, seed=99)
-EXHAUSTIVE = SearchParams(nprobe=4)
+EXHAUSTIVE = SearchParams(nprobe=4, ef_search=512, rerank_k=4000)  # every vector visited
 IN_STOCK = SearchFilter(in_stock=True)  # attrs_for: ids not divisible by 3
 LOG_SHARD = 90
 MODEL = "m"
 
 
 class ShardModel(RuleBasedStateMachine):
-    """Flat (exact), IVF-Flat with every list probed (also exact), and an IVF-Flat replica
-    fed by the log (trained from its delta on its first compaction), against numpy."""
+    """A shard of every backend searched exhaustively (Flat; IVF-Flat and a compressed IVF
+    with every list probed, the latter re-ranking every candidate from bfloat16 rows; a
+    graph searched wider than it holds vectors), and an IVF-Flat replica fed by the log
+    (trained from its delta on its first compaction), against numpy."""
 
     def __init__(self, client: redis.Redis) -> None:
         super().__init__()
@@ -46,7 +48,9 @@ class ShardModel(RuleBasedStateMachine):
         self.log = UpdateLog(client, LOG_SHARD, MODEL, DIM)
         self.shards = {
             "Flat": Shard(DIM, MODEL, "Flat", work_dir=self.root / "flat-work"),
-            "IVF4,Flat": self._trained_ivf(),
+            "IVF4,Flat": self._trained("IVF4,Flat"),
+            "IVF4,PQ4x4": self._trained("IVF4,PQ4x4"),
+            "HNSW8": Shard(DIM, MODEL, "HNSW8", work_dir=self.root / "hnsw-work"),
         }
         self.replica = self._replica()
         self.vectors: dict[int, np.ndarray] = {}
@@ -54,11 +58,11 @@ class ShardModel(RuleBasedStateMachine):
         self.log_position = 0
         self.seed = 1000
 
-    def _trained_ivf(self) -> Shard:
-        shard = Shard(DIM, MODEL, "IVF4,Flat", work_dir=self.root / "ivf-work")
-        warm = np.arange(10_000, 10_064, dtype=np.int64)
-        shard.upsert(warm, random_vectors(64, seed=5), attrs_for(warm))
-        shard.compact()  # trains the coarse quantizer
+    def _trained(self, spec: str) -> Shard:
+        shard = Shard(DIM, MODEL, spec, work_dir=self.root / f"{spec}-work")
+        warm = np.arange(10_000, 11_024, dtype=np.int64)  # enough to train either (`min_train`)
+        shard.upsert(warm, random_vectors(1024, seed=5), attrs_for(warm))
+        shard.compact()  # trains the coarse quantizer (and the codes)
         shard.delete(warm)
         return shard
 
@@ -98,10 +102,10 @@ class ShardModel(RuleBasedStateMachine):
             self.vectors.pop(image_id, None)
         self.log_position += 1
 
-    @rule()
-    def compact(self) -> None:
+    @rule(rebuild=st.booleans())
+    def compact(self, rebuild: bool) -> None:
         for shard in self.shards.values():
-            shard.compact()
+            shard.compact(force_rebuild=rebuild)
         self.replica.catch_up()
         self.replica.shard.compact()
 
@@ -141,16 +145,27 @@ class ShardModel(RuleBasedStateMachine):
             None: brute_force(self.vectors, self.products, QUERIES, 5),
             IN_STOCK: brute_force(self.vectors, self.products, QUERIES, 5, allowed=in_stock),
         }
-        for shard in [*self.shards.values(), self.replica.shard]:
+        for name, shard in [*self.shards.items(), ("replica", self.replica.shard)]:
+            rounded = "PQ" in name  # re-ranked from bfloat16 rows: ties within 1e-2 may swap
             for flt, expect in expected.items():
                 batch = shard.search(QUERIES, 5, flt, params=EXHAUSTIVE)
                 for row, exp in enumerate(expect):
-                    single = shard.search(QUERIES[row], 5, flt, params=EXHAUSTIVE)
+                    q = QUERIES[row : row + 1]
+                    single = shard.search(q, 5, flt, params=EXHAUSTIVE)
                     for result, at in ((batch, row), (single, 0)):
                         got = [int(p) for p in result.product_ids[at] if p >= 0]
+                        scores = result.scores[at][: len(exp)]
+                        if rounded:
+                            assert len(got) == len(exp)
+                            allowed = None if flt is None else in_stock
+                            ranked = brute_force(self.vectors, self.products, q, 99, allowed)
+                            best = dict(ranked[0])
+                            np.testing.assert_allclose(scores, [s for _, s in exp], atol=1e-2)
+                            np.testing.assert_allclose(scores, [best[p] for p in got], atol=1e-2)
+                            continue
                         assert got == [p for p, _ in exp]
                         np.testing.assert_allclose(
-                            result.scores[at][: len(exp)], [s for _, s in exp], rtol=1e-4, atol=1e-5
+                            scores, [s for _, s in exp], rtol=1e-4, atol=1e-5
                         )
             np.testing.assert_array_equal(shard.ids(), live)
             assert shard.contains(live).all()

@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from workers.index.native import hotpath
-from workers.index.rwlock import PyRWLock
+from workers.index.rwlock import RWLock
 
-LOCKS = [PyRWLock] + ([] if hotpath is None else [hotpath.RWLock])
+LOCKS = [RWLock]
 
 
 @pytest.fixture(params=LOCKS, ids=lambda cls: cls.__module__.rsplit(".", 1)[-1])

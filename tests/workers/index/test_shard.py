@@ -50,12 +50,14 @@ def test_exact_ivf_drops_deleted_and_superseded_vectors_from_its_lists_at_once(t
     shard, ids, x = filled("IVF8,Flat", tmp_path=tmp_path)
     shard.delete(ids[:20])
     shard.upsert(ids[20:30], random_vectors(10, seed=7), attrs_for(ids[20:30]))
-    assert shard._ivf.ntotal == len(ids) - 20  # nothing dead left for a selector to skip
+    assert (
+        shard.state.backend.ivf.ntotal == len(ids) - 20
+    )  # nothing dead left for a selector to skip
     assert not np.isin(shard.search(x[:30], 10, params=EXACT).image_ids, ids[:20]).any()
     shard.snapshot(tmp_path / "snap", "1-0")
     loaded, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     loaded.delete(ids[20:25])  # the label map survives the snapshot
-    assert loaded._ivf.ntotal == len(ids) - 25
+    assert loaded.state.backend.ivf.ntotal == len(ids) - 25
     found = loaded.search(x[20:30], 10, params=EXACT).image_ids
     assert not np.isin(found, ids[:25]).any()
     assert loaded.contains(ids[25:]).all()
@@ -66,7 +68,7 @@ def test_an_earlier_compressed_snapshot_with_an_exact_delta_loads_into_the_lists
 ) -> None:
     shard, _, _ = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path / "work")
     earlier_bulk = tmp_path / "earlier-bulk.faiss"  # no fresh codes: the earlier layout
-    faiss.write_index(shard._bulk, str(earlier_bulk))
+    faiss.write_index(shard.state.backend.index, str(earlier_bulk))
     fresh_ids = np.arange(20_000, 20_030, dtype=np.int64)
     fresh = random_vectors(30, seed=51)
     shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
@@ -78,8 +80,8 @@ def test_an_earlier_compressed_snapshot_with_an_exact_delta_loads_into_the_lists
     (path / snap.META).write_text(json.dumps(meta))
     loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     assert position == "7-0"
-    assert loaded._bulk.ntotal == 3030
-    assert loaded._rerank.fresh == 30
+    assert loaded.state.backend.index.ntotal == 3030
+    assert loaded.state.backend.rerank.fresh == 30
     found = loaded.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
@@ -101,7 +103,9 @@ def test_a_graph_folds_its_delta_a_chunk_at_a_time_and_answers_the_same(tmp_path
     while shard.fold_delta(64):
         pass
     assert shard.delta_size == 0
-    assert shard._bulk.ntotal == shard.stats()["slots"] == 1655  # positional: label == slot
+    assert (
+        shard.state.backend.index.ntotal == shard.stats()["slots"] == 1655
+    )  # positional: label == slot
     after = shard.search(queries, 10, params=EXACT)
     for got in (half, after):  # a graph search, even this wide, is not exact: near-equal
         pairs = zip(got.image_ids, before.image_ids, strict=True)
@@ -198,7 +202,7 @@ def test_a_selective_filter_on_a_graph_scans_its_rows_and_finds_the_exact_matche
     re-rank rows of a compressed graph), fresh, deleted and superseded vectors included."""
     shard, vectors, _ = churned(spec, tmp_path)
     categories = set(range(1, 8))  # ~7%: more than a gather of rows pays for
-    assert shard._selection(SearchFilter(category_ids=frozenset(categories))).slots is None
+    assert shard.state.selection(SearchFilter(category_ids=frozenset(categories))).slots is None
     faiss.cvar.hnsw_stats.reset()
     assert_exact_filtered(shard, vectors, categories)
     assert faiss.cvar.hnsw_stats.ndis == 0  # the graph was not walked
@@ -219,15 +223,22 @@ def test_a_rare_filter_scores_its_matches_alone_and_finds_the_exact_ones(
     no row of the rest tested; fresh, deleted and superseded vectors included."""
     shard, vectors, fresh = churned(spec, tmp_path)
     gathered: list[int] = []
-    gather = shard._gather
-    shard._gather = lambda slots: gathered.append(len(slots)) or gather(slots)  # counted
+    backend = shard.state.backend
+    score_subset = backend.score_subset
+
+    def counted(queries, fetch, bits, slots):
+        gathered.append(int(np.count_nonzero(slots < backend.n_bulk)))  # rows gathered
+        return score_subset(queries, fetch, bits, slots)
+
+    backend.score_subset = counted
     faiss.cvar.hnsw_stats.reset()
     faiss.cvar.indexIVF_stats.reset()
     assert_exact_filtered(shard, vectors, {1})
     assert faiss.cvar.hnsw_stats.ndis == 0
     assert faiss.cvar.indexIVF_stats.nq == 0
     matches = {i for i in vectors if i % 100 == 1 and i % 3 != 0}
-    in_delta = matches & fresh if shard._graph_rows is not None else set()  # scanned there
+    graph = getattr(shard.state.backend, "scan_index", None) is not None
+    in_delta = matches & fresh if graph else set()  # scanned there
     assert gathered == [len(matches - in_delta)] * 7  # a batch of 6 queries, then each alone
 
 
@@ -292,7 +303,7 @@ def test_results_grouped_by_product_with_best_image(tmp_path) -> None:
 @pytest.mark.parametrize("images_per_product", [1, 3])
 @pytest.mark.parametrize("spec", ["Flat", "IVF8,Flat", "IVF8,PQ4x4", "HNSW16"])
 def test_a_single_query_gets_its_row_of_the_batch_answer(
-    spec: str, images_per_product: int, tmp_path, search_path
+    spec: str, images_per_product: int, tmp_path
 ) -> None:
     """Single queries take their own path (with a shortcut when the k best images are of k
     products); they must answer exactly as the batch path does, filtered or not."""
@@ -330,7 +341,7 @@ PLAIN_STATES = [
 @pytest.mark.parametrize("images_per_product", [1, 3])
 @pytest.mark.parametrize(("spec", "folded", "planned"), PLAIN_STATES)
 def test_an_unfiltered_single_query_answers_as_the_general_path(
-    spec: str, folded: bool, planned: bool, images_per_product: int, tmp_path, search_path
+    spec: str, folded: bool, planned: bool, images_per_product: int, tmp_path
 ) -> None:
     """An unfiltered single query at the shard's own knobs runs a plan made once per
     version (one FAISS call where one suffices); it must answer as the general path does
@@ -370,7 +381,6 @@ def test_an_unfiltered_single_query_answers_as_the_general_path(
             np.testing.assert_array_equal(empty.image_ids, plain.image_ids)
 
     for k in (1, 10, 25):  # 25: past the tuned k, scaled as the general path scales it
-        assert (shard._plain_query(k) is not None) == planned
         assert_same(k)
     hits = shard.search(q[0], 10).image_ids[0]
     shard.delete(hits[:2])  # a new version: the plan made before it must not answer
@@ -383,37 +393,13 @@ def test_an_unfiltered_single_query_answers_as_the_general_path(
         assert_same(10)
 
 
-def test_a_plan_keeps_what_its_faiss_parameters_point_into(tmp_path) -> None:
-    """A compressed shard's plan calls a re-rank whose parameters point at the bulk's
-    parameters, and those at a bitmap, without owning them; the caches they came from
-    drop theirs after enough other filters, and the plan must keep them alive."""
-    shard, ids, x = filled("IVF8,PQ4x4", n=3000, tmp_path=tmp_path)
-    shard.delete(ids[:300])
-    q = x[290:310]
-    expected = [shard.search(row, 10, params=shard.params).image_ids for row in q]
-    plan = shard._plain_query(10)
-    assert plan.bits is not None
-    assert plan.index is shard._refine
-    bulk_params = weakref.ref(shard._search_params(plan.bits, int(shard.params.nprobe)))
-    bits = weakref.ref(plan.bits)
-    del plan
-    for price in range(10, 50):  # more filters than the caches keep, none rare
-        shard.search(q[0], 10, SearchFilter(max_price=float(price)))
-    gc.collect()
-    assert not any(entry[0] is bits() for entry in shard._params_cache.values())
-    assert bulk_params() is not None
-    assert bits() is not None
-    for row, want in zip(q, expected, strict=True):
-        np.testing.assert_array_equal(shard.search(row, 10).image_ids, want)
-
-
-def test_plans_let_go_of_the_indexes_a_swap_replaces(tmp_path) -> None:
-    """A plan holds its version's bulk; a swap (or compaction) must not keep the replaced
-    one alive until the next query comes (an idle shard would hold two indexes)."""
+def test_a_swap_lets_go_of_the_index_it_replaces(tmp_path) -> None:
+    """Nothing of a replaced state (a cache, a search's parameters) keeps its index alive:
+    an idle shard would hold two."""
     shard, _, x = filled("IVF8,Flat", tmp_path=tmp_path / "a")
     rebuilt, _, _ = filled("IVF8,Flat", tmp_path=tmp_path / "b")
-    shard.search(x[0], 10)  # makes the plan, which holds the bulk
-    replaced = weakref.ref(shard._bulk)
+    shard.search(x[0], 10)
+    replaced = weakref.ref(shard.state.backend.index)
     shard.swap_bulk(rebuilt)
     del rebuilt
     gc.collect()
@@ -426,10 +412,10 @@ def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
     shard, ids, x = filled("Flat", n=1200, tmp_path=tmp_path)
     shard.delete(ids[:50])
     shard.upsert(ids[50:60], random_vectors(10, seed=41), attrs_for(ids[50:60]))
-    assert shard._selection(None) == (None, 1150, None)  # no bitmap to test in the scan
-    assert np.isnan(shard._bulk.reconstruct(0)).all()  # the row of a deleted vector
+    assert shard.state.selection(None) == (None, 1150, None)  # no bitmap to test in the scan
+    assert np.isnan(shard.state.backend.index.reconstruct(0)).all()  # the row of a deleted vector
     live_ids = np.concatenate([ids[60:], ids[50:60]])
-    live_x = np.vstack([x[60:], shard._bulk.reconstruct_n(1200, 10)])
+    live_x = np.vstack([x[60:], shard.state.backend.index.reconstruct_n(1200, 10)])
     queries = np.vstack([x[:60], random_vectors(20, seed=42)])  # 80: FAISS's BLAS path
     expected = live_ids[np.argsort(-(queries @ live_x.T), axis=1, kind="stable")[:, :10]]
     batch = shard.search(queries, 10)
@@ -437,24 +423,24 @@ def test_a_flat_bulk_tombstones_removed_vectors_and_searches_without_a_selector(
     for row in (0, 55, 79):  # one query at a time: the scan path
         np.testing.assert_array_equal(shard.search(queries[row], 10).image_ids[0], expected[row])
     # a snapshot whose dead rows are still vectors (earlier versions) is tombstoned on load
-    rows = faiss.rev_swig_ptr(shard._bulk.get_xb(), 1210 * DIM).reshape(1210, DIM)
+    rows = faiss.rev_swig_ptr(shard.state.backend.index.get_xb(), 1210 * DIM).reshape(1210, DIM)
     rows[0] = x[0]  # deleted, but its row as an earlier version left it
     shard.snapshot(tmp_path / "snap", "3-0")
     loaded, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
-    assert np.isnan(loaded._bulk.reconstruct(0)).all()
+    assert np.isnan(loaded.state.backend.index.reconstruct(0)).all()
     np.testing.assert_array_equal(loaded.search(queries, 10).image_ids, expected)
     loaded.compact()  # drops the tombstones
-    assert loaded._bulk.ntotal == 1150
+    assert loaded.state.backend.index.ntotal == 1150
     np.testing.assert_array_equal(loaded.search(queries, 10).image_ids, expected)
 
 
 @pytest.mark.parametrize("spec", ["IVF8,PQ4x4", "HNSW16"])
 def test_a_shard_with_nothing_removed_searches_without_a_selector(spec: str, tmp_path) -> None:
     shard, ids, x = filled(spec, tmp_path=tmp_path)
-    assert shard._selection(None) == (None, len(ids), None)
+    assert shard.state.selection(None) == (None, len(ids), None)
     before = shard.search(x[:5], 10, params=EXACT)
     shard.delete(ids[:1])  # now the removed vector must be masked out inside the search
-    bits, n_match, _ = shard._selection(None)
+    bits, n_match, _ = shard.state.selection(None)
     assert bits is not None
     assert n_match == len(ids) - 1
     after = shard.search(x[:5], 10, params=EXACT)
@@ -474,7 +460,7 @@ def test_wrong_model_or_dimension_refused(tmp_path) -> None:
         shard.search(random_vectors(1, dim=8), 3)
 
 
-def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path, search_path) -> None:
+def test_a_single_query_is_checked_and_normalised_as_a_batch_row_is(tmp_path) -> None:
     """One query takes a shortcut through the checks (one dot product); any query must
     come out as the same unit vector, and a non-finite one must be refused, either way."""
     shard, _, _ = filled("Flat", n=300, tmp_path=tmp_path)
@@ -507,7 +493,7 @@ def test_an_untrained_shard_swapped_to_a_trained_one_searches_its_bulk(spec, tmp
     few = np.arange(10_000, 10_005, dtype=np.int64)
     live.upsert(few, random_vectors(5, seed=4), attrs_for(few))
     live.compact()  # too few vectors to train: they stay in the delta
-    assert not live._bulk.is_trained
+    assert not live.state.backend.index.is_trained
     built, ids, x = filled(spec, tmp_path=tmp_path / "built")
     expected = built.search(x[:20], 5, params=EXACT)
     live.swap_bulk(built)
@@ -692,9 +678,9 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path, spec) -> No
     shard.upsert(fresh_ids[:10], fresh[:10], attrs_for(fresh_ids[:10]))
     shard.upsert(fresh_ids[10:], fresh[10:], attrs_for(fresh_ids[10:]))
     assert shard.delta_size == 50  # rows kept as bfloat16
-    assert shard._fresh_in_bulk
-    assert shard._rerank.fresh == 50
-    assert shard._bulk.ntotal == 3050
+    assert shard.stats()["fresh_in_bulk"]
+    assert shard.state.backend.rerank.fresh == 50
+    assert shard.state.backend.index.ntotal == 3050
     found = shard.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(found.image_ids[:, 0], fresh_ids)  # exact scores: itself
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=5e-3)
@@ -706,22 +692,26 @@ def test_compressed_delta_is_found_and_survives_a_snapshot(tmp_path, spec) -> No
     loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     assert position == "5-0"
     assert loaded.delta_size == 53  # the 3 re-upserted took new slots
-    assert loaded._fresh_in_bulk == shard._fresh_in_bulk
-    assert loaded._bulk.ntotal == shard._bulk.ntotal  # fresh codes are not added twice
+    assert loaded.stats()["fresh_in_bulk"] == shard.stats()["fresh_in_bulk"]
+    assert (
+        loaded.state.backend.index.ntotal == shard.state.backend.index.ntotal
+    )  # fresh codes are not added twice
     again = loaded.search(fresh, 5, params=EXACT)
     np.testing.assert_array_equal(again.image_ids, shard.search(fresh, 5, params=EXACT).image_ids)
     loaded.compact()  # the delta folds into the bulk and its rows into the re-rank file
     assert loaded.delta_size == 0
-    assert loaded._rerank.fresh == 0
-    assert loaded._rerank.size == 3050  # 3 dead dropped
+    assert loaded.state.backend.rerank.fresh == 0
+    assert loaded.state.backend.rerank.size == 3050  # 3 dead dropped
     folded = loaded.search(fresh, 1, params=EXACT)
     np.testing.assert_array_equal(folded.image_ids[:, 0], fresh_ids)
     # the loaded store was replaced by the compacted one: one re-rank file in the work dir
     assert len(list((tmp_path / "loaded").glob("rerank-*"))) == 1
     loaded.delete(fresh_ids[:10])
     loaded.compact()  # drops the deleted rows: a new file again, the old one removed
-    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [loaded._rerank.path.name]
-    assert loaded._rerank.size == loaded.stats()["slots"] == 3040
+    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [
+        loaded.state.backend.rerank.path.name
+    ]
+    assert loaded.state.backend.rerank.size == loaded.stats()["slots"] == 3040
     assert not set(loaded.search(fresh, 5, params=EXACT).image_ids.ravel()) & set(fresh_ids[:10])
 
 
@@ -732,7 +722,7 @@ def test_replicas_loading_one_snapshot_into_one_work_dir_keep_their_own_rerank_f
     shard.snapshot(tmp_path / "snap", "1-0")
     one, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "shared")
     two, _ = Shard.load(tmp_path / "snap", work_dir=tmp_path / "shared")
-    assert one._rerank.path != two._rerank.path
+    assert one.state.backend.rerank.path != two.state.backend.rerank.path
     one.delete(ids[:5])
     one.compact()  # replaces (and removes) its own link only
     two.snapshot(tmp_path / "snap", "2-0")  # still links its file
@@ -748,8 +738,8 @@ def test_replicas_loading_one_snapshot_into_one_work_dir_keep_their_own_rerank_f
 def test_memory_of_flat_and_graph_bulks_is_counted_without_serialising(tmp_path, spec) -> None:
     shard, _, _ = filled(spec, n=1000, tmp_path=tmp_path)
     shard.compact()
-    index_bytes = faiss.serialize_index(shard._bulk).nbytes
-    others = shard._cols.nbytes + shard._lookup.order.nbytes
+    index_bytes = faiss.serialize_index(shard.state.backend.index).nbytes
+    others = shard.state.cols.nbytes + shard.state.lookup.order.nbytes
     assert abs(shard.memory_bytes() - others - index_bytes) < 0.01 * index_bytes
 
 
@@ -762,4 +752,6 @@ def test_a_failed_snapshot_load_leaves_no_rerank_file_behind(tmp_path) -> None:
     (newest / "meta.json").write_text(json.dumps(meta))
     loaded, position = Shard.load(tmp_path / "snap", work_dir=tmp_path / "loaded")
     assert position == "1-0"  # the previous snapshot, with a longer replay
-    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [loaded._rerank.path.name]
+    assert [p.name for p in (tmp_path / "loaded").glob("rerank-*")] == [
+        loaded.state.backend.rerank.path.name
+    ]

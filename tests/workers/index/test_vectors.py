@@ -25,7 +25,7 @@ def test_rows_come_out_unit_length_float32_and_copied() -> None:
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_a_non_finite_component_is_refused_by_either_path(bad: float, search_path) -> None:
+def test_a_non_finite_component_is_refused_by_either_path(bad: float) -> None:
     q = np.ones(DIM, np.float32)
     q[3] = bad
     with pytest.raises(ValueError, match="NaN or infinity"):
@@ -35,14 +35,14 @@ def test_a_non_finite_component_is_refused_by_either_path(bad: float, search_pat
 
 
 @pytest.mark.parametrize("scale", [7.5, 1e-30, 1e25, 1e30])
-def test_one_query_takes_the_shortcut_to_the_same_unit_vector(scale: float, search_path) -> None:
+def test_one_query_takes_the_shortcut_to_the_same_unit_vector(scale: float) -> None:
     q = np.random.default_rng(1).normal(size=DIM).astype(np.float32)
     np.testing.assert_allclose(
         unit_queries(q * scale, DIM)[0], unit_rows(q[None], DIM)[0], rtol=1e-5
     )
 
 
-def test_the_wrong_shape_is_refused(search_path) -> None:
+def test_the_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match=r"shape \(n, 16\)"):
         unit_queries(np.ones(8), DIM)
     with pytest.raises(ValueError, match="shape"):

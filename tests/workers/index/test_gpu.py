@@ -1,0 +1,62 @@
+"""The GPU backend: a shard whose bulk is also on a GPU answers batches as the CPU does.
+
+Skipped without a GPU (faiss-cpu, or no device): `bench/gpu_check.sh` runs them where
+one is. The first test runs everywhere: without a GPU nothing changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tests.workers.index.conftest import DIM, attrs_for, random_vectors
+from workers.index.backends.gpu import GPU_MIN_BATCH, GpuBackend, gpu_count
+from workers.index.shard import Shard
+from workers.index.spec import SearchParams
+from workers.index.types import SearchFilter
+
+needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="faiss finds no GPU here")
+EXACT = SearchParams(nprobe=8, ef_search=512, rerank_k=4000)
+
+
+def _shard(spec: str, tmp_path) -> tuple[Shard, np.ndarray, np.ndarray]:
+    shard = Shard(DIM, "clip-test", spec, work_dir=tmp_path)
+    ids = np.arange(3000, dtype=np.int64) * 2 + 1
+    x = random_vectors(3000, seed=41)
+    shard.upsert(ids, x, attrs_for(ids))
+    shard.compact()  # trained: the compacted state gets its GPU copy
+    return shard, ids, x
+
+
+def test_without_a_gpu_the_backend_stays_on_the_cpu(tmp_path) -> None:
+    shard, _, _ = _shard("IVF8,Flat", tmp_path)
+    assert isinstance(shard.state.backend, GpuBackend) == (gpu_count() > 0)
+
+
+@needs_gpu
+@pytest.mark.parametrize("spec", ["IVF8,Flat", "IVF8,PQ4x4", "HNSW16"])
+def test_a_gpu_copy_answers_batches_as_the_cpu_does_after_writes(spec: str, tmp_path) -> None:
+    shard, ids, x = _shard(spec, tmp_path)
+    backend = shard.state.backend
+    if spec.startswith("HNSW") and not isinstance(backend, GpuBackend):
+        pytest.skip("this faiss offers no GPU graph index (CAGRA)")
+    assert isinstance(backend, GpuBackend)
+    shard.delete(ids[:100])  # removed after the copy was made
+    fresh_ids = np.arange(50_001, 50_101, 2, dtype=np.int64)
+    fresh = random_vectors(50, seed=42)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))  # added after it
+    queries = np.vstack([x[:GPU_MIN_BATCH], fresh[:GPU_MIN_BATCH]])
+    for flt in (None, SearchFilter(in_stock=True)):
+        on_gpu = shard.search(queries, 10, flt, params=EXACT)
+        cpu = shard.state.backend.cpu  # the same state searched on the CPU alone
+        shard.state = replace(shard.state, backend=cpu)
+        on_cpu = shard.search(queries, 10, flt, params=EXACT)
+        shard.state = replace(shard.state, backend=backend)
+        assert not np.isin(on_gpu.image_ids, ids[:100]).any()
+        same = [
+            len(set(a) & set(b)) for a, b in zip(on_gpu.image_ids, on_cpu.image_ids, strict=True)
+        ]
+        assert sum(same) >= 0.95 * on_cpu.image_ids.size  # a GPU graph is approximate
+    found = shard.search(fresh[:GPU_MIN_BATCH], 1, params=EXACT).image_ids[:, 0]
+    np.testing.assert_array_equal(found, fresh_ids[:GPU_MIN_BATCH])
