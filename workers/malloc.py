@@ -16,22 +16,22 @@ import ctypes.util
 import logging
 import os
 
+from workers.config import MemoryConfig
+
 logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
-def keep_freed_memory(
-    mmap_threshold_mb: int | None = None, trim_threshold_mb: int | None = None
-) -> bool:
-    """Apply the thresholds (MB; env MALLOC_KEEP_MMAP_MB / MALLOC_KEEP_TRIM_MB, defaults 32
-    and 256). Returns whether glibc accepted them (False off glibc or when the operator
-    configured malloc through glibc's environment variables)."""
+def keep_freed_memory(memory: MemoryConfig | None = None) -> bool:
+    """Apply the thresholds (MALLOC_KEEP_MMAP_MB / MALLOC_KEEP_TRIM_MB). Returns whether
+    glibc accepted them (False off glibc or when the operator configured malloc through
+    glibc's own environment variables, which this then leaves alone)."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
-    mmap_mb = mmap_threshold_mb or int(os.environ.get("MALLOC_KEEP_MMAP_MB", "32"))
-    trim_mb = trim_threshold_mb or int(os.environ.get("MALLOC_KEEP_TRIM_MB", "256"))
+    memory = memory or MemoryConfig()
+    mmap_mb, trim_mb = memory.keep_mmap_mb, memory.keep_trim_mb
     name = ctypes.util.find_library("c")
     if not name:
         return False

@@ -11,28 +11,11 @@ logs a warning (see bench/encode_bench.py).
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 log = logging.getLogger(__name__)
-
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value.strip().lower() in _TRUE
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """Requested placement; defaults from CLIP_DEVICE, CLIP_BF16, CLIP_COMPILE."""
-
-    device: str | None = field(default_factory=lambda: os.environ.get("CLIP_DEVICE") or None)
-    bf16: bool = field(default_factory=lambda: env_flag("CLIP_BF16"))
-    compile: bool = field(default_factory=lambda: env_flag("CLIP_COMPILE"))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,10 @@ import transformers
 from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
+from workers.config.encoding import DEFAULT_INPUT_SIDE, ImageLimits
 from workers.encoding.device import Placement, choose_placement
 from workers.encoding.hf_compat import features_tensor, image_processor_class
-from workers.encoding.images import (
-    DEFAULT_INPUT_SIDE,
-    ImageLimits,
-    LoadedImage,
-    check_dimensions,
-)
+from workers.encoding.images import LoadedImage, check_dimensions
 from workers.encoding.pipeline import EncodedItem, FailedItem, run_pipeline
 
 log = logging.getLogger(__name__)
@@ -100,6 +96,7 @@ class ClipEncoder:
         model_name: str | None = None,
         loader_threads: int = 2,
         local_files_only: bool = False,
+        limits: ImageLimits | None = None,
     ) -> ClipEncoder:
         """Load model, image processor and tokenizer with `from_pretrained`.
 
@@ -133,6 +130,7 @@ class ClipEncoder:
             model_name=name,
             batch_size=batch_size,
             loader_threads=loader_threads,
+            limits=limits,
         )
 
     @property

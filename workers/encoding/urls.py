@@ -28,45 +28,19 @@ from __future__ import annotations
 import http.client
 import io
 import ipaddress
-import os
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from workers.config.encoding import UrlPolicy
 from workers.encoding.errors import ImageRejected
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_bool(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class UrlPolicy:
-    """How a URL may be fetched. Defaults from IMAGE_URL_* environment variables."""
-
-    allow_private: bool = field(default_factory=lambda: _env_bool("IMAGE_URL_ALLOW_PRIVATE"))
-    connect_timeout: float = field(
-        default_factory=lambda: _env_float("IMAGE_URL_CONNECT_TIMEOUT", 5.0)
-    )
-    read_timeout: float = field(default_factory=lambda: _env_float("IMAGE_URL_READ_TIMEOUT", 10.0))
-    total_timeout: float = field(
-        default_factory=lambda: _env_float("IMAGE_URL_TOTAL_TIMEOUT", 30.0)
-    )
-    max_redirects: int = 3
-    user_agent: str = "visual-product-search-image-fetcher/1"
 
 
 def check_address(address: IPAddress, *, allow_private: bool) -> None:

@@ -5,14 +5,15 @@
 =====================  ============================  ==========================================
 vectors in the shard   index (factory string)        why
 =====================  ============================  ==========================================
-n < FLAT_MAX           ``Flat``                      exact; a scan of 50k x 512 is ~5 ms
-FLAT_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
+n < flat_max           ``Flat``                      exact; a scan is cheap at this size
+flat_max <= n < ivfpq_min  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
                                                      ``remove_ids`` is cheap; float32 in RAM
-n >= IVFPQ_MIN         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
+n >= ivfpq_min         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
                                                      of the top candidates from a 16-bit
                                                      memory-mapped file on disk
 =====================  ============================  ==========================================
 
+``flat_max`` and ``ivfpq_min`` are INDEX_FLAT_MAX and INDEX_IVFPQ_MIN (workers/config/index.py).
 ``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
 (about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
 (``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force is ~1e14
@@ -24,14 +25,13 @@ factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
-IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
+from workers.config import IndexConfig
+
 HNSW_M = 32
 PQ_BYTES = 32
 HNSW_QUANTIZER_NLIST = 8192
@@ -95,14 +95,20 @@ def ivf_part(nlist: int) -> str:
     return f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_NLIST else f"IVF{nlist}"
 
 
-def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
-    """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table)."""
+_DEFAULT_SIZES = IndexConfig()
+
+
+def choose_spec(
+    n_vectors: int, dim: int, override: str = "auto", sizes: IndexConfig = _DEFAULT_SIZES
+) -> IndexSpec:
+    """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table);
+    `auto` moves up at the configured `sizes` (flat_max, ivfpq_min)."""
     name = (override or "auto").strip()
     key = name.lower()
     if key == "auto":
-        if n_vectors < FLAT_MAX:
+        if n_vectors < sizes.flat_max:
             key = "flat"
-        elif n_vectors < IVFPQ_MIN:
+        elif n_vectors < sizes.ivfpq_min:
             key = "ivf"
         else:
             key = "ivfpq"

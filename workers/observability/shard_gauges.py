@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from workers.config import ObservabilityConfig
 from workers.index.log import START, parse_id
 from workers.observability import metrics
 
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from workers.index.replica import ShardReplica
 
 logger = logging.getLogger(__name__)
-
-
-def report_every_s() -> float:
-    return float(os.environ.get("SHARD_METRICS_EVERY_S") or 5.0)
 
 
 def _entry_time(entry_id: str, fields: dict[bytes, bytes] | None) -> float:
@@ -121,10 +117,9 @@ def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]
 def run_reporter(
     stop: threading.Event,
     replica: Callable[[], ShardReplica | None],
-    every_s: float | None = None,
+    every_s: float = ObservabilityConfig.shard_metrics_every_s,
 ) -> None:
     """Refresh the gauges until `stop` is set (a thread's target); errors are logged."""
-    every_s = report_every_s() if every_s is None else every_s
     while not stop.is_set():
         current = replica()
         if current is not None:

@@ -16,6 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from workers.config import RpcConfig
 from workers.rpc.redis_url import redis_from_url
 
 try:
@@ -24,27 +25,20 @@ except ImportError:  # hiredis is a dependency (redis[hiredis]); plain redis-py 
     _pack_one = None
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 def connect(
     url: str,
     *,
-    socket_timeout: float | None = None,
-    connect_timeout: float | None = None,
+    socket_timeout: float = RpcConfig.socket_timeout_s,
+    connect_timeout: float = RpcConfig.connect_timeout_s,
     retries: int = 1,
 ) -> redis.Redis:
-    """A client for the RPC: bounded connect/read times, one immediate retry on a broken socket.
-
-    Defaults come from RPC_SOCKET_TIMEOUT_S (5 s; blocking waits are cut to fit inside it)
-    and RPC_CONNECT_TIMEOUT_S (0.25 s). `url` may be a Sentinel URL (workers/rpc/redis_url.py).
-    """
+    """A client for the RPC: bounded connect/read times (blocking waits are cut to fit inside
+    the socket timeout), one immediate retry on a broken socket. `url` may be a Sentinel URL
+    (workers/rpc/redis_url.py)."""
     return redis_from_url(
         url,
-        socket_timeout=socket_timeout or _env_float("RPC_SOCKET_TIMEOUT_S", 5.0),
-        socket_connect_timeout=connect_timeout or _env_float("RPC_CONNECT_TIMEOUT_S", 0.25),
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
         retry=Retry(NoBackoff(), retries),
     )
 

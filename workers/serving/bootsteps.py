@@ -67,6 +67,7 @@ class ShardServing(bootsteps.StartStopStep):
                     host=settings.REPLICA_HOST,
                     keep_snapshots=settings.INDEX_STORE_KEEP_SNAPSHOTS,
                     store_grace_s=settings.INDEX_STORE_GRACE_S,
+                    worker=settings.WORKER_CONFIG,
                 ),
                 request_build=request_build,
             )
@@ -97,7 +98,7 @@ class EncoderServing(bootsteps.StartStopStep):
         from workers.serving.encoder_service import EncoderService
         from workers.tasks.encoding import encoder
 
-        self.service = EncoderService(settings.REDIS_URL, encoder())
+        self.service = EncoderService(settings.REDIS_URL, encoder(), config=settings.WORKER_CONFIG)
         self.service.start()
         logger.info("query encoder serving on the RPC")
 

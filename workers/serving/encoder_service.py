@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from workers.config import WorkerConfig
 from workers.encoding.registry import publish_model
 from workers.rpc.connection import connect
 from workers.rpc.encode import ENCODE_QUEUE_KEY, make_encode_handler
@@ -14,8 +15,18 @@ logger = logging.getLogger(__name__)
 
 
 class EncoderService:
-    def __init__(self, redis_url: str, encoder: object, *, batch_cap: int = 32) -> None:
-        self.client = connect(redis_url, socket_timeout=10.0)
+    def __init__(
+        self,
+        redis_url: str,
+        encoder: object,
+        *,
+        batch_cap: int = 32,
+        config: WorkerConfig | None = None,
+    ) -> None:
+        config = config or WorkerConfig()
+        self.client = connect(
+            redis_url, socket_timeout=10.0, connect_timeout=config.rpc.connect_timeout_s
+        )
         self.encoder = encoder
         self.server = RpcServer(
             self.client,
@@ -23,6 +34,8 @@ class EncoderService:
             make_encode_handler(encoder),
             batch_cap=batch_cap,
             name="encoder",
+            limits=config.protocol,
+            slow_log_s=config.rpc.slow_log_ms / 1e3,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,25 +1,20 @@
 """Self-maintenance of a live shard replica: compaction, snapshots to the store, log trimming.
 
 Every replica keeps itself in shape (a Celery task would reach only one replica of
-a shard). Thresholds come from the environment with working defaults.
+a shard). Its thresholds are the worker configuration's `upkeep` section.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
+from workers.config import UpkeepPolicy
 from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
 
 logger = logging.getLogger(__name__)
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 def fold_step(shard: Shard) -> float | None:
@@ -33,29 +28,6 @@ def fold_step(shard: Shard) -> float | None:
     if not shard.fold_delta() or not shard.delta_size:
         return None
     return time.monotonic() - started
-
-
-@dataclass(frozen=True)
-class UpkeepPolicy:
-    # Compact when this share of the slots holds removed or superseded vectors...
-    max_removed_fraction: float = field(
-        default_factory=lambda: _env_float("SHARD_COMPACT_REMOVED_FRACTION", 0.2)
-    )
-    # ... or when the exact delta index holds this many fresh vectors.
-    max_delta: int = field(default_factory=lambda: int(_env_float("SHARD_COMPACT_DELTA", 20_000)))
-    # A compressed IVF's fresh vectors cost no search time (their codes are in the lists,
-    # their rows re-ranked in place) but 1 KB of RAM each, and compacting rewrites its
-    # whole re-rank file (10 GB at 10M vectors): it waits for this share of the slots.
-    max_fresh_fraction: float = field(
-        default_factory=lambda: _env_float("SHARD_COMPACT_FRESH_FRACTION", 0.02)
-    )
-    # Publish a snapshot when this many seconds passed since the last one and something
-    # changed; a fresh replica replays the log from the newest one.
-    snapshot_every_s: float = field(
-        default_factory=lambda: _env_float("SHARD_SNAPSHOT_EVERY_S", 300.0)
-    )
-    # Ignore the removed fraction of tiny shards (compaction is pointless there).
-    min_slots: int = 1000
 
 
 @dataclass

@@ -35,6 +35,7 @@ def encoder():
         batch_size=settings.ENCODE_BATCH_SIZE,
         bf16=settings.CLIP_BF16,
         compile=settings.CLIP_COMPILE,
+        limits=settings.WORKER_CONFIG.images,
     )
 
 
