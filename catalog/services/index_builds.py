@@ -25,8 +25,8 @@ from catalog.models import Embedding
 from catalog.redis_clients import redis_client
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.build import build_bulk
-from workers.index.builds import BuildPointer, build_requested_key, publish_build
+from workers.index.build_pointer import BuildPointer, build_requested_key, publish_build
+from workers.index.bulk_build import build_bulk
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.membership import MemberState, beat, leave
 from workers.index.shard import Shard

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from workers.index.artifacts import Artifact, ArtifactError, ArtifactStore, CorruptArtifact
-from workers.index.builds import INITIAL_BUILD, BuildPointer, current_build
+from workers.index.build_pointer import INITIAL_BUILD, BuildPointer, current_build
 from workers.index.lifecycle import candidates, generation, trim_floor
 from workers.index.log import START, LogEntry, UpdateLog, parse_id
 from workers.index.membership import MemberState, live_members

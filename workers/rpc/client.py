@@ -37,7 +37,7 @@ from workers.rpc.errors import (
     RemoteError,
     RpcUnavailable,
 )
-from workers.rpc.merge import merge_topk
+from workers.rpc.merge import merge_shard_hits
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ERROR_BAD_REQUEST,
@@ -299,7 +299,7 @@ class SearchClient:
             if shard not in served:
                 errors[shard] = "no live, ready replica"
         return GatheredResult(
-            result=merge_topk([hits[s] for s in answered], int(k)),
+            result=merge_shard_hits([hits[s] for s in answered], int(k)),
             answered=answered,
             total=self.n_shards,
             errors=errors,

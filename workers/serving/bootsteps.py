@@ -25,7 +25,7 @@ def request_build(shard: int) -> None:
     """Queue a rebuild of `shard` from the embedding table, once per few minutes at most:
     every replica of a shard that no artifact covers asks for the same one."""
     from catalog.redis_clients import redis_client
-    from workers.index.builds import build_requested_key
+    from workers.index.build_pointer import build_requested_key
     from workers.tasks.maintenance import build_index
 
     if redis_client().set(build_requested_key(shard), 1, nx=True, ex=300):

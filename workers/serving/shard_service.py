@@ -21,7 +21,7 @@ import redis
 from workers.config import WorkerConfig
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.builds import current_build
+from workers.index.build_pointer import current_build
 from workers.index.membership import beat, leave
 from workers.index.replica import NotCovered, ShardReplica
 from workers.index.threads import use_search_threads

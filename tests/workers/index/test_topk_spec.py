@@ -7,8 +7,8 @@ import numpy as np
 
 from workers.config import IndexConfig
 from workers.index.columns import narrowest_int_dtype
-from workers.index.metrics import merge_results, merge_topk, recall_at_k
 from workers.index.spec import SearchParams, choose_spec
+from workers.index.topk import merge_results, merge_topk, recall_at_k
 from workers.index.types import SearchResult
 
 
