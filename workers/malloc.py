@@ -1,10 +1,10 @@
 """glibc malloc tuning for processes that search: keep freed memory instead of unmapping it.
 
 glibc serves allocations above a threshold (128 KB at first) with a fresh mmap and unmaps
-them on free. A search makes such temporaries every time (800 candidate rows are 400 KB
-of float32), so every query paid for ~100 fresh page faults: re-ranking 200 candidates
-took 390 us instead of 32 us here. Raising the mmap threshold and the trim threshold lets
-freed blocks be reused. Costs: up to the trim threshold of freed memory stays resident.
+them on free. A search makes such temporaries every time (its candidate rows), so every
+query paid for fresh page faults (bench/index_bench.py measures the difference). Raising
+the mmap threshold and the trim threshold lets freed blocks be reused. Costs: up to the
+trim threshold of freed memory stays resident.
 Operators may also set glibc's own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_; then
 this does nothing.
 """

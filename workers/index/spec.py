@@ -16,10 +16,11 @@ n >= ivfpq_min         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector,
 ``flat_max`` and ``ivfpq_min`` are INDEX_FLAT_MAX and INDEX_IVFPQ_MIN (workers/config/index.py).
 ``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
 (about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
-(``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force is ~1e14
-flops, hours on two cores; the graph does it in minutes. Overrides: ``flat``, ``ivf``,
-``hnsw`` (``HNSW32``, a graph: fast, but deletions need a rebuild), ``ivfpq``, or any FAISS
-factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-ranked.
+(``IVF{nlist}_HNSW32``): assigning every vector to its nearest of that many centroids by
+brute force is what makes a large build slow; the graph does it approximately.
+Overrides: ``flat``, ``ivf``, ``hnsw`` (``HNSW32``, a graph: fast, but deletions need a
+rebuild), ``ivfpq``, or any FAISS factory string (``"IVF1024,SQ8"``); factories containing
+PQ/SQ/LSH codes are re-ranked.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PQ_BYTES = 32
 HNSW_QUANTIZER_NLIST = 8192
 DEFAULT_RERANK_K = 200
 EF_SEARCH_MAX = 4096  # the deepest graph search a filter scales to
-RERANK_K_MAX = 10_000  # the most candidates a deeper search re-ranks (~1-2 ms of rows)
+RERANK_K_MAX = 10_000  # the most candidates a deeper search re-ranks
 
 _COMPRESSED = re.compile(r"(PQ|SQ|LSH|RaBitQ)", re.IGNORECASE)
 _NLIST = re.compile(r"IVF(\d+)")

@@ -53,8 +53,8 @@ class ThreadConnections:
     """Request/reply calls on a Redis connection of each calling thread's own.
 
     What ``client.pipeline(transaction=False)`` does, minus its command stack and response
-    callbacks (~25 us of CPU a call), and minus the pool checkout (a lock, and a poll
-    system call looking for stale data: ~25 us on a busy 2-core box), which buys nothing
+    callbacks, and minus the pool checkout (a lock, and a poll system call looking for
+    stale data; bench/rpc_bench.py measures what they cost), which buys nothing
     here: `send_commands` reads every reply or closes the connection, so none is ever left
     holding data. A thread's connection closes when the thread ends (its last reference
     goes); a forked child opens its own instead of sharing the parent's socket. Use
@@ -134,8 +134,7 @@ def send_commands(
 
 def _packed(conn: redis.Connection, commands: tuple[tuple[object, ...], ...]) -> list[bytes]:
     """The commands in RESP, by hiredis's C packer when present: the same bytes as
-    ``conn.pack_commands`` at a fifth of its CPU (2 vs 13 us for a client's four commands,
-    several times more on a cold cache, and both sides of a search pack twice)."""
+    ``conn.pack_commands`` at a fraction of its CPU (both sides of a search pack twice)."""
     if _pack_one is None:
         return conn.pack_commands(commands)
     return [b"".join([_pack_one(command) for command in commands])]

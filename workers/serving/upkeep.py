@@ -19,11 +19,10 @@ logger = logging.getLogger(__name__)
 
 def fold_step(shard: Shard) -> float | None:
     """Fold one chunk of a graph shard's exact delta into its graph; the seconds to rest
-    before the next chunk, or None when nothing is left. Each chunk holds the write lock
-    (~25 ms for 64 vectors into a 1M graph), so the rest is as long as the chunk took:
-    searches keep at least half the time, and a burst of 10k fresh vectors, which each
-    query scans until folded (~20 MB at 512-d), is folded in seconds, not at one chunk
-    per log poll (~200 ms) when the log is quiet."""
+    before the next chunk, or None when nothing is left. Each chunk holds the write lock,
+    so the rest is as long as the chunk took: searches keep at least half the time, and a
+    burst of fresh vectors, which every query scans until folded, is folded at once, not
+    one chunk per log poll when the log is quiet."""
     started = time.monotonic()
     if not shard.fold_delta() or not shard.delta_size:
         return None
