@@ -119,7 +119,7 @@ def resolve_checked(
             raise ImageRejected("dns_error", f"cannot resolve {host}: {exc}", transient) from None
         addresses = []
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
@@ -200,7 +200,7 @@ class _DeadlineSocket:
         return getattr(self._sock, name)
 
 
-class _PinnedConnectionMixin:
+class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to a given, already checked address instead of resolving the host
     again; the Host header and TLS server name still use the host name. Once connected,
     every read of the response is bound by the fetch's deadline."""
@@ -210,26 +210,23 @@ class _PinnedConnectionMixin:
     deadline: float
 
     def connect(self) -> None:
-        pinned, port = str(self.pinned), self.port  # type: ignore[attr-defined]
-        self._create_connection = (  # type: ignore[attr-defined]
-            lambda _addr, timeout, source: socket.create_connection((pinned, port), timeout, source)
+        pinned, port = str(self.pinned), self.port
+        self._create_connection = lambda _addr, timeout, source: socket.create_connection(
+            (pinned, port), timeout, source
         )
         # The connect and the TLS handshake (which CPython bounds as a whole by the
         # socket timeout) get at most the time left: `_connect` sets that timeout.
-        super().connect()  # type: ignore[misc]
+        super().connect()  # HTTPSConnection's for _PinnedHTTPS (the next in its MRO)
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the time budget ran out while connecting")
-        sock = self.sock  # type: ignore[has-type]
+        sock = self.sock
         sock.settimeout(min(self.read_timeout, remaining))  # sending the request
+        # http.client only calls makefile, sendall and close on its socket: the stand-in has them
         self.sock = _DeadlineSocket(sock, self.deadline, self.read_timeout)
 
 
-class _PinnedHTTP(_PinnedConnectionMixin, http.client.HTTPConnection):
-    pass
-
-
-class _PinnedHTTPS(_PinnedConnectionMixin, http.client.HTTPSConnection):
+class _PinnedHTTPS(_PinnedHTTP, http.client.HTTPSConnection):
     pass
 
 
@@ -249,14 +246,14 @@ def _connect(
             last_error = TimeoutError()
             break
         timeout = min(policy.connect_timeout, remaining)
-        conn: http.client.HTTPConnection
+        conn: _PinnedHTTP
         if parts.scheme == "https":
             conn = _PinnedHTTPS(host, port, timeout=timeout, context=ssl.create_default_context())
         else:
             conn = _PinnedHTTP(host, port, timeout=timeout)
-        conn.pinned = address  # type: ignore[attr-defined]
-        conn.read_timeout = policy.read_timeout  # type: ignore[attr-defined]
-        conn.deadline = deadline  # type: ignore[attr-defined]
+        conn.pinned = address
+        conn.read_timeout = policy.read_timeout
+        conn.deadline = deadline
         try:
             conn.connect()
         except ssl.SSLCertVerificationError as exc:

@@ -156,14 +156,18 @@ class SearchParams:
         return {"nprobe": self.nprobe, "ef_search": self.ef_search, "rerank_k": self.rerank_k}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object] | None) -> SearchParams:
+    def from_dict(cls, data: Mapping[str, object] | None) -> SearchParams:
         data = data or {}
-        return cls(
-            **{
-                key: (int(data[key]) if data.get(key) is not None else None)  # type: ignore[arg-type]
-                for key in ("nprobe", "ef_search", "rerank_k")
-            }
-        )
+
+        def knob(key: str) -> int | None:
+            value = data.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, int | float | str):
+                raise ValueError(f"{key} must be a number, not {type(value).__name__}")
+            return int(value)
+
+        return cls(nprobe=knob("nprobe"), ef_search=knob("ef_search"), rerank_k=knob("rerank_k"))
 
 
 def describe_knobs(factory: str, params: Mapping[str, object] | None) -> str:

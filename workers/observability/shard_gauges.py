@@ -19,6 +19,7 @@ import redis
 
 from workers.config import ObservabilityConfig
 from workers.index.log import START, parse_id
+from workers.index.stats import stat_mapping, stat_number
 from workers.observability import metrics
 
 if TYPE_CHECKING:
@@ -68,16 +69,14 @@ def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]
         return {"ready": float(replica.ready)}
     now = time.time() if now is None else now
     stats = shard.stats()
-    params = stats.get("params") or {}
+    params = stat_mapping(stats, "params")
     values: dict[str, float] = {
         "ready": float(replica.ready),
-        "vectors": float(stats.get("vectors", 0)),
-        "delta_size": float(stats.get("delta_size", 0)),
-        "removed_fraction": float(stats.get("removed_fraction", 0.0)),
-        "nprobe": float(params["nprobe"]) if params.get("nprobe") is not None else math.nan,
-        "ef_search": float(params["ef_search"])
-        if params.get("ef_search") is not None
-        else math.nan,
+        "vectors": stat_number(stats, "vectors"),
+        "delta_size": stat_number(stats, "delta_size"),
+        "removed_fraction": stat_number(stats, "removed_fraction"),
+        "nprobe": stat_number(params, "nprobe", math.nan),
+        "ef_search": stat_number(params, "ef_search", math.nan),
     }
     try:
         log = replica.log

@@ -11,6 +11,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -19,6 +20,8 @@ from redis.retry import Retry
 from workers.config import RpcConfig
 from workers.rpc.redis_url import redis_from_url
 
+# hiredis hints its argument as a one-element tuple; it packs a command of any length
+_pack_one: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _pack_one
 except ImportError:  # hiredis is a dependency (redis[hiredis]); plain redis-py still works

@@ -196,7 +196,7 @@ class RpcServer:
 
     # ------------------------------------------------------------ steps
 
-    def _pop_batch(self, block_s: float) -> list[bytes]:
+    def _pop_batch(self, block_s: float) -> list[object]:
         # BLPOP then LPOP in one pipeline: Redis runs the queued LPOP the moment BLPOP
         # unblocks, so "take whatever else is waiting" costs no extra round trip.
         # BLPOP's timeout is whole milliseconds and 0 means "forever": never send below 1 ms.
@@ -220,7 +220,7 @@ class RpcServer:
             self._conn = self.client.connection_pool.get_connection()
         return send_commands(self._conn, tuple(commands), written, replies)
 
-    def _decode(self, raws: list[bytes]) -> list[Request]:
+    def _decode(self, raws: list[object]) -> list[Request]:
         now = time.time()
         requests = []
         for raw in raws:
@@ -232,7 +232,7 @@ class RpcServer:
                 log.warning(
                     "rpc server %s: dropped a malformed message (%d bytes): %s",
                     self.name,
-                    len(raw),
+                    len(raw) if isinstance(raw, bytes) else 0,
                     exc,
                 )
                 continue

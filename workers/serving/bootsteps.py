@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from celery import bootsteps
 from django.conf import settings
 
 from workers.queues import Queue
 
+if TYPE_CHECKING:
+    from workers.serving.encoder_service import EncoderService
+    from workers.serving.shard_service import ShardService
+
 logger = logging.getLogger(__name__)
 SHARD_QUEUE = re.compile(r"^shard\.(\d+)$")
 
 # The services running in this worker process, by shard number (read by shard tasks).
-running_shards: dict[int, object] = {}
+running_shards: dict[int, ShardService] = {}
 
 
 def request_build(shard: int) -> None:
@@ -44,7 +49,7 @@ class ShardServing(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
-        self.services: list = []
+        self.services: list[ShardService] = []
 
     def start(self, worker) -> None:
         from workers.serving.shard_service import ShardService, ShardServiceConfig
@@ -90,7 +95,7 @@ class EncoderServing(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
-        self.service = None
+        self.service: EncoderService | None = None
 
     def start(self, worker) -> None:
         if Queue.ENCODE.value not in _queues(worker):

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol
 
 from workers.config import WorkerConfig
 from workers.encoding.registry import publish_model
 from workers.rpc.connection import connect
-from workers.rpc.encode import ENCODE_QUEUE_KEY, make_encode_handler
+from workers.rpc.encode import ENCODE_QUEUE_KEY, Encoder, make_encode_handler
 from workers.rpc.server import RpcServer
 
 logger = logging.getLogger(__name__)
+
+
+class ServedEncoder(Encoder, Protocol):
+    """An encoder that can say which model it runs (published for the shards to check)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def random_weights(self) -> bool: ...
 
 
 class EncoderService:
     def __init__(
         self,
         redis_url: str,
-        encoder: object,
+        encoder: ServedEncoder,
         *,
         batch_cap: int = 32,
         config: WorkerConfig | None = None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from workers.config import UpkeepPolicy
 from workers.index.replica import ShardReplica
 from workers.index.shard import Shard
+from workers.index.stats import stat_number
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,13 @@ class Upkeep:
             return []
         done: list[str] = []
         stats = shard.stats()
-        slots = int(stats.get("slots", 0))
+        slots = int(stat_number(stats, "slots"))
         max_delta = self.policy.max_delta
         if stats.get("fresh_in_bulk"):
             max_delta = max(max_delta, int(self.policy.max_fresh_fraction * slots))
-        if int(stats.get("delta_size", 0)) >= max_delta or (
+        if stat_number(stats, "delta_size") >= max_delta or (
             slots >= self.policy.min_slots
-            and float(stats.get("removed_fraction", 0.0)) >= self.policy.max_removed_fraction
+            and stat_number(stats, "removed_fraction") >= self.policy.max_removed_fraction
         ):
             shard.compact()
             done.append("compact")
