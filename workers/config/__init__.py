@@ -5,8 +5,9 @@ Django-free, so the engine and the transport never import settings; searchsite/s
 builds its worker-facing settings from the same parser, so both sides agree. Each section
 is a frozen dataclass whose defaults are the working local defaults, so code and tests can
 build one directly; `WorkerConfig.from_env` is the only place that reads the variables.
-Variables owned by other programs (glibc's MALLOC_*_, PROMETHEUS_MULTIPROC_DIR, HF_*) are
-read where those programs expect them, not here.
+Not here: variables owned by other programs (glibc's MALLOC_*_, PROMETHEUS_MULTIPROC_DIR,
+HF_*), read where those programs expect them; SENTINEL_PASSWORD, a secret the Redis URL
+parser reads itself; REDIS_SERVER, the binary the local stack and tests start.
 """
 
 from __future__ import annotations
