@@ -7,7 +7,10 @@ from collections.abc import Mapping
 
 
 def stat_number(stats: Mapping[str, object], key: str, default: float = 0.0) -> float:
-    value = stats.get(key, default)
+    """`default` when absent or None (a knob the index kind does not have)."""
+    value = stats.get(key)
+    if value is None:
+        return default
     if not isinstance(value, int | float):
         raise TypeError(f"shard stat {key!r} is {type(value).__name__}, not a number")
     return float(value)
