@@ -109,9 +109,8 @@ class ShardService:
 
     def start(self) -> None:
         """Return at once; loading, replay and serving happen in background threads."""
-        keep_freed_memory(
-            self.config.worker.memory
-        )  # search temporaries reuse freed memory (see workers/malloc.py)
+        # search temporaries reuse freed memory (see workers/malloc.py)
+        keep_freed_memory(self.config.worker.memory)
         thread = threading.Thread(target=self._run, name=f"shard-{self.config.shard}", daemon=True)
         thread.start()
         self._threads.append(thread)
