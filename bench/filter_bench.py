@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.index_bench import recall, time_single
 from bench.plotting import pyplot, save
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import choose_spec
 from workers.index.synthetic import ClusterModel

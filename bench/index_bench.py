@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.plotting import pyplot, save
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import IndexSpec, SearchParams, choose_spec, nlist_for
 from workers.index.synthetic import ClusterModel, exact_knn

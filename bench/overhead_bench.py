@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.index_bench import attrs_for, knobs_of
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.faiss_calls import search_with
 from workers.index.grouping import top_products
 from workers.index.rwlock import RWLock

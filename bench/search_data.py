@@ -89,7 +89,7 @@ def store_url(index_dir: Path) -> str:
 def build_shard(shard: int, n_shards: int, n: int, spec: str, index_dir: Path) -> dict:
     """Build shard `shard` of the catalog and publish it to the store replicas load from."""
     from workers.index.artifacts import ArtifactStore
-    from workers.index.build import build_bulk
+    from workers.index.bulk_build import build_bulk
     from workers.index.threads import use_search_threads
 
     use_search_threads(1)

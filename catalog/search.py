@@ -50,7 +50,8 @@ class SearchPage:
 
 @functools.cache
 def _rpc_redis(url: str) -> redis.Redis:
-    return connect(url)
+    rpc = settings.WORKER_CONFIG.rpc
+    return connect(url, socket_timeout=rpc.socket_timeout_s, connect_timeout=rpc.connect_timeout_s)
 
 
 def rpc_redis() -> redis.Redis:
@@ -62,7 +63,11 @@ def rpc_redis() -> redis.Redis:
 def _search_client(url: str, n_shards: int, timeout_s: float) -> SearchClient:
     client = _rpc_redis(url)
     return SearchClient(
-        client, n_shards, timeout_s=timeout_s, served=ServedShards(client, n_shards)
+        client,
+        n_shards,
+        timeout_s=timeout_s,
+        served=ServedShards(client, n_shards),
+        limits=settings.WORKER_CONFIG.protocol,
     )
 
 
@@ -101,11 +106,20 @@ def query_encoder() -> EncodeClient:
         from workers.encoding.process import process_encoder
         from workers.rpc.encode import LocalEncoder
 
-        encoder = process_encoder(settings.CLIP_MODEL, str(settings.CLIP_FALLBACK_DIR))
+        encoder = process_encoder(
+            settings.CLIP_MODEL,
+            str(settings.CLIP_FALLBACK_DIR),
+            limits=settings.WORKER_CONFIG.images,
+        )
         cache = QueryEmbeddingCache(rpc_redis(), encoder.model_name, ttl_s=ttl)
         return LocalEncoder(encoder, cache=cache)  # type: ignore[return-value]
     cache = QueryEmbeddingCache(rpc_redis(), _model_name(), ttl_s=ttl)
-    return EncodeClient(rpc_redis(), cache=cache, timeout_s=settings.ENCODE_TIMEOUT_S)
+    return EncodeClient(
+        rpc_redis(),
+        cache=cache,
+        timeout_s=settings.ENCODE_TIMEOUT_S,
+        limits=settings.WORKER_CONFIG.protocol,
+    )
 
 
 def build_filter(

@@ -18,7 +18,8 @@ from django.core.exceptions import ImproperlyConfigured
 from searchsite.media_storage import FILESYSTEM_BACKEND, media_storage
 from searchsite.sentry import init_sentry
 from searchsite.stack_env import read_stack_env, stack_env_path
-from workers.observability.logs import log_format, log_level, logging_config
+from workers.config import ConfigError, WorkerConfig
+from workers.observability.logs import logging_config
 from workers.queues import Queue
 from workers.rpc.redis_url import RedisUrl, RedisUrlError, celery_url, parse_redis_url
 
@@ -31,6 +32,15 @@ env = environ.Env()
 STACK_ENV_FILE = stack_env_path(BASE_DIR)
 if "pytest" not in sys.modules:
     read_stack_env(STACK_ENV_FILE)
+
+# What the worker packages read (image caps, RPC deadlines and limits, FAISS threads, shard
+# upkeep, logs...): parsed by their own Django-free reader (workers/config/), so settings
+# and workers agree on every name and default; the settings below that share a name are
+# taken from it. Passed to the workers' objects by the tasks and bootsteps.
+try:
+    WORKER_CONFIG = WorkerConfig.from_env(os.environ)
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 DEBUG = env.bool("DEBUG", default=True)
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
@@ -310,8 +320,8 @@ FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
 # Query path: deadlines of the RPC calls, the query-embedding cache, and whether
 # the web process encodes queries itself (small deployments) instead of asking
 # the encode workers.
-SEARCH_TIMEOUT_S = env.float("SEARCH_TIMEOUT_S", default=0.25)
-ENCODE_TIMEOUT_S = env.float("ENCODE_TIMEOUT_S", default=2.0)
+SEARCH_TIMEOUT_S = WORKER_CONFIG.rpc.search_timeout_s
+ENCODE_TIMEOUT_S = WORKER_CONFIG.rpc.encode_timeout_s
 QUERY_CACHE_TTL_S = env.int("QUERY_CACHE_TTL_S", default=24 * 3600)
 # Search-result cards and stored vectors in Redis (catalog.product_cache): writes forget
 # them; the TTL bounds how long a card cached by a search racing a write can stay stale.
@@ -319,21 +329,21 @@ SEARCH_CARD_TTL_S = env.int("SEARCH_CARD_TTL_S", default=300)
 SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
 
 # --- Uploads and remote images ---
-IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=20 * 1024 * 1024)
-IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
-# What a decode and the resize to the model's input may cost (a 300000x1 strip is 0.3 Mpx
-# but resizes to 67200000x224): checked from the header in the web process and again in
-# the encoders (workers/encoding/images.py reads the same variables, same defaults).
-IMAGE_MAX_SIDE = env.int("IMAGE_MAX_SIDE", default=12_000)
-IMAGE_MAX_ASPECT = env.float("IMAGE_MAX_ASPECT", default=20.0)
-IMAGE_MAX_RESIZED_PIXELS = env.int("IMAGE_MAX_RESIZED_PIXELS", default=2_000_000)
-IMAGE_INPUT_SIDE = env.int("IMAGE_INPUT_SIDE", default=224)  # the model's shortest side
-IMAGE_URL_ALLOW_PRIVATE = env.bool("IMAGE_URL_ALLOW_PRIVATE", default=False)
+# The byte cap, and what a decode and the resize to the model's input may cost (a 300000x1
+# strip is 0.3 Mpx but resizes to 67200000x224): checked from the header in the web process
+# and again in the encoders, from the same worker configuration.
+IMAGE_MAX_BYTES = WORKER_CONFIG.images.max_bytes
+IMAGE_MAX_PIXELS = WORKER_CONFIG.images.max_pixels
+IMAGE_MAX_SIDE = WORKER_CONFIG.images.max_side
+IMAGE_MAX_ASPECT = WORKER_CONFIG.images.max_aspect
+IMAGE_MAX_RESIZED_PIXELS = WORKER_CONFIG.images.max_resized_pixels
+IMAGE_INPUT_SIDE = WORKER_CONFIG.images.input_side  # the model's shortest side
+IMAGE_URL_ALLOW_PRIVATE = WORKER_CONFIG.urls.allow_private
 # One budget for a whole URL fetch (DNS, connect, headers, body, redirects), the
-# connect's, and the longest wait for one read (workers/encoding/urls.py, same defaults).
-IMAGE_URL_TOTAL_TIMEOUT = env.float("IMAGE_URL_TOTAL_TIMEOUT", default=30.0)
-IMAGE_URL_CONNECT_TIMEOUT = env.float("IMAGE_URL_CONNECT_TIMEOUT", default=5.0)
-IMAGE_URL_READ_TIMEOUT = env.float("IMAGE_URL_READ_TIMEOUT", default=10.0)
+# connect's, and the longest wait for one read.
+IMAGE_URL_TOTAL_TIMEOUT = WORKER_CONFIG.urls.total_timeout
+IMAGE_URL_CONNECT_TIMEOUT = WORKER_CONFIG.urls.connect_timeout
+IMAGE_URL_READ_TIMEOUT = WORKER_CONFIG.urls.read_timeout
 # A search by `image_url` holds a web thread and a shopper while it fetches: a shorter budget.
 SEARCH_IMAGE_URL_TIMEOUT = env.float("SEARCH_IMAGE_URL_TIMEOUT", default=5.0)
 
@@ -432,8 +442,8 @@ METRICS_ALLOW_ANONYMOUS = env.bool("METRICS_ALLOW_ANONYMOUS", default=DEBUG)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every log record carries the request id; LOG_FORMAT=json writes one JSON object a line.
 # The same configuration serves gunicorn and the Celery processes (workers/observability/).
-LOG_FORMAT = log_format()
-LOGGING = logging_config(LOG_FORMAT, log_level())
+LOG_FORMAT = WORKER_CONFIG.observability.log_format
+LOGGING = logging_config(LOG_FORMAT, WORKER_CONFIG.observability.log_level)
 LOGGING_CONFIG = "workers.observability.logs.configure"
 # --- end of Observability ---
 

@@ -25,8 +25,8 @@ from catalog.models import Embedding
 from catalog.redis_clients import redis_client
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.build import build_bulk
-from workers.index.builds import BuildPointer, build_requested_key, publish_build
+from workers.index.build_pointer import BuildPointer, build_requested_key, publish_build
+from workers.index.bulk_build import build_bulk
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.membership import MemberState, beat, leave
 from workers.index.shard import Shard
@@ -106,7 +106,9 @@ def build_shard(
     builder.beat()  # the log is kept from `position` until the build is in the store
     try:
         count = shard_vector_count(shard, model, dim, lambda _n: builder.beat_now_and_then())
-        chosen = choose_spec(max(count, 1), dim, spec or settings.INDEX_SPEC)
+        chosen = choose_spec(
+            max(count, 1), dim, spec or settings.INDEX_SPEC, settings.WORKER_CONFIG.index
+        )
         # unique even for two builds in one second: replicas swap when the id changes
         build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{chosen.factory.replace(',', '_')}"
         build_id += f"-{secrets.token_hex(3)}"
@@ -127,6 +129,8 @@ def build_shard(
                     expected_count=count,
                     log_position=position,
                     work_dir=work_dir,
+                    train_threads=settings.WORKER_CONFIG.index.train_threads,
+                    add_threads=settings.WORKER_CONFIG.index.train_threads,
                 )
                 index = built.shard
                 facts = {

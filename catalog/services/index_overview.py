@@ -15,7 +15,7 @@ from catalog.redis_clients import redis_client
 from catalog.services.index_builds import index_store
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactError
-from workers.index.builds import current_build
+from workers.index.build_pointer import current_build
 from workers.index.lifecycle import candidates, generation, trim_floor
 from workers.index.log import UpdateLog
 from workers.index.membership import live_members

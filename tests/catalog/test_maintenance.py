@@ -35,7 +35,7 @@ from tests.support.indexing import (
 )
 from tests.support.processes import CeleryWorker
 from workers.encoding.registry import published_model
-from workers.index.builds import current_build
+from workers.index.build_pointer import current_build
 from workers.index.lifecycle import generation
 from workers.index.log import UpdateLog, shard_for_product
 from workers.index.membership import live_members

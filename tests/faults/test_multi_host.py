@@ -31,7 +31,7 @@ from tests.support.processes import CeleryWorker
 from tests.support.s3 import s3_server
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.builds import current_build
+from workers.index.build_pointer import current_build
 from workers.index.log import UpdateLog, parse_id
 from workers.index.membership import MemberState, live_members, ready_shards
 from workers.queues import Queue, shard_queue

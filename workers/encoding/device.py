@@ -2,37 +2,19 @@
 
 CUDA with fp16 weights when a GPU is present; otherwise the CPU in fp32, or in
 bf16 when asked (CLIP_BF16=1). bf16 pays off only on CPUs with native bf16
-instructions (AVX512_BF16 or AMX): embeddings stay within a cosine of about
-0.9999 of fp32. Without them (this machine: AVX-512F only) bf16 matmuls are
-emulated and ViT-B/32 ran about 2-3x slower than fp32, so asking for bf16 there
-logs a warning (see bench/encode_bench.py).
+instructions (AVX512_BF16 or AMX); without them bf16 matmuls are emulated and
+slower than fp32, so asking for bf16 there logs a warning (bench/encode_bench.py
+measures both).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 log = logging.getLogger(__name__)
-
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value.strip().lower() in _TRUE
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """Requested placement; defaults from CLIP_DEVICE, CLIP_BF16, CLIP_COMPILE."""
-
-    device: str | None = field(default_factory=lambda: os.environ.get("CLIP_DEVICE") or None)
-    bf16: bool = field(default_factory=lambda: env_flag("CLIP_BF16"))
-    compile: bool = field(default_factory=lambda: env_flag("CLIP_COMPILE"))
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,12 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import AutoTokenizer, CLIPModel
+from transformers import AutoTokenizer, CLIPModel, CLIPTextConfig
 
+from workers.config.encoding import DEFAULT_INPUT_SIDE, ImageLimits
 from workers.encoding.device import Placement, choose_placement
 from workers.encoding.hf_compat import features_tensor, image_processor_class
-from workers.encoding.images import (
-    DEFAULT_INPUT_SIDE,
-    ImageLimits,
-    LoadedImage,
-    check_dimensions,
-)
+from workers.encoding.images import LoadedImage, check_dimensions
 from workers.encoding.pipeline import EncodedItem, FailedItem, run_pipeline
 
 log = logging.getLogger(__name__)
@@ -77,10 +73,13 @@ class ClipEncoder:
         self._model_name = model_name
         # The resize caps, with the shortest side this model's processor really resizes to.
         self.limits = replace(limits or ImageLimits(), input_side=_input_side(image_processor))
+        text_config = model.config.text_config
+        if model.config.projection_dim is None or not isinstance(text_config, CLIPTextConfig):
+            raise ValueError("a CLIP config names its projection_dim and text config")
         self._dim = int(model.config.projection_dim)
         # Set by workers/encoding/tiny_clip.py on the checkpoints it initialises at random.
         self._random_weights = bool(getattr(model.config, "random_weights", False))
-        self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
+        self._max_text_tokens = int(text_config.max_position_embeddings)
         self._pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
         self._image_fn: Callable[..., object] = model.get_image_features
         self._text_fn: Callable[..., object] = model.get_text_features
@@ -100,6 +99,7 @@ class ClipEncoder:
         model_name: str | None = None,
         loader_threads: int = 2,
         local_files_only: bool = False,
+        limits: ImageLimits | None = None,
     ) -> ClipEncoder:
         """Load model, image processor and tokenizer with `from_pretrained`.
 
@@ -109,11 +109,17 @@ class ClipEncoder:
         in its config, or `name_or_path`.
         """
         placement = choose_placement(device, bf16=bf16, compile=compile)
-        dtype_key = "dtype" if _TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
-        model = CLIPModel.from_pretrained(
-            name_or_path, local_files_only=local_files_only, **{dtype_key: placement.dtype}
-        )
-        model = model.to(placement.device).eval().requires_grad_(False)
+        if _TRANSFORMERS_MAJOR >= 5:
+            model = CLIPModel.from_pretrained(
+                name_or_path, local_files_only=local_files_only, dtype=placement.dtype
+            )
+        else:
+            model = CLIPModel.from_pretrained(
+                name_or_path, local_files_only=local_files_only, torch_dtype=placement.dtype
+            )
+        # transformers 5 wraps PreTrainedModel.to in a decorator whose type drops `self`
+        model = model.to(placement.device)  # type: ignore[arg-type]
+        model = model.eval().requires_grad_(False)
         image_processor = image_processor_class().from_pretrained(
             name_or_path, local_files_only=local_files_only
         )
@@ -133,6 +139,7 @@ class ClipEncoder:
             model_name=name,
             batch_size=batch_size,
             loader_threads=loader_threads,
+            limits=limits,
         )
 
     @property

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from transformers.image_processing_utils import BaseImageProcessor
 
-def image_processor_class() -> type:
+
+def image_processor_class() -> type[BaseImageProcessor]:
     """The CLIP image processor class to instantiate.
 
     transformers 5 made `CLIPImageProcessor` depend on torchvision and, without it,

@@ -17,13 +17,14 @@ import hashlib
 import io
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from workers.config.encoding import ImageLimits, UrlPolicy
 from workers.encoding.errors import ImageRejected
-from workers.encoding.urls import UrlPolicy, fetch_url_bytes
+from workers.encoding.urls import fetch_url_bytes
 
 __all__ = [
     "ImageHeader",
@@ -39,62 +40,6 @@ __all__ = [
 ]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
-
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_SIDE = 12_000
-DEFAULT_MAX_ASPECT = 20.0
-DEFAULT_MAX_RESIZED_PIXELS = 2_000_000
-# The shortest side CLIP's image processor resizes to; the encoder checks again with
-# its own processor's value.
-DEFAULT_INPUT_SIDE = 224
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Caps applied to every image; defaults from the IMAGE_MAX_* environment variables
-    (the same ones searchsite/settings.py reads, with the same defaults).
-
-    The pixel cap bounds the decode; the side, aspect and resized caps bound the
-    resize to the model's input, which scales the *shortest* side to `input_side`:
-    a 300000x1 strip is only 0.3 Mpx but would become 67200000x224.
-    """
-
-    max_bytes: int = field(default_factory=lambda: _env_int("IMAGE_MAX_BYTES", DEFAULT_MAX_BYTES))
-    max_pixels: int = field(
-        default_factory=lambda: _env_int("IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
-    )
-    max_side: int = field(default_factory=lambda: _env_int("IMAGE_MAX_SIDE", DEFAULT_MAX_SIDE))
-    max_aspect: float = field(
-        default_factory=lambda: _env_float("IMAGE_MAX_ASPECT", DEFAULT_MAX_ASPECT)
-    )
-    max_resized_pixels: int = field(
-        default_factory=lambda: _env_int("IMAGE_MAX_RESIZED_PIXELS", DEFAULT_MAX_RESIZED_PIXELS)
-    )
-    input_side: int = field(
-        default_factory=lambda: _env_int("IMAGE_INPUT_SIDE", DEFAULT_INPUT_SIDE)
-    )
-
-    def __post_init__(self) -> None:
-        values = (
-            self.max_bytes,
-            self.max_pixels,
-            self.max_side,
-            self.max_resized_pixels,
-            self.input_side,
-        )
-        if min(values) <= 0 or not self.max_aspect >= 1:
-            raise ValueError("image limits must be positive (and max_aspect at least 1)")
 
 
 @dataclass(frozen=True)

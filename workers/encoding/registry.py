@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis
 
 MODEL_KEY = "search:encoder:model"
-_FLAGS = {b"1": True, b"0": False}
+_FLAGS = {"1": True, "0": False}
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ def published_encoder(client: redis.Redis) -> PublishedModel | None:
     integer, a flag other than 0 or 1)."""
     fields = client.hgetall(MODEL_KEY)
     try:
-        name = fields[b"name"].decode()
+        name = _text(fields[b"name"])
         dim = int(fields[b"dim"])
         flag = fields.get(b"random_weights")
-        random_weights = None if flag is None else _FLAGS[flag]
+        random_weights = None if flag is None else _FLAGS[_text(flag)]
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
     if not name or dim <= 0:
@@ -52,3 +52,8 @@ def published_model(client: redis.Redis) -> tuple[str, int] | None:
     """(name, dim) of the running encoder, or None when no encode worker has said."""
     found = published_encoder(client)
     return None if found is None else (found.name, found.dim)
+
+
+def _text(value: bytes | str) -> str:
+    """A field of a client without decode_responses is bytes; decoding may raise."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -21,7 +21,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import torch
-from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
+from transformers.image_processing_utils import BaseImageProcessor
 
 from workers.encoding.hf_compat import image_processor_class
 
@@ -103,7 +104,8 @@ def build_tokenizer(n_merges: int = 64) -> CLIPTokenizer:
         vocab.setdefault(token, len(vocab))
     return CLIPTokenizer(
         vocab=vocab,
-        merges=merges,
+        # tokenizers' BPE takes (left, right) pairs; transformers' hint names only strings
+        merges=merges,  # type: ignore[arg-type]
         unk_token=EOS,
         bos_token=BOS,
         eos_token=EOS,
@@ -112,7 +114,7 @@ def build_tokenizer(n_merges: int = 64) -> CLIPTokenizer:
     )
 
 
-def _image_processor(image_size: int) -> object:
+def _image_processor(image_size: int) -> BaseImageProcessor:
     return image_processor_class()(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -224,13 +226,18 @@ def build_vit_b32_random(directory: Path, *, seed: int = 0) -> Path:
     tokenizer = build_tokenizer()
     name = f"clip-vit-b32-random-s{seed}"
     config = CLIPConfig()  # the defaults are ViT-B/32
-    config.text_config.bos_token_id = tokenizer.bos_token_id
-    config.text_config.eos_token_id = tokenizer.eos_token_id
-    config.text_config.pad_token_id = tokenizer.pad_token_id
+    text, vision = config.text_config, config.vision_config
+    if not isinstance(text, CLIPTextConfig) or not isinstance(vision, CLIPVisionConfig):
+        raise TypeError("CLIPConfig() builds its text and vision configs")
+    if not isinstance(vision.image_size, int):
+        raise TypeError(f"ViT-B/32's image size is one number, not {vision.image_size!r}")
+    text.bos_token_id = tokenizer.bos_token_id
+    text.eos_token_id = tokenizer.eos_token_id
+    text.pad_token_id = tokenizer.pad_token_id
     config.encoder_name = name
     config.random_weights = True
     params = {"name": name, "seed": seed, "random_weights": True}
-    return _save(directory, config, tokenizer, config.vision_config.image_size, seed, params)
+    return _save(directory, config, tokenizer, vision.image_size, seed, params)
 
 
 def main(argv: list[str] | None = None) -> None:

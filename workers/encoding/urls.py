@@ -28,45 +28,19 @@ from __future__ import annotations
 import http.client
 import io
 import ipaddress
-import os
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from workers.config.encoding import UrlPolicy
 from workers.encoding.errors import ImageRejected
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_bool(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class UrlPolicy:
-    """How a URL may be fetched. Defaults from IMAGE_URL_* environment variables."""
-
-    allow_private: bool = field(default_factory=lambda: _env_bool("IMAGE_URL_ALLOW_PRIVATE"))
-    connect_timeout: float = field(
-        default_factory=lambda: _env_float("IMAGE_URL_CONNECT_TIMEOUT", 5.0)
-    )
-    read_timeout: float = field(default_factory=lambda: _env_float("IMAGE_URL_READ_TIMEOUT", 10.0))
-    total_timeout: float = field(
-        default_factory=lambda: _env_float("IMAGE_URL_TOTAL_TIMEOUT", 30.0)
-    )
-    max_redirects: int = 3
-    user_agent: str = "visual-product-search-image-fetcher/1"
 
 
 def check_address(address: IPAddress, *, allow_private: bool) -> None:
@@ -145,7 +119,7 @@ def resolve_checked(
             raise ImageRejected("dns_error", f"cannot resolve {host}: {exc}", transient) from None
         addresses = []
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
@@ -226,7 +200,7 @@ class _DeadlineSocket:
         return getattr(self._sock, name)
 
 
-class _PinnedConnectionMixin:
+class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to a given, already checked address instead of resolving the host
     again; the Host header and TLS server name still use the host name. Once connected,
     every read of the response is bound by the fetch's deadline."""
@@ -236,26 +210,23 @@ class _PinnedConnectionMixin:
     deadline: float
 
     def connect(self) -> None:
-        pinned, port = str(self.pinned), self.port  # type: ignore[attr-defined]
-        self._create_connection = (  # type: ignore[attr-defined]
-            lambda _addr, timeout, source: socket.create_connection((pinned, port), timeout, source)
+        pinned, port = str(self.pinned), self.port
+        self._create_connection = lambda _addr, timeout, source: socket.create_connection(
+            (pinned, port), timeout, source
         )
         # The connect and the TLS handshake (which CPython bounds as a whole by the
         # socket timeout) get at most the time left: `_connect` sets that timeout.
-        super().connect()  # type: ignore[misc]
+        super().connect()  # HTTPSConnection's for _PinnedHTTPS (the next in its MRO)
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the time budget ran out while connecting")
-        sock = self.sock  # type: ignore[has-type]
+        sock = self.sock
         sock.settimeout(min(self.read_timeout, remaining))  # sending the request
+        # http.client only calls makefile, sendall and close on its socket: the stand-in has them
         self.sock = _DeadlineSocket(sock, self.deadline, self.read_timeout)
 
 
-class _PinnedHTTP(_PinnedConnectionMixin, http.client.HTTPConnection):
-    pass
-
-
-class _PinnedHTTPS(_PinnedConnectionMixin, http.client.HTTPSConnection):
+class _PinnedHTTPS(_PinnedHTTP, http.client.HTTPSConnection):
     pass
 
 
@@ -275,14 +246,14 @@ def _connect(
             last_error = TimeoutError()
             break
         timeout = min(policy.connect_timeout, remaining)
-        conn: http.client.HTTPConnection
+        conn: _PinnedHTTP
         if parts.scheme == "https":
             conn = _PinnedHTTPS(host, port, timeout=timeout, context=ssl.create_default_context())
         else:
             conn = _PinnedHTTP(host, port, timeout=timeout)
-        conn.pinned = address  # type: ignore[attr-defined]
-        conn.read_timeout = policy.read_timeout  # type: ignore[attr-defined]
-        conn.deadline = deadline  # type: ignore[attr-defined]
+        conn.pinned = address
+        conn.read_timeout = policy.read_timeout
+        conn.deadline = deadline
         try:
             conn.connect()
         except ssl.SSLCertVerificationError as exc:

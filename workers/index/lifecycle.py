@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from workers.index.artifacts import Artifact
-from workers.index.builds import INITIAL_BUILD, BuildPointer
+from workers.index.build_pointer import INITIAL_BUILD, BuildPointer
 from workers.index.log import parse_id
 from workers.index.membership import MemberState, oldest_needed
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import redis
 
 from workers.index.types import VectorAttrs
@@ -208,7 +209,9 @@ class UpdateLog:
         reply = self.client.xread({self.key: after}, count=count, block=block_ms)
         entries: list[LogEntry] = []
         last = after
-        for _key, items in reply or []:
+        # RESP2 (every client here): [[key, [(id, fields), ...]]], or None when none came
+        streams = reply if isinstance(reply, list) else []
+        for _key, items in streams:
             for raw_id, fields in items:
                 entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 last = entry_id
@@ -261,7 +264,7 @@ class UpdateLog:
 
     def first_id(self) -> str | None:
         oldest = self.client.xrange(self.key, count=1)
-        return _text(oldest[0][0]) if oldest else None
+        return _text(oldest[0][0]) if oldest and oldest[0][0] is not None else None
 
     def trim_before(self, floor: str) -> int:
         """Drop the entries older than `floor` (the caller decides what is safe to drop)."""
@@ -306,7 +309,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> LogEntry:
     return LogEntry(entry_id, op, ids, model, dim, ts, vectors, attrs)
 
 
-def _array(raw: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+def _array(raw: bytes, dtype: npt.DTypeLike, shape: tuple[int, ...]) -> np.ndarray:
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if not isinstance(raw, bytes) or len(raw) != expected:
         raise MalformedEntry(f"expected {expected} bytes for {dtype}{shape}")

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -72,7 +73,7 @@ class MemberState:
             "build_id": str,
             "updated": float,
         }
-        values = {}
+        values: dict[str, Any] = {}  # each value checked against its field's type below
         for name, kind in fields.items():
             value = data.get(name)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -21,12 +21,13 @@ from pathlib import Path
 import redis
 
 from workers.index.artifacts import Artifact, ArtifactError, ArtifactStore, CorruptArtifact
-from workers.index.builds import INITIAL_BUILD, BuildPointer, current_build
+from workers.index.build_pointer import INITIAL_BUILD, BuildPointer, current_build
 from workers.index.lifecycle import candidates, generation, trim_floor
 from workers.index.log import START, LogEntry, UpdateLog, parse_id
 from workers.index.membership import MemberState, live_members
 from workers.index.shard import Shard
 from workers.index.spec import IndexSpec
+from workers.index.stats import stat_number
 from workers.pids import process_alive
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ class ShardReplica:
             self._set_not_ready(f"store or Redis unreachable: {exc}")
             return False
         build_id = generation(pointer, artifacts)
-        loaded = self._load_newest_covering(candidates(artifacts, build_id))
+        loaded: tuple[Shard, str, Artifact | None] | None = self._load_newest_covering(
+            candidates(artifacts, build_id)
+        )
         if loaded is None:
             if build_id != INITIAL_BUILD or not self.log.covers(START):
                 self._set_not_ready("no artifact in the store is continued by the log")
@@ -122,7 +125,7 @@ class ShardReplica:
             self.shard_no,
             self.last_applied,
             artifact.artifact_id if artifact else "an empty shard and the whole log",
-            int(shard.stats().get("vectors", 0)),
+            int(stat_number(shard.stats(), "vectors")),
         )
         return True
 
@@ -283,7 +286,10 @@ class ShardReplica:
                     kind="snapshot",
                     build_id=build_id,
                     log_position=position,
-                    meta={"vectors": int(self.shard.stats().get("vectors", 0)), "by": self.name},
+                    meta={
+                        "vectors": int(stat_number(self.shard.stats(), "vectors")),
+                        "by": self.name,
+                    },
                 )
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -326,7 +332,7 @@ class ShardReplica:
             ready=self.ready,
             reason=self.reason,
             position=self.last_applied if shard is not None else "",
-            vectors=int(shard.stats().get("vectors", 0)) if shard is not None else 0,
+            vectors=int(stat_number(shard.stats(), "vectors")) if shard is not None else 0,
             build_id=self.build_id,
             updated=time.time(),
         )

@@ -5,39 +5,40 @@
 =====================  ============================  ==========================================
 vectors in the shard   index (factory string)        why
 =====================  ============================  ==========================================
-n < FLAT_MAX           ``Flat``                      exact; a scan of 50k x 512 is ~5 ms
-FLAT_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
+n < flat_max           ``Flat``                      exact; a scan is cheap at this size
+flat_max <= n < ivfpq_min  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
                                                      ``remove_ids`` is cheap; float32 in RAM
-n >= IVFPQ_MIN         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
+n >= ivfpq_min         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
                                                      of the top candidates from a 16-bit
                                                      memory-mapped file on disk
 =====================  ============================  ==========================================
 
+``flat_max`` and ``ivfpq_min`` are INDEX_FLAT_MAX and INDEX_IVFPQ_MIN (workers/config/index.py).
 ``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
 (about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
-(``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force is ~1e14
-flops, hours on two cores; the graph does it in minutes. Overrides: ``flat``, ``ivf``,
-``hnsw`` (``HNSW32``, a graph: fast, but deletions need a rebuild), ``ivfpq``, or any FAISS
-factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-ranked.
+(``IVF{nlist}_HNSW32``): assigning every vector to its nearest of that many centroids by
+brute force is what makes a large build slow; the graph does it approximately.
+Overrides: ``flat``, ``ivf``, ``hnsw`` (``HNSW32``, a graph: fast, but deletions need a
+rebuild), ``ivfpq``, or any FAISS factory string (``"IVF1024,SQ8"``); factories containing
+PQ/SQ/LSH codes are re-ranked.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
-IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
+from workers.config import IndexConfig
+
 HNSW_M = 32
 PQ_BYTES = 32
 HNSW_QUANTIZER_NLIST = 8192
 DEFAULT_RERANK_K = 200
 EF_SEARCH_MAX = 4096  # the deepest graph search a filter scales to
-RERANK_K_MAX = 10_000  # the most candidates a deeper search re-ranks (~1-2 ms of rows)
+RERANK_K_MAX = 10_000  # the most candidates a deeper search re-ranks
 
 _COMPRESSED = re.compile(r"(PQ|SQ|LSH|RaBitQ)", re.IGNORECASE)
 _NLIST = re.compile(r"IVF(\d+)")
@@ -95,14 +96,20 @@ def ivf_part(nlist: int) -> str:
     return f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_NLIST else f"IVF{nlist}"
 
 
-def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
-    """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table)."""
+_DEFAULT_SIZES = IndexConfig()
+
+
+def choose_spec(
+    n_vectors: int, dim: int, override: str = "auto", sizes: IndexConfig = _DEFAULT_SIZES
+) -> IndexSpec:
+    """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table);
+    `auto` moves up at the configured `sizes` (flat_max, ivfpq_min)."""
     name = (override or "auto").strip()
     key = name.lower()
     if key == "auto":
-        if n_vectors < FLAT_MAX:
+        if n_vectors < sizes.flat_max:
             key = "flat"
-        elif n_vectors < IVFPQ_MIN:
+        elif n_vectors < sizes.ivfpq_min:
             key = "ivf"
         else:
             key = "ivfpq"
@@ -149,14 +156,18 @@ class SearchParams:
         return {"nprobe": self.nprobe, "ef_search": self.ef_search, "rerank_k": self.rerank_k}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object] | None) -> SearchParams:
+    def from_dict(cls, data: Mapping[str, object] | None) -> SearchParams:
         data = data or {}
-        return cls(
-            **{
-                key: (int(data[key]) if data.get(key) is not None else None)  # type: ignore[arg-type]
-                for key in ("nprobe", "ef_search", "rerank_k")
-            }
-        )
+
+        def knob(key: str) -> int | None:
+            value = data.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, int | float | str):
+                raise ValueError(f"{key} must be a number, not {type(value).__name__}")
+            return int(value)
+
+        return cls(nprobe=knob("nprobe"), ef_search=knob("ef_search"), rerank_k=knob("rerank_k"))
 
 
 def describe_knobs(factory: str, params: Mapping[str, object] | None) -> str:

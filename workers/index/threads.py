@@ -1,25 +1,26 @@
 """FAISS OpenMP thread counts, set explicitly.
 
-On a busy 2-core box two OpenMP threads made single-query search 5-20x slower than one
-(barrier spinning), and OPQ training with two threads stalled. So searches default to one
-thread and training threads are a separate setting.
+On a busy box two OpenMP threads make single-query search several times slower than one
+(they spin on a barrier), so searches default to one thread (FAISS_SEARCH_THREADS) and
+training threads are a separate setting (FAISS_TRAIN_THREADS, workers/config/index.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import faiss
 
-SEARCH_THREADS = int(os.environ.get("FAISS_SEARCH_THREADS", "1"))
-TRAIN_THREADS = int(os.environ.get("FAISS_TRAIN_THREADS", "1"))
+from workers.config import IndexConfig
+
+TRAIN_THREADS = IndexConfig.train_threads  # the default; builds are given the configured count
 
 
-def use_search_threads(n: int | None = None) -> None:
-    """Set the process-wide FAISS thread count for searching (call once per worker process)."""
-    faiss.omp_set_num_threads(max(1, n if n is not None else SEARCH_THREADS))
+def use_search_threads(n: int = IndexConfig.search_threads) -> None:
+    """Set the calling thread's FAISS thread count for searching (OpenMP counts are per
+    thread: call it in every thread that searches)."""
+    faiss.omp_set_num_threads(max(1, n))
 
 
 @contextlib.contextmanager

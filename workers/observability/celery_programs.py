@@ -12,11 +12,11 @@ from celery.apps.beat import Beat as CeleryBeat
 from celery.apps.worker import Worker as CeleryWorker
 from celery.apps.worker import install_worker_term_handler, install_worker_term_hard_handler
 
-from workers.observability.logs import log_format
+from workers.config import worker_config
 
 
 def _json_lines() -> bool:
-    return log_format() == "json"
+    return worker_config().observability.log_format == "json"
 
 
 class Worker(CeleryWorker):

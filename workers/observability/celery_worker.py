@@ -29,18 +29,12 @@ from typing import Any
 
 from celery import signals
 
+from workers.config import worker_config
+
 logger = logging.getLogger(__name__)
 
 _server: Any = None
 _lock = threading.Lock()
-
-
-def metrics_port() -> int:
-    value = os.environ.get("WORKER_METRICS_PORT", "").strip()
-    port = int(value) if value else 0
-    if not 0 <= port <= 65535:
-        raise ValueError(f"WORKER_METRICS_PORT must be a TCP port or 0, not {port}")
-    return port
 
 
 def start_metrics_server(port: int, addr: str | None = None) -> Any:
@@ -59,7 +53,7 @@ def start_metrics_server(port: int, addr: str | None = None) -> Any:
         def log_message(self, format: str, *args: object) -> None:  # probes every few seconds
             pass
 
-    addr = addr or os.environ.get("WORKER_METRICS_ADDR", "127.0.0.1")
+    addr = addr or worker_config().observability.metrics_addr
     app = with_readiness(make_wsgi_app(collecting_registry()), running_shards)
     server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
@@ -69,7 +63,7 @@ def start_metrics_server(port: int, addr: str | None = None) -> Any:
 @signals.worker_ready.connect
 def _on_worker_ready(sender: object = None, **kwargs: object) -> None:
     global _server
-    port = metrics_port()
+    port = worker_config().observability.metrics_port
     if not port:
         return
     with _lock:
@@ -104,9 +98,10 @@ def _on_worker_shutdown(sender: object = None, **kwargs: object) -> None:
 
 
 def _configure_logging() -> None:
-    from workers.observability.logs import configure, log_format, log_level, logging_config
+    from workers.observability.logs import configure, logging_config
 
-    configure(logging_config(log_format(), log_level()))
+    logs = worker_config().observability
+    configure(logging_config(logs.log_format, logs.log_level))
 
 
 @signals.celeryd_init.connect

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging.config
 import sys
 
-from workers.observability.logs import log_format, log_level, logging_config
+from workers.config import worker_config
+from workers.observability.logs import logging_config
 
 
 def main(argv: list[str]) -> None:
-    fmt = log_format()
-    logging.config.dictConfig(logging_config(fmt, log_level()))
+    logs = worker_config().observability
+    fmt = logs.log_format
+    logging.config.dictConfig(logging_config(fmt, logs.log_level))
     from celery.bin.celery import main as celery
 
     quiet = ["--quiet"] if fmt == "json" else []

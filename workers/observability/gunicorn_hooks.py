@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from workers.observability.logs import log_format, log_level, logging_config
+from workers.config import worker_config
+from workers.observability.logs import logging_config
 
-logconfig_dict = logging_config(log_format(), log_level())
+_LOGS = worker_config().observability
+logconfig_dict = logging_config(_LOGS.log_format, _LOGS.log_level)
 
 
 def on_starting(server: Any) -> None:

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
+from workers.config.process import LOG_FORMATS
 from workers.observability.context import current_request_id, is_valid
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-FORMATS = ("plain", "json")
 
 # The record attributes every JSON object has, in this order, and their names there.
 _JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(process)d %(threadName)s"
@@ -83,23 +82,10 @@ class JsonFormatter(_LibraryJsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
 
-def log_format() -> str:
-    """ "json" or "plain" (the default), from LOG_FORMAT."""
-    value = os.environ.get("LOG_FORMAT", "plain").strip().lower()
-    if value not in FORMATS:
-        raise ValueError(f"LOG_FORMAT must be 'json' or 'plain', not {value!r}")
-    return value
-
-
-def log_level() -> str:
-    """LOG_LEVEL (default INFO): the level of every process's root logger."""
-    return os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
-
-
 def logging_config(fmt: str = "plain", level: str = "INFO") -> dict[str, Any]:
     """The dictConfig of every process: one console handler (stderr) with the request id
     filter, which every logger reaches through the root logger."""
-    if fmt not in FORMATS:
+    if fmt not in LOG_FORMATS:
         raise ValueError(f"LOG_FORMAT must be 'plain' or 'json', not {fmt!r}")
 
     def through_root() -> dict[str, Any]:

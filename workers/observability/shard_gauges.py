@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,17 +17,15 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from workers.config import ObservabilityConfig
 from workers.index.log import START, parse_id
+from workers.index.stats import stat_mapping, stat_number
 from workers.observability import metrics
 
 if TYPE_CHECKING:
     from workers.index.replica import ShardReplica
 
 logger = logging.getLogger(__name__)
-
-
-def report_every_s() -> float:
-    return float(os.environ.get("SHARD_METRICS_EVERY_S") or 5.0)
 
 
 def _entry_time(entry_id: str, fields: dict[bytes, bytes] | None) -> float:
@@ -72,16 +69,14 @@ def measure(replica: ShardReplica, now: float | None = None) -> dict[str, float]
         return {"ready": float(replica.ready)}
     now = time.time() if now is None else now
     stats = shard.stats()
-    params = stats.get("params") or {}
+    params = stat_mapping(stats, "params")
     values: dict[str, float] = {
         "ready": float(replica.ready),
-        "vectors": float(stats.get("vectors", 0)),
-        "delta_size": float(stats.get("delta_size", 0)),
-        "removed_fraction": float(stats.get("removed_fraction", 0.0)),
-        "nprobe": float(params["nprobe"]) if params.get("nprobe") is not None else math.nan,
-        "ef_search": float(params["ef_search"])
-        if params.get("ef_search") is not None
-        else math.nan,
+        "vectors": stat_number(stats, "vectors"),
+        "delta_size": stat_number(stats, "delta_size"),
+        "removed_fraction": stat_number(stats, "removed_fraction"),
+        "nprobe": stat_number(params, "nprobe", math.nan),
+        "ef_search": stat_number(params, "ef_search", math.nan),
     }
     try:
         log = replica.log
@@ -121,10 +116,9 @@ def refresh(replica: ShardReplica, now: float | None = None) -> dict[str, float]
 def run_reporter(
     stop: threading.Event,
     replica: Callable[[], ShardReplica | None],
-    every_s: float | None = None,
+    every_s: float = ObservabilityConfig.shard_metrics_every_s,
 ) -> None:
     """Refresh the gauges until `stop` is set (a thread's target); errors are logged."""
-    every_s = report_every_s() if every_s is None else every_s
     while not stop.is_set():
         current = replica()
         if current is not None:

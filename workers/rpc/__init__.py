@@ -10,7 +10,7 @@
   encoding for small deployments), `ENCODE_QUEUE_KEY`; `cache.QueryEmbeddingCache`.
 - `client`: `SearchClient` (fan out to all shards, merge top-k, partial answers) and
   `EncodeClient`; `connection.connect(url)` builds a Redis client that fails fast.
-- `merge.merge_topk`: the pure top-k merge of shard answers.
+- `merge.merge_shard_hits`: the pure top-k merge of shard answers.
 
 Redis keys: requests `search:rpc:shard:<n>` and `search:rpc:encode` (bounded lists that
 expire when nobody pushes), replies `search:rpc:reply:<request id>` (expire after

@@ -10,7 +10,6 @@ the Redis client with `workers.rpc.connection.connect`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
+from workers.config import RpcConfig
 from workers.index.membership import ready_shards
 from workers.index.types import SearchFilter, SearchResult
 from workers.observability.metrics import (
@@ -37,7 +37,7 @@ from workers.rpc.errors import (
     RemoteError,
     RpcUnavailable,
 )
-from workers.rpc.merge import merge_topk
+from workers.rpc.merge import merge_shard_hits
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ERROR_BAD_REQUEST,
@@ -58,11 +58,6 @@ from workers.rpc.protocol import (
 from workers.rpc.search import shard_queue_key
 
 log = logging.getLogger(__name__)
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 class _Transport:
@@ -232,7 +227,7 @@ class SearchClient:
         client: redis.Redis,
         n_shards: int,
         *,
-        timeout_s: float | None = None,
+        timeout_s: float = RpcConfig.search_timeout_s,
         limits: ProtocolLimits = DEFAULT_LIMITS,
         max_queue_len: int = 4096,
         queue_ttl_s: int = 60,
@@ -242,7 +237,7 @@ class SearchClient:
         if n_shards < 1:
             raise ValueError("n_shards must be at least 1")
         self.n_shards = n_shards
-        self.timeout_s = timeout_s or _env_float("RPC_SEARCH_TIMEOUT_S", 0.5)
+        self.timeout_s = timeout_s
         self.limits = limits
         self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
         self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
@@ -304,7 +299,7 @@ class SearchClient:
             if shard not in served:
                 errors[shard] = "no live, ready replica"
         return GatheredResult(
-            result=merge_topk([hits[s] for s in answered], int(k)),
+            result=merge_shard_hits([hits[s] for s in answered], int(k)),
             answered=answered,
             total=self.n_shards,
             errors=errors,
@@ -351,14 +346,14 @@ class EncodeClient:
         queue_key: str = ENCODE_QUEUE_KEY,
         *,
         cache: QueryEmbeddingCache | None = None,
-        timeout_s: float | None = None,
+        timeout_s: float = RpcConfig.encode_timeout_s,
         limits: ProtocolLimits = DEFAULT_LIMITS,
         max_queue_len: int = 1024,
         queue_ttl_s: int = 60,
     ) -> None:
         self.queue_key = queue_key
         self.cache = cache
-        self.timeout_s = timeout_s or _env_float("RPC_ENCODE_TIMEOUT_S", 2.0)
+        self.timeout_s = timeout_s
         self.limits = limits
         self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
 

@@ -11,40 +11,37 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from workers.config import RpcConfig
 from workers.rpc.redis_url import redis_from_url
 
+# hiredis hints its argument as a one-element tuple; it packs a command of any length
+_pack_one: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _pack_one
 except ImportError:  # hiredis is a dependency (redis[hiredis]); plain redis-py still works
     _pack_one = None
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 def connect(
     url: str,
     *,
-    socket_timeout: float | None = None,
-    connect_timeout: float | None = None,
+    socket_timeout: float = RpcConfig.socket_timeout_s,
+    connect_timeout: float = RpcConfig.connect_timeout_s,
     retries: int = 1,
 ) -> redis.Redis:
-    """A client for the RPC: bounded connect/read times, one immediate retry on a broken socket.
-
-    Defaults come from RPC_SOCKET_TIMEOUT_S (5 s; blocking waits are cut to fit inside it)
-    and RPC_CONNECT_TIMEOUT_S (0.25 s). `url` may be a Sentinel URL (workers/rpc/redis_url.py).
-    """
+    """A client for the RPC: bounded connect/read times (blocking waits are cut to fit inside
+    the socket timeout), one immediate retry on a broken socket. `url` may be a Sentinel URL
+    (workers/rpc/redis_url.py)."""
     return redis_from_url(
         url,
-        socket_timeout=socket_timeout or _env_float("RPC_SOCKET_TIMEOUT_S", 5.0),
-        socket_connect_timeout=connect_timeout or _env_float("RPC_CONNECT_TIMEOUT_S", 0.25),
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
         retry=Retry(NoBackoff(), retries),
     )
 
@@ -59,8 +56,8 @@ class ThreadConnections:
     """Request/reply calls on a Redis connection of each calling thread's own.
 
     What ``client.pipeline(transaction=False)`` does, minus its command stack and response
-    callbacks (~25 us of CPU a call), and minus the pool checkout (a lock, and a poll
-    system call looking for stale data: ~25 us on a busy 2-core box), which buys nothing
+    callbacks, and minus the pool checkout (a lock, and a poll system call looking for
+    stale data; bench/rpc_bench.py measures what they cost), which buys nothing
     here: `send_commands` reads every reply or closes the connection, so none is ever left
     holding data. A thread's connection closes when the thread ends (its last reference
     goes); a forked child opens its own instead of sharing the parent's socket. Use
@@ -140,8 +137,7 @@ def send_commands(
 
 def _packed(conn: redis.Connection, commands: tuple[tuple[object, ...], ...]) -> list[bytes]:
     """The commands in RESP, by hiredis's C packer when present: the same bytes as
-    ``conn.pack_commands`` at a fifth of its CPU (2 vs 13 us for a client's four commands,
-    several times more on a cold cache, and both sides of a search pack twice)."""
+    ``conn.pack_commands`` at a fraction of its CPU (both sides of a search pack twice)."""
     if _pack_one is None:
         return conn.pack_commands(commands)
     return [b"".join([_pack_one(command) for command in commands])]

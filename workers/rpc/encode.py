@@ -110,17 +110,25 @@ def make_encode_handler(
                     f"an encoder does not serve {request.kind!r}",
                     kind=ERROR_BAD_REQUEST,
                 )
-        for items, encode in ((texts, encoder.encode_texts), (images, encoder.encode_images)):
+        batches: tuple[tuple[list[int], Callable[[], np.ndarray], str], ...] = (
+            ([i for i, _ in texts], lambda: encoder.encode_texts([t for _, t in texts]), "texts"),
+            (
+                [i for i, _ in images],
+                lambda: encoder.encode_images([m for _, m in images]),
+                "images",
+            ),
+        )
+        for items, encode, what in batches:
             if not items:
                 continue
             try:
-                vectors = _vectors(encode([item for _, item in items]), len(items))
+                vectors = _vectors(encode(), len(items))
             except Exception as exc:
-                log.exception("encode: %s failed on %d inputs", encode.__name__, len(items))
-                for i, _ in items:
+                log.exception("encode: encoding %d %s failed", len(items), what)
+                for i in items:
                     replies[i] = Reply.failure(requests[i].id, f"encoding failed: {exc}")
                 continue
-            for row, (i, _) in enumerate(items):
+            for row, i in enumerate(items):
                 replies[i] = Reply(
                     id=requests[i].id, payload=Embedding(vector=vectors[row], model=model_name)
                 )

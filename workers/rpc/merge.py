@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from workers.index.metrics import merge_results
+from workers.index.topk import merge_results
 from workers.index.types import SearchResult
 from workers.rpc.protocol import SearchHits
 
 
-def merge_topk(parts: list[SearchHits], k: int) -> SearchResult:
+def merge_shard_hits(parts: list[SearchHits], k: int) -> SearchResult:
     """The k best of the shards' hits per query, best first, padded with id -1 / score -inf.
 
     No per-product dedupe is needed: a product lives in exactly one shard.

@@ -8,14 +8,13 @@ worker never acts on half-understood input and a client never merges a corrupt r
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import msgpack
 import numpy as np
 
-from workers.encoding.images import ImageLimits
+from workers.config import ProtocolLimits
 from workers.index.types import SearchFilter
 from workers.rpc.errors import ProtocolError
 
@@ -35,64 +34,7 @@ _I64 = np.dtype("<i8")
 _NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (_F32, _I64)}
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-# What a request carries besides its image (ids, reply key, deadline, msgpack framing).
-IMAGE_ENVELOPE_BYTES = 64 * 1024
-_MIN_MESSAGE_BYTES = 16 * 1024 * 1024  # a search of 1024 queries of 4096 floats
-
-
-def _image_max_bytes() -> int:
-    """IMAGE_MAX_BYTES: the one image byte cap, the same setting (and default) the web
-    process checks uploads against, so an image it accepts is never refused here."""
-    return ImageLimits().max_bytes
-
-
-def _message_bytes_for(max_image_bytes: int) -> int:
-    return max(_MIN_MESSAGE_BYTES, max_image_bytes + IMAGE_ENVELOPE_BYTES)
-
-
-@dataclass(frozen=True)
-class ProtocolLimits:
-    """Upper bounds on what a message may carry; anything larger is malformed."""
-
-    max_image_bytes: int = field(default_factory=_image_max_bytes)
-    max_message_bytes: int = -1  # -1: room for the largest image (at least 16 MiB)
-    max_queries: int = 1024
-    max_dim: int = 4096
-    max_k: int = 1000
-    max_text_chars: int = 4096
-    max_id_chars: int = 128
-
-    def __post_init__(self) -> None:
-        if self.max_message_bytes == -1:
-            object.__setattr__(self, "max_message_bytes", _message_bytes_for(self.max_image_bytes))
-        if self.max_message_bytes < self.max_image_bytes + IMAGE_ENVELOPE_BYTES:
-            raise ValueError(
-                f"max_message_bytes={self.max_message_bytes} leaves no room for an image of "
-                f"max_image_bytes={self.max_image_bytes} (IMAGE_MAX_BYTES)"
-            )
-
-    @classmethod
-    def from_env(cls) -> ProtocolLimits:
-        """Defaults overridden by RPC_MAX_MESSAGE_BYTES, RPC_MAX_K, ...; the image cap is
-        IMAGE_MAX_BYTES, never a separate RPC setting."""
-        base = cls()
-        return cls(
-            max_image_bytes=base.max_image_bytes,
-            max_message_bytes=_env_int("RPC_MAX_MESSAGE_BYTES", base.max_message_bytes),
-            max_queries=_env_int("RPC_MAX_QUERIES", base.max_queries),
-            max_dim=_env_int("RPC_MAX_DIM", base.max_dim),
-            max_k=_env_int("RPC_MAX_K", base.max_k),
-            max_text_chars=_env_int("RPC_MAX_TEXT_CHARS", base.max_text_chars),
-            max_id_chars=_env_int("RPC_MAX_ID_CHARS", base.max_id_chars),
-        )
-
-
-DEFAULT_LIMITS = ProtocolLimits.from_env()
+DEFAULT_LIMITS = ProtocolLimits()  # processes pass their configured limits (WorkerConfig)
 
 
 # ---------------------------------------------------------------- request payloads

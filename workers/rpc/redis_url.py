@@ -246,7 +246,7 @@ class _Sentinel(Sentinel):
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
                 errors.append(f"{sentinel}: {type(exc).__name__}: {exc}")
                 continue
-            if address:
+            if isinstance(address, tuple) and address:
                 # The sentinel that answered is asked first next time, as redis-py does.
                 self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
                 host = address[0]
@@ -258,14 +258,15 @@ class _Sentinel(Sentinel):
 class _SentinelRedis(redis.Redis):
     """A master client that also closes its connections to the sentinels."""
 
-    sentinel: Sentinel | None = None
+    # not `sentinel`: that is redis.Redis's SENTINEL command
+    watched_by: Sentinel | None = None
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            if self.sentinel is not None:
-                for client in self.sentinel.sentinels:
+            if self.watched_by is not None:
+                for client in self.watched_by.sentinels:
                     client.close()
 
 
@@ -274,7 +275,7 @@ def redis_from_url(url: str | RedisUrl, **options: Any) -> redis.Redis:
     Sentinel for a Sentinel URL. `options` are connection options (socket_timeout,
     socket_connect_timeout, retry, ...); the sentinels get the same timeouts."""
     parsed = url if isinstance(url, RedisUrl) else parse_redis_url(url)
-    if not parsed.is_sentinel:
+    if parsed.master is None:  # a plain URL, not Sentinel
         return redis.Redis.from_url(parsed.url, **options)
     sentinel_kwargs: dict[str, Any] = {
         key: options[key] for key in ("socket_timeout", "socket_connect_timeout") if key in options
@@ -291,7 +292,7 @@ def redis_from_url(url: str | RedisUrl, **options: Any) -> redis.Redis:
         password=parsed.password,
         **options,
     )
-    client.sentinel = sentinel
+    client.watched_by = sentinel
     return client
 
 

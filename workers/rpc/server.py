@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import redis
 
+from workers.config import RpcConfig
 from workers.observability.context import bound_request_id
 from workers.observability.metrics import RPC_BATCH_SIZE, RPC_DROPPED, RPC_HANDLER_SECONDS
 from workers.rpc.connection import max_block_s, popped_value, send_commands
@@ -36,11 +36,6 @@ Handler = Callable[[list[Request]], list[Reply]]
 
 
 _NO_REPLY = ("CLIENT", "REPLY", "SKIP")  # Redis sends no reply to the next command
-
-
-def _slow_log_s() -> float:
-    value = os.environ.get("RPC_SLOW_LOG_MS")
-    return (float(value) if value else 250.0) / 1e3
 
 
 def _trace_ids(requests: list[Request]) -> str:
@@ -72,7 +67,7 @@ class RpcServer:
         limits: ProtocolLimits = DEFAULT_LIMITS,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         name: str | None = None,
-        slow_log_s: float | None = None,
+        slow_log_s: float = RpcConfig.slow_log_ms / 1e3,
     ) -> None:
         if batch_cap < 1:
             raise ValueError("batch_cap must be at least 1")
@@ -89,7 +84,7 @@ class RpcServer:
         self.limits = limits
         self.backoff_s = backoff_s
         self.name = name or queue_key
-        self.slow_log_s = _slow_log_s() if slow_log_s is None else slow_log_s
+        self.slow_log_s = slow_log_s
         self.served = 0
         self.dropped_expired = 0
         self.dropped_malformed = 0
@@ -201,7 +196,7 @@ class RpcServer:
 
     # ------------------------------------------------------------ steps
 
-    def _pop_batch(self, block_s: float) -> list[bytes]:
+    def _pop_batch(self, block_s: float) -> list[object]:
         # BLPOP then LPOP in one pipeline: Redis runs the queued LPOP the moment BLPOP
         # unblocks, so "take whatever else is waiting" costs no extra round trip.
         # BLPOP's timeout is whole milliseconds and 0 means "forever": never send below 1 ms.
@@ -225,7 +220,7 @@ class RpcServer:
             self._conn = self.client.connection_pool.get_connection()
         return send_commands(self._conn, tuple(commands), written, replies)
 
-    def _decode(self, raws: list[bytes]) -> list[Request]:
+    def _decode(self, raws: list[object]) -> list[Request]:
         now = time.time()
         requests = []
         for raw in raws:
@@ -237,7 +232,7 @@ class RpcServer:
                 log.warning(
                     "rpc server %s: dropped a malformed message (%d bytes): %s",
                     self.name,
-                    len(raw),
+                    len(raw) if isinstance(raw, bytes) else 0,
                     exc,
                 )
                 continue

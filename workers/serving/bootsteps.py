@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from celery import bootsteps
 from django.conf import settings
 
 from workers.queues import Queue
 
+if TYPE_CHECKING:
+    from workers.serving.encoder_service import EncoderService
+    from workers.serving.shard_service import ShardService
+
 logger = logging.getLogger(__name__)
 SHARD_QUEUE = re.compile(r"^shard\.(\d+)$")
 
 # The services running in this worker process, by shard number (read by shard tasks).
-running_shards: dict[int, object] = {}
+running_shards: dict[int, ShardService] = {}
 
 
 def request_build(shard: int) -> None:
     """Queue a rebuild of `shard` from the embedding table, once per few minutes at most:
     every replica of a shard that no artifact covers asks for the same one."""
     from catalog.redis_clients import redis_client
-    from workers.index.builds import build_requested_key
+    from workers.index.build_pointer import build_requested_key
     from workers.tasks.maintenance import build_index
 
     if redis_client().set(build_requested_key(shard), 1, nx=True, ex=300):
@@ -44,7 +49,7 @@ class ShardServing(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
-        self.services: list = []
+        self.services: list[ShardService] = []
 
     def start(self, worker) -> None:
         from workers.serving.shard_service import ShardService, ShardServiceConfig
@@ -67,6 +72,7 @@ class ShardServing(bootsteps.StartStopStep):
                     host=settings.REPLICA_HOST,
                     keep_snapshots=settings.INDEX_STORE_KEEP_SNAPSHOTS,
                     store_grace_s=settings.INDEX_STORE_GRACE_S,
+                    worker=settings.WORKER_CONFIG,
                 ),
                 request_build=request_build,
             )
@@ -89,7 +95,7 @@ class EncoderServing(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
-        self.service = None
+        self.service: EncoderService | None = None
 
     def start(self, worker) -> None:
         if Queue.ENCODE.value not in _queues(worker):
@@ -97,7 +103,7 @@ class EncoderServing(bootsteps.StartStopStep):
         from workers.serving.encoder_service import EncoderService
         from workers.tasks.encoding import encoder
 
-        self.service = EncoderService(settings.REDIS_URL, encoder())
+        self.service = EncoderService(settings.REDIS_URL, encoder(), config=settings.WORKER_CONFIG)
         self.service.start()
         logger.info("query encoder serving on the RPC")
 

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol
 
+from workers.config import WorkerConfig
 from workers.encoding.registry import publish_model
 from workers.rpc.connection import connect
-from workers.rpc.encode import ENCODE_QUEUE_KEY, make_encode_handler
+from workers.rpc.encode import ENCODE_QUEUE_KEY, Encoder, make_encode_handler
 from workers.rpc.server import RpcServer
 
 logger = logging.getLogger(__name__)
 
 
+class ServedEncoder(Encoder, Protocol):
+    """An encoder that can say which model it runs (published for the shards to check)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def random_weights(self) -> bool: ...
+
+
 class EncoderService:
-    def __init__(self, redis_url: str, encoder: object, *, batch_cap: int = 32) -> None:
-        self.client = connect(redis_url, socket_timeout=10.0)
+    def __init__(
+        self,
+        redis_url: str,
+        encoder: ServedEncoder,
+        *,
+        batch_cap: int = 32,
+        config: WorkerConfig | None = None,
+    ) -> None:
+        config = config or WorkerConfig()
+        self.client = connect(
+            redis_url, socket_timeout=10.0, connect_timeout=config.rpc.connect_timeout_s
+        )
         self.encoder = encoder
         self.server = RpcServer(
             self.client,
@@ -23,6 +48,8 @@ class EncoderService:
             make_encode_handler(encoder),
             batch_cap=batch_cap,
             name="encoder",
+            limits=config.protocol,
+            slow_log_s=config.rpc.slow_log_ms / 1e3,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -12,15 +12,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import redis
 
+from workers.config import WorkerConfig
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.builds import current_build
+from workers.index.build_pointer import current_build
 from workers.index.membership import beat, leave
 from workers.index.replica import NotCovered, ShardReplica
 from workers.index.threads import use_search_threads
@@ -51,6 +52,7 @@ class ShardServiceConfig:
     keep_snapshots: int = 2
     store_grace_s: float = 600.0
     retry_max_s: float = 30.0  # longest wait between tries to get ready
+    worker: WorkerConfig = field(default_factory=WorkerConfig)  # RPC, threads, upkeep, ...
 
 
 BuildRequest = Callable[[int], None]
@@ -61,14 +63,18 @@ class ShardService:
         self, config: ShardServiceConfig, request_build: BuildRequest | None = None
     ) -> None:
         self.config = config
-        self.client = connect(config.redis_url, socket_timeout=10.0)
+        self.client = connect(
+            config.redis_url,
+            socket_timeout=10.0,
+            connect_timeout=config.worker.rpc.connect_timeout_s,
+        )
         self.store = ArtifactStore(config.store_url)
         self.request_build = request_build
         self.replica: ShardReplica | None = None
         self.server: RpcServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.upkeep = Upkeep()
+        self.upkeep = Upkeep(config.worker.upkeep)
         self.serving = threading.Event()  # set while the replica is ready: requests are popped
         self.ready = self.serving  # the name tests and tasks wait on
 
@@ -103,7 +109,8 @@ class ShardService:
 
     def start(self) -> None:
         """Return at once; loading, replay and serving happen in background threads."""
-        keep_freed_memory()  # search temporaries reuse freed memory (see workers/malloc.py)
+        # search temporaries reuse freed memory (see workers/malloc.py)
+        keep_freed_memory(self.config.worker.memory)
         thread = threading.Thread(target=self._run, name=f"shard-{self.config.shard}", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -111,7 +118,7 @@ class ShardService:
     def _run(self) -> None:
         # OpenMP thread counts are per calling thread: this one answers the searches.
         # One FAISS thread per query: two spin on a barrier and are several times slower.
-        use_search_threads()
+        use_search_threads(self.config.worker.index.search_threads)
         shard = self.config.shard
         try:
             model, dim = self._model()
@@ -135,16 +142,22 @@ class ShardService:
             make_search_handler(self._search, shard=shard, dim=dim),
             batch_cap=self.config.batch_cap,
             name=f"shard-{shard}",
+            limits=self.config.worker.protocol,
+            slow_log_s=self.config.worker.rpc.slow_log_ms / 1e3,
         )
         for target, name in (
             (self._follow, "log"),
             (self._heartbeat, "heartbeat"),
-            (lambda: run_reporter(self._stop, lambda: self.replica), "metrics"),
+            (self._report, "metrics"),
         ):
             thread = threading.Thread(target=target, name=f"shard-{shard}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         self.server.serve_forever(self._stop, serving=self.serving)
+
+    def _report(self) -> None:
+        every_s = self.config.worker.observability.shard_metrics_every_s
+        run_reporter(self._stop, lambda: self.replica, every_s)
 
     def _get_ready(self) -> None:
         """Try until the replica is ready; ask for a build when only a build can help."""
@@ -186,7 +199,7 @@ class ShardService:
         """Get ready, apply the log as it grows; now and then, check coverage and builds."""
         replica = self.replica
         assert replica is not None
-        use_search_threads()
+        use_search_threads(self.config.worker.index.search_threads)
         next_check = 0.0
         folding = False
         while not self._stop.is_set():

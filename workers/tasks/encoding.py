@@ -22,7 +22,7 @@ from workers.queues import Queue
 logger = logging.getLogger(__name__)
 RETRY = {"max_retries": 5, "retry_backoff": 5, "retry_backoff_max": 300, "retry_jitter": True}
 # Nobody waits for these results: not storing them also keeps the sender from subscribing
-# to a result channel, which during a Redis outage would block a save for ~20 s and fail it.
+# to a result channel, which during a Redis outage would block a save, then fail it.
 FIRE_AND_FORGET = {"ignore_result": True}
 # Redis away (a restart, a failover) or an update log append short of its replicas.
 REDIS_RETRIED = (redis.ConnectionError, redis.TimeoutError, NotReplicated)
@@ -35,6 +35,7 @@ def encoder():
         batch_size=settings.ENCODE_BATCH_SIZE,
         bf16=settings.CLIP_BF16,
         compile=settings.CLIP_COMPILE,
+        limits=settings.WORKER_CONFIG.images,
     )
 
 

@@ -64,7 +64,7 @@ def rebuild_target(current: str, n_vectors: int, dim: int) -> IndexSpec | None:
     """
     if settings.INDEX_SPEC.strip().lower() not in {"auto", ""}:
         return None  # a fixed factory string is rebuilt by hand only
-    wanted = choose_spec(n_vectors, dim, "auto")
+    wanted = choose_spec(n_vectors, dim, "auto", settings.WORKER_CONFIG.index)
     have = IndexSpec.from_factory(current)
     if wanted.kind != have.kind or wanted.rerank != have.rerank:
         return wanted

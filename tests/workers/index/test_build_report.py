@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.workers.index.conftest import DIM
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.synthetic import clustered_vectors
 from workers.index.tune import recall_excluding
 from workers.index.types import VectorAttrs

@@ -13,8 +13,8 @@ import redis
 
 from tests.workers.index.conftest import DIM, attrs_for, random_vectors
 from workers.index.artifacts import ArtifactStore
-from workers.index.build import build_bulk
-from workers.index.builds import BuildPointer
+from workers.index.build_pointer import BuildPointer
+from workers.index.bulk_build import build_bulk
 from workers.index.log import UpdateLog, log_key, shard_for_product
 from workers.index.membership import beat, leave, live_members
 from workers.index.replica import NotCovered, ShardReplica

@@ -14,7 +14,7 @@ import pytest
 
 from tests.workers.index.conftest import DIM, attrs_for, brute_force, random_vectors
 from workers.index import snapshot as snap
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
 from workers.index.synthetic import clustered_vectors, normalise

@@ -12,6 +12,7 @@ import redis
 from PIL import Image
 
 from tests.workers.rpc.conftest import Servers, wait_for
+from workers.config import WorkerConfig
 from workers.encoding.encoder import ClipEncoder
 from workers.encoding.images import ImageLimits
 from workers.encoding.tiny_clip import build_tiny_clip
@@ -49,11 +50,8 @@ def test_the_protocol_image_cap_is_image_max_bytes() -> None:
     assert decode_request(raw).payload == ImageQuery(big)
 
 
-def test_the_protocol_follows_image_max_bytes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("IMAGE_MAX_BYTES", str(30 * MIB))
-    limits = ProtocolLimits.from_env()
+def test_the_protocol_follows_image_max_bytes_from_the_environment() -> None:
+    limits = WorkerConfig.from_env({"IMAGE_MAX_BYTES": str(30 * MIB)}).protocol
     assert limits.max_image_bytes == 30 * MIB
     assert limits.max_message_bytes >= 30 * MIB
     with pytest.raises(ValueError, match="IMAGE_MAX_BYTES"):

@@ -15,7 +15,7 @@ import redis
 
 from workers.encoding.registry import publish_model
 from workers.index.artifacts import ArtifactStore
-from workers.index.builds import BuildPointer, publish_build
+from workers.index.build_pointer import BuildPointer, publish_build
 from workers.index.log import UpdateLog
 from workers.index.membership import ready_shards
 from workers.index.replica import ShardReplica

@@ -35,6 +35,7 @@ from workers.index.artifacts.retention import garbage
 logger = logging.getLogger(__name__)
 
 Artifacts = list[Artifact]
+Names = list[str]  # (inside ArtifactStore, `list` is its method)
 STAGING_PREFIX = ".tmp-"
 
 
@@ -117,7 +118,7 @@ class ArtifactStore:
         artifacts, _uncommitted = self._scan(shard)
         return newest_first(artifacts)
 
-    def _scan(self, shard: int) -> tuple[Artifacts, list[str]]:
+    def _scan(self, shard: int) -> tuple[Artifacts, Names]:
         """(committed artifacts, names of uploads that never committed) under the shard."""
         _check_shard(shard)
         base = self._shard_dir(shard)

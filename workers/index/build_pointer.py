@@ -9,8 +9,9 @@ Redis that lost it) the newest build artifact in the store is the current genera
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import redis
 
@@ -41,7 +42,8 @@ class BuildPointer:
 
 
 def publish_build(client: redis.Redis, shard: int, pointer: BuildPointer) -> None:
-    client.hset(build_key(shard), mapping=asdict(pointer))
+    stored = dataclasses.fields(pointer)
+    client.hset(build_key(shard), mapping={f.name: getattr(pointer, f.name) for f in stored})
 
 
 def current_build(client: redis.Redis, shard: int) -> BuildPointer | None:
@@ -50,9 +52,13 @@ def current_build(client: redis.Redis, shard: int) -> BuildPointer | None:
     if not fields:
         return None
     try:
-        pointer = BuildPointer(**{k.decode(): v.decode() for k, v in fields.items()})
+        pointer = BuildPointer(**{_text(k): _text(v) for k, v in fields.items()})
         parse_id(pointer.log_position)
     except (TypeError, ValueError, UnicodeDecodeError) as exc:
         logger.warning("shard %d: ignoring malformed build pointer: %s", shard, exc)
         return None
     return pointer
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,4 +1,4 @@
-"""Pure helpers on result arrays: recall@k and the k-way merge of shard answers."""
+"""Pure helpers on top-k result arrays: the k-way merge of shard answers, and recall@k."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def merge_topk(
 
     Ids of -1 are padding and never win. The direction (max or min) comes from the metric.
     Plain numpy on purpose: FAISS's heap functions open an OpenMP parallel region even for
-    one query, and in a web process (threads not pinned to 1) that cost ~4 ms of spinning
-    per request on two cores, for a merge of a few dozen numbers.
+    one query, and in a web process (threads not pinned to 1) its spinning costs far more
+    than a merge of a few dozen numbers.
     """
     if not scores:
         raise ValueError("nothing to merge")

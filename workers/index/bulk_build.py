@@ -53,9 +53,8 @@ class BuiltIndex:
 
 
 def default_train_size(spec: IndexSpec) -> int:
-    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped at 512k
-    (1 GB of float32 held; each k-means iteration assigns them all: at 16k lists, 32 a list
-    through the graph assignment of gpu.py takes about half a minute an iteration)."""
+    """Enough points for the coarse k-means (~64 per list) and PQ codebooks, capped at 512k:
+    the sample is held as float32 and each k-means iteration assigns all of it."""
     need = 0
     if spec.nlist:
         need = 64 * spec.nlist

@@ -5,9 +5,10 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from workers.config import IndexConfig
 from workers.index.columns import narrowest_int_dtype
-from workers.index.metrics import merge_results, merge_topk, recall_at_k
-from workers.index.spec import FLAT_MAX, IVFPQ_MIN, SearchParams, choose_spec
+from workers.index.spec import SearchParams, choose_spec
+from workers.index.topk import merge_results, merge_topk, recall_at_k
 from workers.index.types import SearchResult
 
 
@@ -46,14 +47,18 @@ def test_recall_at_k() -> None:
 
 
 def test_choose_spec_table() -> None:
-    assert choose_spec(FLAT_MAX - 1, 512).factory == "Flat"
+    sizes = IndexConfig()
+    assert choose_spec(sizes.flat_max - 1, 512).factory == "Flat"
     ivf = choose_spec(1_000_000, 512)
     assert ivf.factory == "IVF4096,Flat"
     assert not ivf.rerank
-    big = choose_spec(IVFPQ_MIN, 512)
+    big = choose_spec(sizes.ivfpq_min, 512)
     assert big.factory.startswith("OPQ32,IVF")
     assert big.rerank
     assert choose_spec(10, 512, "hnsw").kind == "hnsw"
+    smaller = IndexConfig(flat_max=100, ivfpq_min=1000)  # INDEX_FLAT_MAX, INDEX_IVFPQ_MIN
+    assert choose_spec(100, 512, "auto", smaller).kind == "ivf"
+    assert choose_spec(1000, 512, "auto", smaller).rerank
     custom = choose_spec(10, 512, "IVF256,SQ8")
     assert custom.rerank
     assert custom.nlist == 256
