@@ -55,9 +55,14 @@ class SearchFilters(serializers.Serializer):
         )
 
 
-@extend_schema_field(
-    {"type": "array", "items": {"type": "string", "enum": list(FACETS)}, "uniqueItems": True}
-)
+FACET_NAMES_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": list(FACETS)},
+    "uniqueItems": True,
+}
+
+
+@extend_schema_field(FACET_NAMES_SCHEMA)
 class FacetNamesField(serializers.Field):
     """A comma-separated list of facet names (`category,brand`); empty: no facets."""
 
@@ -93,11 +98,7 @@ class TextSearchQuery(SearchFilters):
         help_text="pages reach as deep as the depth (SEARCH_MAX_DEPTH results, 1,000 by "
         "default): a page starting past it is a 400",
     )
-    facets = FacetNamesField(
-        required=False,
-        default=FACETS,
-        help_text="facets to count over the matched products, comma-separated",
-    )
+    facets = FacetNamesField(required=False, default=FACETS)
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -223,7 +224,13 @@ class SearchView(APIView):
     @extend_schema(
         parameters=[
             TextSearchQuery,
-            OpenApiParameter("facets", style="form", explode=False),  # a=b,c: one parameter
+            OpenApiParameter(  # facets=brand,price: one parameter, comma-separated
+                "facets",
+                type=FACET_NAMES_SCHEMA,
+                style="form",
+                explode=False,
+                description="facets to count over the matched products (default: all; empty: none)",
+            ),
         ],
         responses={200: TextSearchResponse, **_ERRORS},
     )
