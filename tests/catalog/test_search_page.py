@@ -251,7 +251,7 @@ def big_catalog(shard_workers):
             sku=f"BIG-{n}",
             title=f"{'Ball' if n % 2 else 'Mug'} {n}",
             price=Decimal(5 + 7 * n),
-            category=categories[n % 2],
+            category=categories[(n + 1) % 2],  # the balls in Balls
             brand=BRANDS[n % 3],
             in_stock=n % 5 != 0,
         )
