@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from catalog import lexical, product_cache, search
 from catalog.facets import FACETS, MatchedProduct, facet_counts
 from catalog.lexical.fusion import fuse
+from catalog.lexical.words import NOTHING, LexicalRanking
 from catalog.models import Product, ProductImage
 from workers.index.types import SearchFilter
 from workers.rpc.protocol import DEFAULT_LIMITS
@@ -89,6 +90,23 @@ def _sku_match(products: QuerySet, text: str) -> int | None:
     return products.filter(sku__iexact=text.strip()).values_list("pk", flat=True).first()
 
 
+def by_words_then_fused(
+    fused: list[tuple[int, float]], words: LexicalRanking
+) -> list[tuple[int, float]]:
+    """Products with more of the query's words first; the fused rank orders those with
+    as many (and those only the pictures found, with none, come last).
+
+    So the pictures decide where the words cannot: among the products that all have
+    "Aster" for "Aster shoes" (no title says shoes), never against a product that has
+    every word. The relevance shown, (words matched + fused) / (words + 1), stays in
+    (0, 1] and falls down the list."""
+    if not words.words:
+        return fused
+    ordered = sorted(fused, key=lambda item: (-words.words_matched.get(item[0], 0), -item[1]))
+    scale = words.words + 1
+    return [(pid, (words.words_matched.get(pid, 0) + score) / scale) for pid, score in ordered]
+
+
 def text_search(query: TextQuery) -> TextResults:
     """One page of a text search, with the facets of everything it matched."""
     started = time.perf_counter()
@@ -104,9 +122,11 @@ def text_search(query: TextQuery) -> TextResults:
         rankings.append(found.product_ids)
         image_of = dict(zip(found.product_ids, found.image_ids, strict=True))
         answered, total, missing = found.answered, found.total, found.missing
+    words = NOTHING
     if query.mode in ("hybrid", "keyword"):
-        rankings.append(lexical.ranked_ids(query.text, products, depth))
-    fused = fuse(rankings)
+        words = lexical.ranked(query.text, products, depth)
+        rankings.append(words.product_ids)
+    fused = by_words_then_fused(fuse(rankings), words)
     sku_hit = _sku_match(products, query.text) if query.mode != "vector" else None
     if sku_hit is not None:  # a SKU typed into the box: that product first
         fused = [(sku_hit, 1.0)] + [(pid, score) for pid, score in fused if pid != sku_hit]

@@ -1,7 +1,7 @@
 """Lexical ranking of products by their words: SKU, brand, title and description.
 
 One backend per database: PostgreSQL full-text search (`postgres`) or SQLite FTS5
-(`sqlite_fts5`); `ranked_ids` picks the one of the connection the queryset uses.
+(`sqlite_fts5`); `ranked` picks the one of the connection the queryset uses.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import Model, QuerySet
 
 from catalog.lexical import postgres, sqlite_fts5
+from catalog.lexical.words import LexicalRanking
 
 
-def ranked_ids(text: str, matching: QuerySet, limit: int) -> list[int]:
-    """Ids of products in `matching` that share a word with `text`, best first."""
+def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
+    """Products in `matching` that share a word with `text`: more of the words first."""
     vendor = connections[matching.db].vendor
     if vendor == "postgresql":
-        return postgres.ranked_ids(text, matching, limit)
+        return postgres.ranked(text, matching, limit)
     if vendor == "sqlite":
-        return sqlite_fts5.ranked_ids(text, matching, limit)
+        return sqlite_fts5.ranked(text, matching, limit)
     raise NotImplementedError(f"no lexical index for the {vendor} database")
 
 

@@ -13,9 +13,9 @@ import operator
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.models import Model, QuerySet
+from django.db.models import Case, Model, QuerySet, Value, When
 
-from catalog.lexical.sqlite_fts5 import MAX_TERMS, WORD
+from catalog.lexical.words import NOTHING, LexicalRanking, query_words
 
 CONFIG = "english"
 INDEX_NAME = "catalog_product_text_gin"
@@ -41,25 +41,33 @@ def uninstall(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model
     schema_editor.remove_index(product_model, text_index())
 
 
+def word_query(word: str) -> SearchQuery:
+    """One word as plain text (`plainto_tsquery`: stemmed; a stop word matches nothing)."""
+    return SearchQuery(word, search_type="plain", config=CONFIG)
+
+
 def search_query(text: str) -> SearchQuery | None:
-    """Any of the user's words (each stemmed, stop words dropped), as plain text."""
-    chunks = [chunk for chunk in text.split() if WORD.search(chunk)][:MAX_TERMS]
-    if not chunks:
-        return None
-    terms = [SearchQuery(chunk, search_type="plain", config=CONFIG) for chunk in chunks]
-    return functools.reduce(operator.or_, terms)
+    """Any of the user's words, as plain text."""
+    words = query_words(text)
+    return functools.reduce(operator.or_, map(word_query, words)) if words else None
 
 
-def ranked_ids(text: str, matching: QuerySet, limit: int) -> list[int]:
-    """Ids of the products in `matching` whose text has any of the words, best ts_rank
-    first (ties by id), at most `limit`."""
-    query = search_query(text)
-    if query is None:
-        return []
+def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
+    """The products in `matching` that have any of the words, at most `limit`: those with
+    more of the words first, then best ts_rank, then by id."""
+    words = query_words(text)
+    if not words:
+        return NOTHING
+    query = functools.reduce(operator.or_, map(word_query, words))
+    has_words = [
+        Case(When(document=word_query(word), then=Value(1)), default=Value(0)) for word in words
+    ]
     found = (
-        matching.annotate(document=DOCUMENT, rank=SearchRank(DOCUMENT, query))
+        matching.annotate(document=DOCUMENT)
         .filter(document=query)
-        .order_by("-rank", "pk")
-        .values_list("pk", flat=True)[:limit]
+        .annotate(rank=SearchRank(DOCUMENT, query), matched=sum(has_words, Value(0)))
+        .order_by("-matched", "-rank", "pk")
+        .values_list("pk", "matched")[:limit]
     )
-    return list(found)
+    rows = list(found)
+    return LexicalRanking([pid for pid, _ in rows], dict(rows), len(words))

@@ -8,15 +8,13 @@ SQLite rebuilds a table to alter it and a rebuilt `catalog_product` loses its tr
 
 from __future__ import annotations
 
-import re
-
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
+from catalog.lexical.words import NOTHING, LexicalRanking, query_words
+
 TABLE = "catalog_product_fts"
-MAX_TERMS = 32  # words of a query that count
-WORD = re.compile(r"\w", re.UNICODE)
 
 _CREATE = """
 CREATE VIRTUAL TABLE IF NOT EXISTS catalog_product_fts USING fts5(
@@ -39,6 +37,8 @@ _PRESENT = """SELECT name FROM sqlite_master WHERE name IN
      'catalog_product_fts_au')"""
 # bm25 weight of each column (sku, brand, title, description): a word in the SKU or the
 # title says more than one in the brand, which says more than the description.
+_HAS_WORD = """SELECT rowid FROM catalog_product_fts
+    WHERE catalog_product_fts MATCH %s AND rowid IN ({ids})"""
 _RANKED = """SELECT rowid FROM catalog_product_fts
     WHERE catalog_product_fts MATCH %s AND rowid IN ({matching})
     ORDER BY bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0), rowid LIMIT %s"""
@@ -66,21 +66,30 @@ def uninstall(connection: BaseDatabaseWrapper) -> None:
         cursor.execute("DROP TABLE IF EXISTS catalog_product_fts")
 
 
-def match_expression(text: str) -> str:
-    """The user's words as an FTS5 query of quoted phrases joined by OR: quotes, `*`, `-`,
-    `NEAR`, `AND`/`OR`/`NOT` and column filters are all plain text inside a phrase."""
-    phrases = ['"' + chunk.replace('"', '""') + '"' for chunk in text.split() if WORD.search(chunk)]
-    return " OR ".join(phrases[:MAX_TERMS])
+def phrase(word: str) -> str:
+    """A word as an FTS5 phrase: quotes, `*`, `-`, `NEAR`, `AND`/`OR`/`NOT`, `^` and column
+    filters inside it are plain text for the tokenizer."""
+    return '"' + word.replace('"', '""') + '"'
 
 
-def ranked_ids(text: str, matching: QuerySet, limit: int) -> list[int]:
-    """Ids of the products in `matching` whose text has any of the words, best BM25
-    first (ties by id), at most `limit`."""
-    expression = match_expression(text)
-    if not expression:
-        return []
+def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
+    """The products in `matching` that have any of the words, at most `limit`: best BM25
+    first (ties by id), then those with more of the words moved ahead."""
+    words = query_words(text)
+    if not words:
+        return NOTHING
     inner, params = matching.values("pk").query.sql_with_params()
     sql = _RANKED.format(matching=inner)  # Django's own SQL of the queryset, parameterised
     with connections[matching.db].cursor() as cursor:
-        cursor.execute(sql, [expression, *params, limit])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(sql, [" OR ".join(phrase(w) for w in words), *params, limit])
+        ids = [row[0] for row in cursor.fetchall()]
+        matched: dict[int, int] = dict.fromkeys(ids, 0)
+        if len(words) > 1 and ids:
+            has_word = _HAS_WORD.format(ids=", ".join(["%s"] * len(ids)))
+            for word in words:
+                cursor.execute(has_word, [phrase(word), *ids])
+                for (pid,) in cursor.fetchall():
+                    matched[pid] += 1
+        else:
+            matched = dict.fromkeys(ids, 1)
+    return LexicalRanking.ordered(ids, matched, len(words))

@@ -63,6 +63,10 @@ def test_words_rank_products_that_have_them_first(api_client, products):
     scores = [hit["score"] for hit in body["results"]]
     assert scores == sorted(scores, reverse=True)
     assert all(0 < s <= 1 for s in scores)
+    # More of the words first, then the relevance of the words.
+    ordered = skus(keyword(api_client, "red mug polka-dot"))
+    assert set(ordered[:2]) == {"CSV-2", "CSV-3"}  # two words each: red mug, polka-dot mug
+    assert set(ordered[2:]) == {"CSV-1", "CSV-4"}  # red only
     # Stemmed: "mugs" finds "mug"; the brand and the description are searched too.
     assert set(skus(keyword(api_client, "mugs"))) == {"CSV-2", "CSV-3"}
     assert set(skus(keyword(api_client, "lumen"))) == {"CSV-4", "CSV-5"}
@@ -209,7 +213,7 @@ def test_sqlite_triggers_come_back_after_a_table_rebuild(products):
     reinstall_after_migrate(using="default")
     assert sqlite_fts5.install(connection) is False  # all there now
     matching = Product.objects.all()
-    assert sqlite_fts5.ranked_ids("teapot", matching, 10) == [products["CSV-3"]]
+    assert sqlite_fts5.ranked("teapot", matching, 10).product_ids == [products["CSV-3"]]
 
 
 def test_postgres_matches_through_the_gin_index(products):
