@@ -32,7 +32,7 @@ from workers.rpc.errors import BadRequest, NoWorkerAvailable, RemoteError, RpcUn
 class Hit:
     product: dict  # its card: the products API's representation, media URLs relative
     score: float
-    image_id: int  # the image that matched
+    image_id: int | None  # the image that matched (None: found by its words alone)
 
 
 @dataclass(frozen=True)
@@ -205,15 +205,22 @@ def product_vector(product_id: int) -> np.ndarray:
     return vector
 
 
-def search(
-    vector: np.ndarray,
-    *,
-    k: int,
-    filters: SearchFilter,
-    exclude_product: int | None = None,
-) -> SearchPage:
-    """Top-k active products for one query vector; partial when some shards did not answer."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class VectorRanking:
+    """The shards' answer to one query vector, merged: best first, one row per product."""
+
+    product_ids: list[int]
+    scores: list[float]  # cosine similarity
+    image_ids: list[int]  # the image of each product that matched
+    answered: int
+    total: int
+    missing: tuple[int, ...]
+
+
+def vector_ranking(
+    vector: np.ndarray, *, k: int, filters: SearchFilter, exclude_product: int | None = None
+) -> VectorRanking:
+    """Top-k products for one query vector from every shard that answers in time."""
     ask = k + (1 if exclude_product is not None else 0)
     try:
         gathered = search_client().search(vector.reshape(1, -1), ask, filters, trace_id=_trace_id())
@@ -230,15 +237,41 @@ def search(
             result.product_ids[0], result.scores[0], result.image_ids[0], strict=True
         )
         if pid >= 0 and pid != exclude_product
-    ]
-    cards = product_cache.cards(rpc_redis(), [pid for pid, _, _ in rows])
-    hits = [Hit(cards[pid], score, iid) for pid, score, iid in rows if pid in cards][:k]
-    return SearchPage(
-        hits=hits,
-        took_ms=(time.perf_counter() - started) * 1e3,
+    ][:k]
+    return VectorRanking(
+        product_ids=[pid for pid, _, _ in rows],
+        scores=[score for _, score, _ in rows],
+        image_ids=[iid for _, _, iid in rows],
         answered=len(gathered.answered),
         total=gathered.total,
         missing=tuple(s for s in range(gathered.total) if s not in gathered.answered),
+    )
+
+
+def search(
+    vector: np.ndarray,
+    *,
+    k: int,
+    filters: SearchFilter,
+    exclude_product: int | None = None,
+) -> SearchPage:
+    """Top-k active products for one query vector; partial when some shards did not answer."""
+    started = time.perf_counter()
+    ranking = vector_ranking(vector, k=k, filters=filters, exclude_product=exclude_product)
+    cards = product_cache.cards(rpc_redis(), ranking.product_ids)
+    hits = [
+        Hit(cards[pid], score, iid)
+        for pid, score, iid in zip(
+            ranking.product_ids, ranking.scores, ranking.image_ids, strict=True
+        )
+        if pid in cards
+    ]
+    return SearchPage(
+        hits=hits,
+        took_ms=(time.perf_counter() - started) * 1e3,
+        answered=ranking.answered,
+        total=ranking.total,
+        missing=ranking.missing,
     )
 
 

@@ -327,6 +327,9 @@ QUERY_CACHE_TTL_S = env.int("QUERY_CACHE_TTL_S", default=24 * 3600)
 # them; the TTL bounds how long a card cached by a search racing a write can stay stale.
 SEARCH_CARD_TTL_S = env.int("SEARCH_CARD_TTL_S", default=300)
 SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
+# Text search ranks this many products per side (lexical, CLIP) and pages within them:
+# the deepest result a shopper can page to (at most RPC_MAX_K, one shard call's k).
+SEARCH_MAX_DEPTH = env.int("SEARCH_MAX_DEPTH", default=1000)
 
 # --- Uploads and remote images ---
 # The byte cap, and what a decode and the resize to the model's input may cost (a 300000x1

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -11,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog import search
+from catalog import search, text_search
 from catalog.api.params import check_parameters
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
@@ -19,9 +24,12 @@ from catalog.api.schema import CLOSED_BODY
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
 from catalog.errors import ServiceError
+from catalog.facets import FACETS
 from catalog.services.images import check_image, image_limits, read_upload, url_policy
 from workers.encoding.errors import ImageRejected
 from workers.encoding.urls import fetch_url_bytes
+
+MODES, SORTS = text_search.MODES, text_search.SORTS
 
 
 class SearchFilters(serializers.Serializer):
@@ -47,8 +55,72 @@ class SearchFilters(serializers.Serializer):
         )
 
 
+FACET_NAMES_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": list(FACETS)},
+    "uniqueItems": True,
+}
+
+
+@extend_schema_field(FACET_NAMES_SCHEMA)
+class FacetNamesField(serializers.Field):
+    """A comma-separated list of facet names (`category,brand`); empty: no facets."""
+
+    allow_blank = True  # DRF's query-string reading: `facets=` is given, and empty
+    default_error_messages = {"unknown": "not a facet: {names}; facets offered: {offered}"}
+
+    def to_internal_value(self, data: object) -> tuple[str, ...]:
+        names = [name.strip() for name in str(data).split(",") if name.strip()]
+        unknown = sorted(set(names) - set(FACETS))
+        if unknown:
+            self.fail("unknown", names=", ".join(unknown), offered=", ".join(FACETS))
+        return tuple(name for name in FACETS if name in names)
+
+    def to_representation(self, value: tuple[str, ...]) -> list[str]:
+        return list(value)
+
+
 class TextSearchQuery(SearchFilters):
+    """A text search: `k` results per page, `page` counted from 1 within the depth."""
+
     q = serializers.CharField(max_length=500, trim_whitespace=True)
+    brand = serializers.CharField(required=False, max_length=120, help_text="exact, any case")
+    mode = serializers.ChoiceField(
+        choices=MODES,
+        default="hybrid",
+        help_text="hybrid: the words and CLIP rankings fused; vector: CLIP alone; "
+        "keyword: the words alone (SKU, brand, title, description)",
+    )
+    sort = serializers.ChoiceField(choices=SORTS, default="relevance")
+    page = serializers.IntegerField(
+        min_value=1,
+        default=1,
+        help_text="pages reach as deep as the depth (SEARCH_MAX_DEPTH results, 1,000 by "
+        "default): a page starting past it is a 400",
+    )
+    facets = FacetNamesField(required=False, default=FACETS)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        depth = text_search.max_depth()
+        if (attrs["page"] - 1) * attrs["k"] >= depth:
+            raise serializers.ValidationError(
+                {"page": f"pages end at result {depth} (the depth); this one starts past it"}
+            )
+        return attrs
+
+    def text_query(self) -> text_search.TextQuery:
+        data = self.validated_data
+        return text_search.TextQuery(
+            text=data["q"],
+            filters=self.shard_filter(),
+            brand=data.get("brand"),
+            mode=data["mode"],
+            sort=data["sort"],
+            page=data["page"],
+            page_size=data["k"],
+            facets=data["facets"],
+        )
 
 
 class SearchRequest(SearchFilters):
@@ -87,14 +159,44 @@ class SearchResponse(serializers.Serializer):
     shards = ShardsSerializer()
 
 
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.JSONField(help_text="what to filter by: a slug, a brand, a price range")
+    label = serializers.CharField()
+    count = serializers.IntegerField()
+    min = serializers.IntegerField(required=False, help_text="price buckets only")
+    max = serializers.IntegerField(
+        required=False, allow_null=True, help_text="price buckets only; null: no upper bound"
+    )
+
+
+class FacetsSerializer(serializers.Serializer):
+    category = FacetValueSerializer(many=True, required=False)
+    brand = FacetValueSerializer(many=True, required=False)
+    price = FacetValueSerializer(many=True, required=False)
+    in_stock = FacetValueSerializer(many=True, required=False)
+
+
+class TextSearchResponse(SearchResponse):
+    """`score` is the fused relevance in (0, 1]: 1 for a product every ranking put first."""
+
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField(help_text="pages of `k` results the matched products fill")
+    matched = serializers.IntegerField(help_text="products matched, at most `depth`")
+    depth = serializers.IntegerField(help_text="how deep results can be paged")
+    mode = serializers.ChoiceField(choices=MODES)
+    sort = serializers.ChoiceField(choices=SORTS)
+    facets = FacetsSerializer()
+
+
 def _result(request: Request, hit: search.Hit) -> dict:
     """A hit with absolute media URLs, and the image that matched (the product's first
     image if that one has gone since)."""
     product = for_viewer(dict(hit.product), request)  # cards hold the staff-only fields
     images = [{**image, "url": absolute_url(image["url"], request)} for image in product["images"]]
     product["images"] = images
-    chosen = next((i for i in images if i["id"] == hit.image_id), images[0])
-    return {"product": product, "score": round(hit.score, 6), "image": chosen["url"]}
+    chosen = next((i for i in images if i["id"] == hit.image_id), images[0] if images else None)
+    url = chosen["url"] if chosen else None
+    return {"product": product, "score": round(hit.score, 6), "image": url}
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
@@ -119,17 +221,48 @@ class SearchView(APIView):
     throttle_scope = "search"
     parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
 
-    @extend_schema(parameters=[TextSearchQuery], responses={200: SearchResponse, **_ERRORS})
+    @extend_schema(
+        parameters=[
+            TextSearchQuery,
+            OpenApiParameter(  # facets=brand,price: one parameter, comma-separated
+                "facets",
+                type=FACET_NAMES_SCHEMA,
+                style="form",
+                explode=False,
+                description="facets to count over the matched products (default: all; empty: none)",
+            ),
+        ],
+        responses={200: TextSearchResponse, **_ERRORS},
+    )
     def get(self, request: Request) -> Response:
-        """Text search. A query parameter not listed here (or one given twice) is a 400
-        `unknown_parameter` naming it."""
+        """Text search: by default the words (SKU, brand, title, description) and the CLIP
+        ranking fused; a product whose SKU is the query comes first. Facets count the
+        matched products; `page` and `k` cut a page out of them, stable across requests.
+        A query parameter not listed here (or one given twice) is a 400 `unknown_parameter`
+        naming it."""
         check_parameters(request, query=TextSearchQuery().fields)
         query = TextSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        filters = query.shard_filter()
-        vector = search.text_vector(query.validated_data["q"])
-        page = search.search(vector, k=query.validated_data["k"], filters=filters)
-        return _respond(request, page)
+        text_query = query.text_query()
+        found = text_search.text_search(text_query)
+        body = {
+            "results": [_result(request, hit) for hit in found.hits],
+            "took_ms": round(found.took_ms, 2),
+            "partial": found.partial,
+            "shards": {
+                "answered": found.answered,
+                "total": found.total,
+                "missing": list(found.missing),
+            },
+            "page": text_query.page,
+            "pages": -(-found.matched // text_query.page_size),
+            "matched": found.matched,
+            "depth": found.depth,
+            "mode": text_query.mode,
+            "sort": text_query.sort,
+            "facets": found.facets,
+        }
+        return Response(body)
 
     @extend_schema(
         request=SearchRequest,

@@ -6,6 +6,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -232,3 +233,115 @@ def test_refusals_and_empty_answers_read_as_plain_language(
     assert page.is_hidden("#error")
     assert result_ids(page) == []
     page.screenshot(path=str(tmp_path / "empty.png"), full_page=True)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "bench" / "out" / "screenshots"
+BRANDS = ["Aster", "Orbit", "Lumen"]
+
+
+@pytest.fixture
+def big_catalog(shard_workers):
+    """26 products: more than one page of 24, three brands, two categories."""
+    categories = [
+        Category.objects.create(name="Balls", slug="balls"),
+        Category.objects.create(name="Mugs", slug="mugs"),
+    ]
+    for n in range(26):
+        product = product_create(
+            sku=f"BIG-{n}",
+            title=f"{'Ball' if n % 2 else 'Mug'} {n}",
+            price=Decimal(5 + 7 * n),
+            category=categories[(n + 1) % 2],  # the balls in Balls
+            brand=BRANDS[n % 3],
+            in_stock=n % 5 != 0,
+        )
+        colour = COLOURS[n % len(COLOURS)]
+        upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
+        image_add_upload(product=product, upload=upload)
+    deadline = time.monotonic() + 120
+    while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
+        assert time.monotonic() < deadline, "catalog was not indexed in time"
+        time.sleep(0.2)
+
+
+def prices(page) -> list[float]:
+    texts = page.eval_on_selector_all(
+        "#results .result .price", "nodes => nodes.map(n => n.textContent)"
+    )
+    return [float(text.split()[0]) for text in texts]
+
+
+def test_facets_pages_and_sorting_at_desktop_and_phone_sizes(big_catalog, live_server, browser):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, size in VIEWPORTS.items():
+        phone = name == "phone"
+        context = browser.new_context(
+            viewport={"width": size[0], "height": size[1]}, is_mobile=phone, has_touch=phone
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(live_server.url + "/?q=ball")
+        page.wait_for_selector("#results .result")
+        first = result_ids(page)
+        assert len(first) == 24
+        assert page.inner_text("#status").startswith("26 results for")
+        assert page.inner_text("#page-of") == "Page 1 of 2"
+        in_view(page, "#q", size)
+        in_view(page, "#go", size)
+        assert page.is_visible("#facets")
+        if phone:  # folded above the results, so the results start near the top
+            assert not page.locator("#facets-box").evaluate("d => d.open")
+            page.click("#facets-box summary")
+        groups = page.eval_on_selector_all(".facet-group", "g => g.map(n => n.dataset.facet)")
+        assert groups == ["category", "brand", "price", "in_stock"]
+        text = page.inner_text("#facets")
+        assert "Aster (9)" in text
+        assert "Orbit (9)" in text
+        assert "Lumen (8)" in text
+        assert "score" not in page.inner_text("main").lower()
+        assert not [p for p in prices(page) if p < 0]
+        fits(page, size[0])
+        page.screenshot(path=str(SCREENSHOTS / f"search-facets-{name}.png"), full_page=True)
+
+        # The next page: the two others, and the address keeps it.
+        page.click("#next")
+        page.wait_for_function("document.querySelector('#page-of').textContent === 'Page 2 of 2'")
+        second = result_ids(page)
+        assert len(second) == 2
+        assert not set(first) & set(second)
+        assert "page=2" in page.url
+        page.screenshot(path=str(SCREENSHOTS / f"search-page2-{name}.png"), full_page=True)
+
+        # A brand from the facets: its products only, named above the results.
+        page.click(".facet-group[data-facet=brand] button:has-text('Lumen')")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('8 ')")
+        assert page.is_visible("#chosen")
+        assert "Lumen" in page.inner_text("#chosen")
+        assert "brand=Lumen" in page.url
+        assert page.is_hidden("#pager")  # one page now
+
+        # Dearest first.
+        page.select_option("#sort", "-price")
+        page.wait_for_function("location.search.includes('sort=-price')")
+        page.wait_for_selector("#results .result")
+        shown = prices(page)
+        assert shown == sorted(shown, reverse=True)
+        assert len(shown) == 8
+        fits(page, size[0])
+        page.screenshot(path=str(SCREENSHOTS / f"search-brand-sorted-{name}.png"), full_page=True)
+
+        # Clearing the brand brings every brand back.
+        page.click("#clear-brand")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('26 ')")
+
+        # Nothing matches: a friendly empty state. A page past the end: said in words.
+        page.goto(live_server.url + "/?q=ball&brand=Nobody")
+        page.wait_for_selector("#empty:not([hidden])")
+        assert "No products match" in page.inner_text("#empty")
+        page.screenshot(path=str(SCREENSHOTS / f"search-empty-{name}.png"), full_page=True)
+        page.goto(live_server.url + "/?q=ball&page=999")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "past the end of the results" in page.inner_text("#error")
+        fits(page, size[0])
+        page.screenshot(path=str(SCREENSHOTS / f"search-error-{name}.png"), full_page=True)
+        context.close()

@@ -26,12 +26,13 @@ def refused(response) -> dict:
 
 
 def test_get_names_unsupported_query_parameters(api_client):
-    body = refused(api_client.get("/api/search/?q=shoes&brand=Aster&ordering=price&page=2"))
-    assert set(body["fields"]) == {"brand", "ordering", "page"}
-    for name in ("brand", "ordering", "page"):
+    body = refused(api_client.get("/api/search/?q=shoes&colour=red&ordering=price&cursor=2"))
+    assert set(body["fields"]) == {"colour", "ordering", "cursor"}
+    for name in ("colour", "ordering", "cursor"):
         assert name in body["detail"]
-    assert body["fields"]["brand"] == ["not a parameter of this endpoint"]
-    assert "category, in_stock, k, max_price, min_price, q" in body["detail"]
+    assert body["fields"]["colour"] == ["not a parameter of this endpoint"]
+    accepted = "brand, category, facets, in_stock, k, max_price, min_price, mode, page, q, sort"
+    assert accepted in body["detail"]
 
 
 def test_get_refuses_a_parameter_given_twice(api_client):
@@ -82,8 +83,17 @@ def test_schema_lists_what_the_check_accepts():
         OpenApiJsonRenderer().render(SchemaGenerator().get_schema(None, public=True))
     )
     search = schema["paths"]["/api/search/"]
-    names = {p["name"] for p in search["get"]["parameters"] if p["in"] == "query"}
-    assert names == {"q", "k", "category", "min_price", "max_price", "in_stock"}
+    parameters = {p["name"]: p for p in search["get"]["parameters"] if p["in"] == "query"}
+    names = {"q", "k", "category", "min_price", "max_price", "in_stock"}
+    assert set(parameters) == names | {"brand", "mode", "sort", "page", "facets"}
+    assert parameters["mode"]["schema"]["enum"] == ["hybrid", "vector", "keyword"]
+    assert parameters["sort"]["schema"]["enum"] == ["relevance", "price", "-price"]
+    facets = parameters["facets"]
+    assert facets["schema"]["items"]["enum"] == ["category", "brand", "price", "in_stock"]
+    assert facets["explode"] is False
+    answer = search["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    component = schema["components"]["schemas"][answer["$ref"].rsplit("/", 1)[-1]]
+    assert {"facets", "page", "pages", "matched", "depth"} <= set(component["properties"])
     assert not [p for p in search["post"].get("parameters", []) if p["in"] == "query"]
     for media in search["post"]["requestBody"]["content"].values():
         component = media["schema"]["$ref"].rsplit("/", 1)[-1]

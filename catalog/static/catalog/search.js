@@ -6,7 +6,14 @@
   const form = $("search-form");
   const results = $("results");
   const template = $("result-template");
-  const FILTERS = ["category", "min_price", "max_price"];
+  const FILTERS = ["category", "min_price", "max_price", "brand"];
+  const PAGE_SIZE = 24;
+  const FACET_GROUPS = [
+    ["category", "Category"],
+    ["brand", "Brand"],
+    ["price", "Price"],
+    ["in_stock", "Availability"],
+  ];
 
   // What a shopper reads when the API refuses a search: never its field names or codes.
   const PHOTO_PROBLEMS = {
@@ -25,6 +32,9 @@
     image: "That file could not be read as a photo. Please try a JPEG or PNG picture.",
     image_url: "That picture could not be used. Please try another.",
     in_stock: "Please check the 'In stock only' box again.",
+    page: "That page is past the end of the results. Please start again from the first page.",
+    brand: "That brand name is too long. Please pick a brand from the list.",
+    sort: "Please pick a sort order from the list.",
   };
 
   function filters() {
@@ -39,7 +49,7 @@
 
   function withK(params) {
     const out = new URLSearchParams(params);
-    out.set("k", "24");
+    out.set("k", String(PAGE_SIZE));
     return out;
   }
 
@@ -79,9 +89,18 @@
     results.replaceChildren();
     $("empty").hidden = true;
     $("partial").hidden = true;
+    $("facets").hidden = true;
+    $("pager").hidden = true;
   }
 
-  async function run(request, label) {
+  // The brand filter has no control of its own: it is chosen from the facets.
+  function showBrand() {
+    const brand = $("brand").value;
+    $("chosen").hidden = !brand;
+    $("chosen").querySelector(".what").textContent = brand;
+  }
+
+  async function run(request, label, text) {
     show("Searching…", false);
     clear();
     let response, body;
@@ -96,14 +115,14 @@
       show(describeError(body, response.status), true);
       return;
     }
-    render(body, label);
+    render(body, label, text);
   }
 
   function productUrl(product) {
     return `/products/${encodeURIComponent(product.id)}/`;
   }
 
-  function render(body, label) {
+  function render(body, label, text) {
     const items = body.results.map((hit) => {
       const node = template.content.firstElementChild.cloneNode(true);
       const product = hit.product;
@@ -127,8 +146,88 @@
       show("", false);
       return;
     }
-    const count = items.length === 1 ? "1 result" : `${items.length} results`;
+    const found = body.matched === undefined ? items.length : body.matched;
+    const more = body.depth !== undefined && found >= body.depth ? "+" : "";
+    const count = found === 1 ? "1 result" : `${found}${more} results`;
     show(`${count} for ${label}`, false);
+    if (body.facets) renderFacets(body.facets, text);
+    if (body.pages > 1) renderPager(body.page, body.pages, text);
+  }
+
+  function renderPager(page, pages, text) {
+    $("page-of").textContent = `Page ${page} of ${pages}`;
+    $("prev").disabled = page <= 1;
+    $("next").disabled = page >= pages;
+    $("prev").onclick = () => checked(() => searchText(text, page - 1));
+    $("next").onclick = () => checked(() => searchText(text, page + 1));
+    $("pager").hidden = false;
+  }
+
+  // Each facet value narrows the search to it (and back to page 1); the chosen one is
+  // marked, and choosing it again drops it.
+  const FACET_CHOICE = {
+    category: {
+      chosen: (f) => $("category").value === f.value,
+      choose: (f, on) => { $("category").value = on ? f.value : ""; },
+    },
+    brand: {
+      chosen: (f) => $("brand").value.toLowerCase() === String(f.value).toLowerCase(),
+      choose: (f, on) => { $("brand").value = on ? f.value : ""; },
+    },
+    price: {
+      chosen: (f) => $("min_price").value === String(f.min) && $("max_price").value === (f.max === null ? "" : String(f.max)),
+      choose: (f, on) => {
+        $("min_price").value = on ? String(f.min) : "";
+        $("max_price").value = on && f.max !== null ? String(f.max) : "";
+      },
+    },
+    in_stock: {
+      chosen: (f) => f.value === true && $("in_stock").checked,
+      choose: (f, on) => { $("in_stock").checked = on; },
+      offered: (f) => f.value === true, // the page filters on "in stock" only
+    },
+  };
+
+  function renderFacets(facets, text) {
+    const groups = [];
+    for (const [name, title] of FACET_GROUPS) {
+      const values = facets[name] || [];
+      if (!values.length) continue;
+      const group = document.createElement("div");
+      group.className = "facet-group";
+      group.dataset.facet = name;
+      const heading = document.createElement("h3");
+      heading.textContent = title;
+      const list = document.createElement("ul");
+      for (const value of values) {
+        const rule = FACET_CHOICE[name];
+        const item = document.createElement("li");
+        const offered = !rule.offered || rule.offered(value);
+        const node = document.createElement(offered ? "button" : "span");
+        node.className = "facet";
+        node.textContent = `${value.label} `;
+        const count = document.createElement("span");
+        count.className = "count";
+        count.textContent = `(${value.count})`;
+        node.append(count);
+        if (offered) {
+          const on = rule.chosen(value);
+          node.type = "button";
+          node.setAttribute("aria-pressed", String(on));
+          node.addEventListener("click", () => {
+            rule.choose(value, !on);
+            showBrand();
+            checked(() => searchText(text, 1));
+          });
+        }
+        item.append(node);
+        list.append(item);
+      }
+      group.append(heading, list);
+      groups.push(group);
+    }
+    $("facet-groups").replaceChildren(...groups);
+    $("facets").hidden = !groups.length;
   }
 
   function categoryName(slug) {
@@ -148,22 +247,26 @@
     history.replaceState(null, "", query ? `?${query}` : location.pathname);
   }
 
-  function searchText(text) {
+  function searchText(text, page) {
     const params = filters();
     params.set("q", text);
+    if ($("sort").value !== "relevance") params.set("sort", $("sort").value);
+    if (page > 1) params.set("page", String(page));
     remember(params);
-    run({ url: `/api/search/?${withK(params)}`, init: {} }, `“${text}”`);
+    run({ url: `/api/search/?${withK(params)}`, init: {} }, `“${text}”`, text);
   }
 
   function searchPhoto(file) {
     const data = new FormData();
     data.append("image", file);
-    for (const [key, value] of withK(filters())) data.append(key, value);
+    const params = filters();
+    params.delete("brand"); // photo and "more like this" searches take no brand
+    for (const [key, value] of withK(params)) data.append(key, value);
     const preview = $("preview");
     preview.querySelector("img").src = URL.createObjectURL(file);
     preview.querySelector("span").textContent = file.name;
     preview.hidden = false;
-    remember(filters());
+    remember(params);
     run(
       { url: "/api/search/", init: { method: "POST", body: data, headers: { "X-CSRFToken": csrf() } } },
       "your photo",
@@ -173,6 +276,7 @@
   function similar(id, title) {
     $("preview").hidden = true;
     const params = filters();
+    params.delete("brand");
     params.set("similar", id);
     remember(params);
     params.delete("similar");
@@ -195,7 +299,7 @@
     const text = $("q").value.trim();
     if (text) {
       $("preview").hidden = true;
-      checked(() => searchText(text));
+      checked(() => searchText(text, 1));
     } else {
       clear();
       show("Type something to search for, or use a photo.", true);
@@ -220,9 +324,24 @@
     if (start.has(name)) $(name).value = start.get(name);
   }
   $("in_stock").checked = start.get("in_stock") === "true";
+  if (["price", "-price"].includes(start.get("sort"))) $("sort").value = start.get("sort");
+  showBrand();
+  $("clear-brand").addEventListener("click", () => {
+    $("brand").value = "";
+    showBrand();
+    const text = $("q").value.trim();
+    if (text) checked(() => searchText(text, 1));
+  });
+  $("sort").addEventListener("change", () => {
+    const text = $("q").value.trim();
+    if (text) checked(() => searchText(text, 1));
+  });
+  // Facets sit beside the results on a wide screen, folded above them on a phone.
+  $("facets-box").open = window.matchMedia("(min-width: 601px)").matches;
   if (start.get("q")) {
     $("q").value = start.get("q");
-    checked(() => searchText(start.get("q").trim()));
+    const page = Number.parseInt(start.get("page") || "1", 10);
+    checked(() => searchText(start.get("q").trim(), page > 0 ? page : 1));
   } else if (/^\d+$/.test(start.get("similar") || "")) {
     checked(() => similar(start.get("similar"), ""));
   }
