@@ -1,0 +1,250 @@
+"""Where a search request's time goes past the shard: the Redis RPC (2 shards) and the view.
+
+The issue-23 figures in one run, on search_bench's synthetic catalog (2 shards built with
+build_bulk, one ShardService process per shard, a private redis-server, a SQLite catalog):
+
+1. single-client latency, interleaved in blocks: shard 0 searched in-process (the
+   baseline) vs `SearchClient.search` over both shards through Redis; the RPC's p50 minus
+   the baseline's is what the path adds;
+2. QPS through the RPC at 1 and 8 closed-loop callers (bench/closed_loop.py, own process);
+3. the view's CPU: `GET /api/products/{id}/similar/?k=K` through Django's WSGI handler
+   in this process (every middleware, DRF, throttle, card cache, renderer), one request at
+   a time, each followed by the same search through the RPC client alone; the process
+   CPU time (time.process_time) of each, the difference at p50 is what the web adds.
+
+    python bench/rpc_path_bench.py --quick           # 50k vectors, < 2 minutes
+    python bench/rpc_path_bench.py --work /tmp/rpb   # keep (and reuse) shards and DB
+    python bench/rpc_path_bench.py --profile view    # cProfile of the view, top 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.rpc_bench import pct  # noqa: E402
+from bench.search_bench import closed_loop, prepare  # noqa: E402
+from bench.search_data import DIM, MODEL, fresh_vectors, query_products  # noqa: E402
+from bench.search_procs import ShardProcs, web_env  # noqa: E402
+from workers.encoding.registry import publish_model  # noqa: E402
+from workers.index.shard import Shard  # noqa: E402
+from workers.index.threads import use_search_threads  # noqa: E402
+from workers.index.types import SearchFilter  # noqa: E402
+from workers.redis_process import RedisProcess  # noqa: E402
+from workers.rpc.client import SearchClient  # noqa: E402
+from workers.rpc.connection import connect  # noqa: E402
+
+
+def rpc_latency(local: Shard, client: SearchClient, probe: np.ndarray, k: int, rounds: int):
+    """(in-process ms, RPC ms): blocks of 50 queries, the two paths taking turns."""
+    inproc, rpc = [], []
+    filters = SearchFilter()
+    for _ in range(rounds):
+        for start in range(0, len(probe), 50):
+            block = probe[start : start + 50]
+            for q in block:
+                t0 = time.perf_counter()
+                local.search(q[None], k, filters)
+                inproc.append(time.perf_counter() - t0)
+            for q in block:
+                t0 = time.perf_counter()
+                got = client.search(q, k, timeout_s=2.0)
+                rpc.append(time.perf_counter() - t0)
+                if got.partial:
+                    raise RuntimeError("a shard missed the deadline")
+    return np.array(inproc) * 1e3, np.array(rpc) * 1e3
+
+
+class ViewCaller:
+    """GET requests through Django's WSGI handler in this process, as gunicorn calls it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        from django.core.handlers.wsgi import WSGIHandler
+
+        self.handler = WSGIHandler()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        route, _, query = path.partition("?")
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": route,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+        status: list[str] = []
+        response = self.handler(environ, lambda s, headers, exc_info=None: status.append(s))
+        body = b"".join(response)
+        response.close()
+        return int(status[0].split()[0]), body
+
+
+def view_cpu(view: ViewCaller, ids: np.ndarray, vectors: np.ndarray, k: int, n: int):
+    """Per request: (view CPU ms, RPC-alone CPU ms, view wall ms, RPC-alone wall ms)."""
+    from catalog.search import search_client
+
+    client = search_client()
+    out = np.empty((n, 4))
+    for i in range(n):
+        j = i % len(ids)
+        c0, w0 = time.process_time(), time.perf_counter()
+        status, body = view.get(f"/api/products/{int(ids[j])}/similar/?k={k}")
+        c1, w1 = time.process_time(), time.perf_counter()
+        if status != 200:
+            raise RuntimeError(f"the view answered {status}: {body[:300]!r}")
+        client.search(vectors[j][None], k + 1, SearchFilter())
+        c2, w2 = time.process_time(), time.perf_counter()
+        out[i] = (c1 - c0, c2 - c1, w1 - w0, w2 - w1)
+    return out * 1e3
+
+
+def profile(fn, top: int = 30) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    print(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="50k vectors, short cells")
+    parser.add_argument("--n", type=int, default=200_000, help="vectors in all shards")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--spec", default="IVF128,Flat", help="index spec of each shard")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=1000, help="latency samples per path")
+    parser.add_argument("--views", type=int, default=1000, help="view requests measured")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per QPS cell")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--batch-cap", type=int, default=64)
+    parser.add_argument("--work", type=Path, help="keep shards+DB here and reuse them")
+    parser.add_argument("--profile", choices=["rpc", "view"], help="cProfile one path instead")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.queries, args.views, args.seconds = 50_000, 300, 300, 3.0
+    use_search_threads(1)
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    scratch = None
+    if args.work is None:
+        scratch = tempfile.mkdtemp(prefix="rpc-path-bench-")
+        work = Path(scratch)
+    else:
+        work = args.work
+        work.mkdir(parents=True, exist_ok=True)
+    args.queries_db = 300
+    query_ids, query_vecs = query_products(args.n, args.queries_db)
+    prep = argparse.Namespace(n=args.n, shards=args.shards, spec=args.spec)
+    builds = prepare(prep, work, query_ids, query_vecs)
+    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
+    redis_proc = RedisProcess(redis_dir)
+    redis_proc.start()
+    shards: ShardProcs | None = None
+    try:
+        client = connect(redis_proc.url)
+        publish_model(client, MODEL, DIM, random_weights=True)
+        logs = work / "logs"
+        logs.mkdir(exist_ok=True)
+        shards = ShardProcs(redis_proc.url, work / "index", args.shards, args.batch_cap, logs)
+        both = SearchClient(client, args.shards)
+        shards.start().wait_ready(both, DIM)
+        local, _ = Shard.load(
+            work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
+        )
+        probe = fresh_vectors(args.queries, seed=31)
+        rpc_latency(local, both, probe[:100], args.k, 1)  # warm both paths
+        view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
+        view_cpu(view, query_ids, query_vecs, args.k, min(100, args.views))  # warm caches
+        if args.profile:
+            if args.profile == "rpc":
+                profile(lambda: rpc_latency(local, both, probe, args.k, 1))
+            else:
+                profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
+            return
+        inproc, rpc = rpc_latency(local, both, probe, args.k, 2)
+        costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
+        rpc_queries = work / "rpc-queries.npy"
+        np.save(rpc_queries, probe)
+        cells = {}
+        for conc in (1, 8):
+            cells[conc] = closed_loop(
+                "rpc", conc, args, redis_url=redis_proc.url, shards=args.shards, queries=rpc_queries
+            )
+    finally:
+        if shards is not None:
+            shards.stop()
+        redis_proc.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    base50 = pct(inproc, 50)
+    view_cpu50, rpc_cpu50 = pct(costs[:, 0], 50), pct(costs[:, 1], 50)
+    added_cpu = view_cpu50 - rpc_cpu50
+    print(
+        f"\nrpc_path_bench: {args.n:,} x {DIM} in {args.shards} shards "
+        f"({builds[0]['spec']}, {builds[0]['params']}), k={args.k}; load avg "
+        f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: noisy)"
+    )
+    print(f"{'what':<44}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'x base p50':>11}")
+    for name, ms in (("1. shard 0 in-process (baseline)", inproc), ("1. RPC, 2 shards", rpc)):
+        qps = 1e3 / ms.mean()
+        print(
+            f"{name:<44}{pct(ms, 50):9.3f}{pct(ms, 99):9.3f}{qps:8.0f}{pct(ms, 50) / base50:11.2f}"
+        )
+    for conc, r in cells.items():
+        err = r["errors"] + r["partial"]
+        name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
+        print(f"{name:<44}{r['p50']:9.3f}{r['p99']:9.3f}{r['qps']:8.0f}{r['p50'] / base50:11.2f}")
+    for name, col in (
+        ("3. similar view, CPU", 0),
+        ("3. RPC search alone, CPU", 1),
+        ("3. similar view, wall", 2),
+        ("3. RPC search alone, wall", 3),
+    ):
+        ms = costs[:, col]
+        print(f"{name:<44}{pct(ms, 50):9.3f}{pct(ms, 99):9.3f}{'':>8}{pct(ms, 50) / base50:11.2f}")
+    added = pct(rpc, 50) - base50
+    print(
+        f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
+        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}); 8 callers "
+        f"{cells[8]['qps']:.0f} q/s (x{cells[8]['qps'] / cells[1]['qps']:.2f} of 1 caller); "
+        f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()
