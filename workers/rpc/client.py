@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +27,6 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.connection import ThreadConnections, max_block_s, popped_value
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -41,21 +39,16 @@ from workers.rpc.merge import merge_topk
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ERROR_BAD_REQUEST,
-    REPLY_KEY_PREFIX,
     Embedding,
     ImageQuery,
-    ProtocolError,
     ProtocolLimits,
-    Reply,
-    Request,
     RequestPayload,
     SearchHits,
     SearchQuery,
     TextQuery,
-    decode_reply,
-    encode_request,
 )
 from workers.rpc.search import shard_queue_key
+from workers.rpc.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -63,119 +56,6 @@ log = logging.getLogger(__name__)
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
-
-
-class _Transport:
-    """Push one encoded request to several lists, then pop replies from a private list.
-
-    Request lists are bounded (`max_queue_len`, oldest dropped first) and expire
-    `queue_ttl_s` after the last push, so a shard with no live replica cannot make
-    Redis grow without end; every deadline must therefore be shorter than `queue_ttl_s`.
-    """
-
-    def __init__(
-        self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
-    ) -> None:
-        self._connections = ThreadConnections.of(client)
-        self.limits = limits
-        self.max_queue_len = max_queue_len
-        self.queue_ttl_s = queue_ttl_s
-        self.max_block_s = max_block_s(client)
-
-    def call(
-        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
-    ) -> list[Reply]:
-        return [reply for reply, _ in self.call_timed(queue_keys, payload, timeout_s, trace_id)]
-
-    def call_timed(
-        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
-    ) -> list[tuple[Reply, float]]:
-        """The replies that arrived in time, each with its seconds since the send."""
-        if not 0 < timeout_s < self.queue_ttl_s:
-            raise ValueError(f"timeout_s must be in (0, {self.queue_ttl_s})")
-        started = time.monotonic()
-        request_id = uuid.uuid4().hex
-        reply_key = REPLY_KEY_PREFIX + request_id
-        raw = encode_request(
-            Request(
-                id=request_id,
-                reply_to=reply_key,
-                deadline=time.time() + timeout_s,
-                payload=payload,
-                trace_id=trace_id,
-            )
-        )
-        # The sends and the first wait travel in one pipeline: one round trip when a
-        # single worker answers.
-        commands: list[tuple[object, ...]] = []
-        for key in queue_keys:
-            commands.append(("RPUSH", key, raw))
-            commands.append(("LTRIM", key, -self.max_queue_len, -1))
-            commands.append(("EXPIRE", key, self.queue_ttl_s))
-        until = started + timeout_s
-        wait = self._wait_s(until)
-        if wait is not None:
-            commands.append(("BLPOP", reply_key, wait))
-        try:
-            results = self._connections.send(*commands)
-        except redis.RedisError as exc:
-            raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
-        replies: list[tuple[Reply, float]] = []
-        if wait is not None:
-            self._accept(results[-1], request_id, reply_key, replies, started)
-        return self._gather(reply_key, request_id, len(queue_keys), until, replies, started)
-
-    def _wait_s(self, until: float) -> float | None:
-        """How long the next BLPOP may block, or None when the deadline is (almost) here."""
-        remaining = until - time.monotonic()
-        if remaining < 0.001:  # BLPOP counts whole ms, and 0 would block forever
-            return None
-        return remaining if self.max_block_s is None else min(remaining, self.max_block_s)
-
-    def _accept(
-        self,
-        popped: object,
-        request_id: str,
-        reply_key: str,
-        replies: list[tuple[Reply, float]],
-        started: float,
-    ) -> None:
-        raw = popped_value(popped)
-        if raw is None:
-            return
-        try:
-            reply = decode_reply(raw, self.limits)
-        except ProtocolError as exc:
-            log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
-            return
-        if reply.id != request_id:
-            return
-        if reply.shard is not None and any(seen.shard == reply.shard for seen, _ in replies):
-            return  # a request delivered twice (a send retried after a broken read)
-        replies.append((reply, time.monotonic() - started))
-
-    def _gather(
-        self,
-        reply_key: str,
-        request_id: str,
-        expected: int,
-        until: float,
-        replies: list[tuple[Reply, float]],
-        started: float,
-    ) -> list[tuple[Reply, float]]:
-        while len(replies) < expected:
-            wait = self._wait_s(until)
-            if wait is None:
-                break
-            try:
-                (popped,) = self._connections.send(("BLPOP", reply_key, wait))
-            except redis.RedisError as exc:
-                if replies:  # keep what already arrived: a partial answer beats none
-                    log.warning("rpc: redis failed while gathering replies: %s", exc)
-                    break
-                raise RpcUnavailable(f"lost Redis while waiting for replies: {exc}") from exc
-            self._accept(popped, request_id, reply_key, replies, started)
-        return replies
 
 
 # ---------------------------------------------------------------- search
@@ -246,7 +126,7 @@ class SearchClient:
         self.limits = limits
         self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
         self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
-        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+        self._transport = Transport(client, limits, max_queue_len, queue_ttl_s)
         self._served = served
 
     def search(
@@ -360,7 +240,7 @@ class EncodeClient:
         self.cache = cache
         self.timeout_s = timeout_s or _env_float("RPC_ENCODE_TIMEOUT_S", 2.0)
         self.limits = limits
-        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+        self._transport = Transport(client, limits, max_queue_len, queue_ttl_s)
 
     def encode_text(
         self, text: str, timeout_s: float | None = None, *, trace_id: str = ""

@@ -83,6 +83,28 @@ def test_two_shards_merge_to_the_brute_force_top_k(
     assert set(got.result.product_ids[:, :15].ravel() % 2) == {0, 1}  # both shards contribute
 
 
+def test_two_shards_answer_in_one_round_trip(
+    servers: Servers, rpc_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The servers' fan-in marks the last reply, so the caller's one write (the pushes, a
+    wait on the done key, a pop of all replies) brings back both shards' answers."""
+    start_shards(servers, make_shards(2))
+    client = SearchClient(rpc_redis, n_shards=2)
+    client.search(unit_vectors(1, seed=4), k=5, timeout_s=5)  # both servers are up
+    sends: list[tuple] = []
+    send = ThreadConnections.send
+
+    def counted(self: ThreadConnections, *commands: tuple, replies: int | None = None) -> list:
+        sends.append(commands)
+        return send(self, *commands, replies=replies)
+
+    monkeypatch.setattr(ThreadConnections, "send", counted)
+    got = client.search(unit_vectors(3, seed=5), k=5, timeout_s=5)
+    assert got.answered == [0, 1]
+    assert len(sends) == 1
+    assert rpc_redis.keys(REPLY_KEY_PREFIX + "*") == []  # replies and done marker taken
+
+
 def test_a_stopped_shard_makes_the_answer_partial(servers: Servers, rpc_redis: redis.Redis) -> None:
     shards = make_shards(2)
     _, second = start_shards(servers, shards)
@@ -115,10 +137,11 @@ def test_a_request_delivered_twice_counts_its_shard_once(
     servers.start(shard_queue_key(1), slow)
     send = ThreadConnections.send
 
-    def retried(self: ThreadConnections, *commands: tuple) -> list:
+    def retried(self: ThreadConnections, *commands: tuple, replies: int | None = None) -> list:
         # what a send retried after a broken read can do: shard 0 gets the request twice
         twice = [c for c in commands if c[:2] == ("RPUSH", shard_queue_key(0))]
-        return send(self, *twice, *commands)[len(twice) :]
+        more = None if replies is None else replies + len(twice)
+        return send(self, *twice, *commands, replies=more)[len(twice) :]
 
     monkeypatch.setattr(ThreadConnections, "send", retried)
     got = SearchClient(rpc_redis, n_shards=2).search(unit_vectors(1, seed=2), k=5, timeout_s=3)
