@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import redis
@@ -27,6 +27,7 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
+from workers.rpc.coalesce import Coalescer
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -117,8 +118,12 @@ class SearchClient:
         max_queue_len: int = 4096,
         queue_ttl_s: int = 60,
         served: ServedShards | None = None,
+        in_flight: int = 2,
     ) -> None:
-        """`served`: which shards have a ready replica; without it every shard is asked."""
+        """`served`: which shards have a ready replica; without it every shard is asked.
+        `in_flight`: how many requests this client has out at once; concurrent searches
+        beyond that wait and then travel together as one request (workers/rpc/coalesce.py);
+        0 sends every search on its own."""
         if n_shards < 1:
             raise ValueError("n_shards must be at least 1")
         self.n_shards = n_shards
@@ -128,6 +133,11 @@ class SearchClient:
         self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
         self._transport = Transport(client, limits, max_queue_len, queue_ttl_s)
         self._served = served
+        self._coalescer: Coalescer[GatheredResult] | None = (
+            Coalescer(in_flight, max_rows=limits.max_queries, max_trace_chars=limits.max_id_chars)
+            if in_flight > 0
+            else None
+        )
 
     def search(
         self,
@@ -141,8 +151,27 @@ class SearchClient:
         """Top-k over all shards for each query row; raises NoShardAvailable if none answers."""
         started = time.monotonic()
         q = self._check_queries(queries, k)
+        k = int(k)
         timeout = timeout_s if timeout_s is not None else self.timeout_s
-        payload = SearchQuery(queries=q, k=int(k), filters=filters or SearchFilter())
+        filters = filters or SearchFilter()
+
+        def run(rows: np.ndarray, left_s: float, trace: str) -> GatheredResult:
+            return self._search(rows, k, filters, left_s, trace)
+
+        if self._coalescer is None:
+            gathered = run(q, timeout, trace_id)
+        else:
+            key = (k, filters, q.shape[1], timeout)
+            gathered, mine = self._coalescer.call(key, q, timeout, trace_id, run)
+            if mine != slice(0, gathered.result.scores.shape[0]):  # one of several members
+                result = _rows(gathered.result, mine)
+                gathered = replace(gathered, result=result, errors=dict(gathered.errors))
+        return replace(gathered, took_ms=(time.monotonic() - started) * 1e3)
+
+    def _search(
+        self, q: np.ndarray, k: int, filters: SearchFilter, timeout: float, trace_id: str
+    ) -> GatheredResult:
+        payload = SearchQuery(queries=q, k=k, filters=filters)
         served = self._served.shards() if self._served else frozenset(range(self.n_shards))
         if not served:
             SEARCH_QUERIES.labels("failed").inc()
@@ -184,11 +213,10 @@ class SearchClient:
             if shard not in served:
                 errors[shard] = "no live, ready replica"
         return GatheredResult(
-            result=merge_topk([hits[s] for s in answered], int(k)),
+            result=merge_topk([hits[s] for s in answered], k),
             answered=answered,
             total=self.n_shards,
             errors=errors,
-            took_ms=(time.monotonic() - started) * 1e3,
         )
 
     def _count(self, hits: dict[int, SearchHits], errors: dict[int, str]) -> None:
@@ -217,6 +245,14 @@ class SearchClient:
         if isinstance(k, bool) or not 1 <= int(k) <= limits.max_k:
             raise ValueError(f"k must be in [1, {limits.max_k}]")
         return q
+
+
+def _rows(result: SearchResult, rows: slice) -> SearchResult:
+    return SearchResult(
+        product_ids=result.product_ids[rows],
+        image_ids=result.image_ids[rows],
+        scores=result.scores[rows],
+    )
 
 
 # ---------------------------------------------------------------- encode

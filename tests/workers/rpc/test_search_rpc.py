@@ -217,7 +217,7 @@ def test_a_queued_batch_is_answered_with_one_search_call(
     """Requests waiting before the server starts are served by ONE handler call and ONE
     search per distinct (k, filters)."""
     (shard,) = make_shards(1)
-    client = SearchClient(rpc_redis, 1)
+    client = SearchClient(rpc_redis, 1, in_flight=0)  # one request a search
     queries = unit_vectors(8, seed=21)
     ks = [10] * 6 + [3] * 2
     results: dict[int, GatheredResult] = {}
@@ -246,6 +246,38 @@ def test_a_queued_batch_is_answered_with_one_search_call(
     for i, k in enumerate(ks):
         expected = shard.search(queries[i : i + 1], k, SearchFilter())
         np.testing.assert_array_equal(results[i].result.product_ids, expected.product_ids)
+
+
+def test_searches_waiting_for_a_slot_travel_as_one_request(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    """With one request in flight, the searches that come meanwhile wait and then go as
+    ONE request; each caller gets exactly its own rows' answer."""
+    (shard,) = make_shards(1)
+    client = SearchClient(rpc_redis, 1, in_flight=1)
+    queries = unit_vectors(6, seed=22)
+    results: dict[int, GatheredResult] = {}
+
+    def ask(i: int) -> None:
+        results[i] = client.search(queries[i], k=7, timeout_s=10)
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    wait_for(lambda: rpc_redis.llen(shard_queue_key(0)) == 1)  # in flight, unanswered
+    rest = [threading.Thread(target=ask, args=(i,)) for i in range(1, len(queries))]
+    for thread in rest:
+        thread.start()
+    waiting = client._coalescer._open  # white box: the group the five join
+    wait_for(lambda: sum(g.n_rows for g in waiting.values()) == len(rest))
+    server = servers.start(shard_queue_key(0), make_search_handler(shard.search, shard=0))
+    for thread in [first, *rest]:
+        thread.join(timeout=15)
+    wait_for(lambda: server.served == 2)
+    assert server.served == 2
+    for i in range(len(queries)):
+        expected = shard.search(queries[i : i + 1], 7, SearchFilter())
+        np.testing.assert_array_equal(results[i].result.product_ids, expected.product_ids)
+        np.testing.assert_array_equal(results[i].result.scores, expected.scores)
 
 
 def test_batch_cap_bounds_the_batch(servers: Servers, rpc_redis: redis.Redis) -> None:
