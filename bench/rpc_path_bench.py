@@ -24,6 +24,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import shutil
 import sys
 import tempfile
@@ -48,10 +49,33 @@ from workers.rpc.client import SearchClient  # noqa: E402
 from workers.rpc.connection import connect  # noqa: E402
 
 
-def rpc_latency(local: Shard, client: SearchClient, probe: np.ndarray, k: int, rounds: int):
-    """(in-process ms, RPC ms): blocks of 50 queries, the two paths taking turns."""
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Servers:
+    """The CPU the shard processes and Redis spend: the server side of an RPC's cost."""
+
+    def __init__(self, shards: ShardProcs, redis_proc: RedisProcess) -> None:
+        self.pids = [p.pid for p in shards.procs] + [redis_proc.proc.pid]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids)
+
+
+def rpc_latency(
+    local: Shard, client: SearchClient, probe: np.ndarray, k: int, rounds: int, servers: Servers
+):
+    """(in-process ms, RPC ms, RPC CPU ms a search on every side): blocks of 50 queries,
+    the two paths taking turns."""
     inproc, rpc = [], []
     filters = SearchFilter()
+    client_cpu = server_cpu = 0.0
     for _ in range(rounds):
         for start in range(0, len(probe), 50):
             block = probe[start : start + 50]
@@ -59,13 +83,28 @@ def rpc_latency(local: Shard, client: SearchClient, probe: np.ndarray, k: int, r
                 t0 = time.perf_counter()
                 local.search(q[None], k, filters)
                 inproc.append(time.perf_counter() - t0)
+            c0, s0 = time.process_time(), servers.cpu()
             for q in block:
                 t0 = time.perf_counter()
                 got = client.search(q, k, timeout_s=2.0)
                 rpc.append(time.perf_counter() - t0)
                 if got.partial:
                     raise RuntimeError("a shard missed the deadline")
-    return np.array(inproc) * 1e3, np.array(rpc) * 1e3
+            client_cpu += time.process_time() - c0
+            server_cpu += servers.cpu() - s0
+    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, 1e3 * (client_cpu + server_cpu) / len(rpc)
+
+
+def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: object) -> dict:
+    """A closed-loop cell, with the CPU a request cost the caller process, shards and Redis."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0 = servers.cpu()
+    r = closed_loop("rpc", conc, args, **opts)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    caller = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    served = r["qps"] * (args.seconds + args.warmup)  # warm-up requests use CPU too
+    r["cpu_ms"] = 1e3 * (caller + servers.cpu() - s0) / max(1.0, served)
+    return r
 
 
 class ViewCaller:
@@ -182,27 +221,33 @@ def main() -> None:
         shards = ShardProcs(redis_proc.url, work / "index", args.shards, args.batch_cap, logs)
         both = SearchClient(client, args.shards)
         shards.start().wait_ready(both, DIM)
+        servers = Servers(shards, redis_proc)
         local, _ = Shard.load(
             work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
         )
         probe = fresh_vectors(args.queries, seed=31)
-        rpc_latency(local, both, probe[:100], args.k, 1)  # warm both paths
+        rpc_latency(local, both, probe[:100], args.k, 1, servers)  # warm both paths
         view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
         view_cpu(view, query_ids, query_vecs, args.k, len(query_ids))  # every card cached
         if args.profile:
             if args.profile == "rpc":
-                profile(lambda: rpc_latency(local, both, probe, args.k, 1))
+                profile(lambda: rpc_latency(local, both, probe, args.k, 1, servers))
             else:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
-        inproc, rpc = rpc_latency(local, both, probe, args.k, 2)
+        inproc, rpc, rpc_cpu = rpc_latency(local, both, probe, args.k, 2, servers)
         costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
         rpc_queries = work / "rpc-queries.npy"
         np.save(rpc_queries, probe)
         cells = {}
         for conc in (1, 8):
-            cells[conc] = closed_loop(
-                "rpc", conc, args, redis_url=redis_proc.url, shards=args.shards, queries=rpc_queries
+            cells[conc] = load_cell(
+                conc,
+                args,
+                servers,
+                redis_url=redis_proc.url,
+                shards=args.shards,
+                queries=rpc_queries,
             )
     finally:
         if shards is not None:
@@ -220,29 +265,37 @@ def main() -> None:
         f"({builds[0]['spec']}, {builds[0]['params']}), k={args.k}; load avg "
         f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: noisy)"
     )
-    print(f"{'what':<44}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'x base p50':>11}")
-    for name, ms in (("1. shard 0 in-process (baseline)", inproc), ("1. RPC, 2 shards", rpc)):
-        qps = 1e3 / ms.mean()
+    print(f"{'what':<44}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'CPU ms/q':>9}{'x base p50':>11}")
+
+    def row(name: str, p50: float, p99: float, qps: float | None, cpu: float | None) -> None:
         print(
-            f"{name:<44}{pct(ms, 50):9.3f}{pct(ms, 99):9.3f}{qps:8.0f}{pct(ms, 50) / base50:11.2f}"
+            f"{name:<44}{p50:9.3f}{p99:9.3f}"
+            + (f"{qps:8.0f}" if qps is not None else f"{'':>8}")
+            + (f"{cpu:9.3f}" if cpu is not None else f"{'':>9}")
+            + f"{p50 / base50:11.2f}"
         )
+
+    row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
+    row("1. RPC, 2 shards (CPU: caller+shards+Redis)", pct(rpc, 50), pct(rpc, 99),
+        1e3 / rpc.mean(), rpc_cpu)  # fmt: skip
     for conc, r in cells.items():
         err = r["errors"] + r["partial"]
         name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
-        print(f"{name:<44}{r['p50']:9.3f}{r['p99']:9.3f}{r['qps']:8.0f}{r['p50'] / base50:11.2f}")
+        row(name, r["p50"], r["p99"], r["qps"], r["cpu_ms"])
     for name, col in (
-        ("3. similar view, CPU", 0),
-        ("3. RPC search alone, CPU", 1),
+        ("3. similar view, web process CPU", 0),
+        ("3. RPC search alone, web process CPU", 1),
         ("3. similar view, wall", 2),
         ("3. RPC search alone, wall", 3),
     ):
         ms = costs[:, col]
-        print(f"{name:<44}{pct(ms, 50):9.3f}{pct(ms, 99):9.3f}{'':>8}{pct(ms, 50) / base50:11.2f}")
+        row(name, pct(ms, 50), pct(ms, 99), None, None)
     added = pct(rpc, 50) - base50
     print(
         f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
         f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}); 8 callers "
-        f"{cells[8]['qps']:.0f} q/s (x{cells[8]['qps'] / cells[1]['qps']:.2f} of 1 caller); "
+        f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms/q (1 caller: "
+        f"{cells[1]['qps']:.0f} q/s); "
         f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
         f"{time.perf_counter() - started:.0f}s"
     )
