@@ -7,9 +7,11 @@ answer that silently disregards what it asked for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from rest_framework.request import Request
+from rest_framework.serializers import Serializer
 from rest_framework.settings import api_settings
 
 from catalog.errors import ServiceError
@@ -18,6 +20,13 @@ from catalog.errors import ServiceError
 _FRAMEWORK_QUERY = frozenset(filter(None, [api_settings.URL_FORMAT_OVERRIDE]))
 # The token an HTML form carries for Django's CSRF check, besides the X-CSRFToken header.
 _FRAMEWORK_FORM = frozenset({"csrfmiddlewaretoken"})
+
+
+@functools.cache
+def field_names(serializer: type[Serializer]) -> frozenset[str]:
+    """The fields a serializer class reads, worked out once: ``Serializer().fields`` deep-copies
+    every declared field, a cost a request need not pay just to learn their names."""
+    return frozenset(serializer().fields)
 
 
 def check_parameters(

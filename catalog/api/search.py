@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search
-from catalog.api.params import check_parameters
+from catalog.api.params import check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.schema import CLOSED_BODY
@@ -123,7 +123,7 @@ class SearchView(APIView):
     def get(self, request: Request) -> Response:
         """Text search. A query parameter not listed here (or one given twice) is a 400
         `unknown_parameter` naming it."""
-        check_parameters(request, query=TextSearchQuery().fields)
+        check_parameters(request, query=field_names(TextSearchQuery))
         query = TextSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()
@@ -141,7 +141,7 @@ class SearchView(APIView):
 
         Everything goes in the body: any query parameter, or a body field not listed
         here, is a 400 `unknown_parameter` naming it."""
-        check_parameters(request, query=(), body=SearchRequest().fields)
+        check_parameters(request, query=(), body=field_names(SearchRequest))
         form = SearchRequest(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -184,7 +184,7 @@ class SimilarView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """More like this product, from its stored embedding (no re-encoding). A query
         parameter not listed here (or one given twice) is a 400 `unknown_parameter`."""
-        check_parameters(request, query=SearchFilters().fields)
+        check_parameters(request, query=field_names(SearchFilters))
         query = SearchFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()
