@@ -7,6 +7,9 @@ build_bulk, one ShardService process per shard, a private redis-server, a SQLite
    baseline) vs `SearchClient.search` over both shards through Redis; the RPC's p50 minus
    the baseline's is what the path adds;
 2. QPS through the RPC at 1 and 8 closed-loop callers (bench/closed_loop.py, own process);
+   for 1 and 2, what a search costs on every side (caller, shard processes, Redis): CPU,
+   wake-ups (voluntary context switches) and Redis commands. On a shared box the wall
+   times swing with the neighbours' load; the counts do not, and CPU less;
 3. the view's CPU: `GET /api/products/{id}/similar/?k=K` through Django's WSGI handler
    in this process (every middleware, DRF, throttle, card cache, renderer), one request at
    a time, each followed by the same search through the RPC client alone; the process
@@ -58,14 +61,33 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-class Servers:
-    """The CPU the shard processes and Redis spend: the server side of an RPC's cost."""
+def wakeups(pids: list[int]) -> int:
+    """Voluntary context switches of every thread of the processes so far: each one is a
+    sleep on a socket (or a lock) that something had to wake up."""
+    total = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+    return total
 
-    def __init__(self, shards: ShardProcs, redis_proc: RedisProcess) -> None:
+
+class Servers:
+    """What the shard processes and Redis spend: the server side of an RPC's cost (CPU,
+    wake-ups, and the commands Redis ran)."""
+
+    def __init__(self, shards: ShardProcs, redis_proc: RedisProcess, client) -> None:
         self.pids = [p.pid for p in shards.procs] + [redis_proc.proc.pid]
+        self.client = client
 
     def cpu(self) -> float:
         return cpu_seconds(self.pids)
+
+    def sample(self) -> np.ndarray:
+        """(CPU s, wake-ups, Redis commands) so far, the bench's own INFO call excluded."""
+        commands = int(self.client.info("stats")["total_commands_processed"])
+        return np.array([self.cpu(), wakeups(self.pids), commands - 1], dtype=np.float64)
 
 
 def rpc_latency(
@@ -75,7 +97,9 @@ def rpc_latency(
     the two paths taking turns."""
     inproc, rpc = [], []
     filters = SearchFilter()
-    client_cpu = server_cpu = 0.0
+    client_cpu = 0.0
+    server = np.zeros(3)
+    me = [os.getpid()]
     for _ in range(rounds):
         for start in range(0, len(probe), 50):
             block = probe[start : start + 50]
@@ -83,7 +107,7 @@ def rpc_latency(
                 t0 = time.perf_counter()
                 local.search(q[None], k, filters)
                 inproc.append(time.perf_counter() - t0)
-            c0, s0 = time.process_time(), servers.cpu()
+            c0, w0, s0 = time.process_time(), wakeups(me), servers.sample()
             for q in block:
                 t0 = time.perf_counter()
                 got = client.search(q, k, timeout_s=2.0)
@@ -91,19 +115,26 @@ def rpc_latency(
                 if got.partial:
                     raise RuntimeError("a shard missed the deadline")
             client_cpu += time.process_time() - c0
-            server_cpu += servers.cpu() - s0
-    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, 1e3 * (client_cpu + server_cpu) / len(rpc)
+            server += servers.sample() - s0
+            server[1] += wakeups(me) - w0
+    n = len(rpc)
+    per_call = {"cpu_ms": 1e3 * (client_cpu + server[0]) / n, "wakeups": server[1] / n,
+                "redis_commands": server[2] / n}  # fmt: skip
+    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, per_call
 
 
 def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: object) -> dict:
     """A closed-loop cell, with the CPU a request cost the caller process, shards and Redis."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    s0 = servers.cpu()
+    s0 = servers.sample()
     r = closed_loop("rpc", conc, args, **opts)
+    spent = servers.sample() - s0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     caller = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    served = r["qps"] * (args.seconds + args.warmup)  # warm-up requests use CPU too
-    r["cpu_ms"] = 1e3 * (caller + servers.cpu() - s0) / max(1.0, served)
+    served = max(1.0, r["qps"] * (args.seconds + args.warmup))  # warm-up requests count too
+    r["cpu_ms"] = 1e3 * (caller + spent[0]) / served
+    r["wakeups"] = (spent[1] + after.ru_nvcsw - before.ru_nvcsw) / served
+    r["redis_commands"] = spent[2] / served
     return r
 
 
@@ -221,7 +252,7 @@ def main() -> None:
         shards = ShardProcs(redis_proc.url, work / "index", args.shards, args.batch_cap, logs)
         both = SearchClient(client, args.shards)
         shards.start().wait_ready(both, DIM)
-        servers = Servers(shards, redis_proc)
+        servers = Servers(shards, redis_proc, client)
         local, _ = Shard.load(
             work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
         )
@@ -235,7 +266,7 @@ def main() -> None:
             else:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
-        inproc, rpc, rpc_cpu = rpc_latency(local, both, probe, args.k, 2, servers)
+        inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
         costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
         rpc_queries = work / "rpc-queries.npy"
         np.save(rpc_queries, probe)
@@ -265,23 +296,24 @@ def main() -> None:
         f"({builds[0]['spec']}, {builds[0]['params']}), k={args.k}; load avg "
         f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: noisy)"
     )
-    print(f"{'what':<44}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>8}{'CPU ms/q':>9}{'x base p50':>11}")
+    print(f"{'what':<40}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>7}{'x base p50':>11}"
+          f"{'CPU ms/q':>9}{'wakes/q':>8}{'cmds/q':>7}")  # fmt: skip
 
-    def row(name: str, p50: float, p99: float, qps: float | None, cpu: float | None) -> None:
+    def row(name: str, p50: float, p99: float, qps: float | None, cost: dict | None) -> None:
         print(
-            f"{name:<44}{p50:9.3f}{p99:9.3f}"
-            + (f"{qps:8.0f}" if qps is not None else f"{'':>8}")
-            + (f"{cpu:9.3f}" if cpu is not None else f"{'':>9}")
+            f"{name:<40}{p50:9.3f}{p99:9.3f}"
+            + (f"{qps:7.0f}" if qps is not None else f"{'':>7}")
             + f"{p50 / base50:11.2f}"
-        )
+            + (f"{cost['cpu_ms']:9.3f}{cost['wakeups']:8.1f}{cost['redis_commands']:7.1f}"
+               if cost is not None else "")
+        )  # fmt: skip
 
     row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
-    row("1. RPC, 2 shards (CPU: caller+shards+Redis)", pct(rpc, 50), pct(rpc, 99),
-        1e3 / rpc.mean(), rpc_cpu)  # fmt: skip
+    row("1. RPC, 2 shards, one at a time", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean(), rpc_cost)
     for conc, r in cells.items():
         err = r["errors"] + r["partial"]
         name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
-        row(name, r["p50"], r["p99"], r["qps"], r["cpu_ms"])
+        row(name, r["p50"], r["p99"], r["qps"], r)
     for name, col in (
         ("3. similar view, web process CPU", 0),
         ("3. RPC search alone, web process CPU", 1),
@@ -294,8 +326,8 @@ def main() -> None:
     print(
         f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
         f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}); 8 callers "
-        f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms/q (1 caller: "
-        f"{cells[1]['qps']:.0f} q/s); "
+        f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms and "
+        f"{cells[8]['wakeups']:.1f} wake-ups a query (1 caller: {cells[1]['qps']:.0f} q/s); "
         f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
         f"{time.perf_counter() - started:.0f}s"
     )
