@@ -280,6 +280,29 @@ def test_searches_waiting_for_a_slot_travel_as_one_request(
         np.testing.assert_array_equal(results[i].result.scores, expected.scores)
 
 
+def test_a_search_still_waiting_for_a_slot_at_its_deadline_fails_alone(
+    rpc_redis: redis.Redis,
+) -> None:
+    """A search queued behind one in flight keeps its own deadline: at the deadline it
+    fails with NoShardAvailable without being sent; the one in flight fails at its own."""
+    client = SearchClient(rpc_redis, 1, in_flight=1)  # nobody serves the shard
+    slow: list[BaseException] = []
+
+    def ask_slowly() -> None:
+        try:
+            client.search(unit_vectors(1, seed=1), k=3, timeout_s=3)
+        except NoShardAvailable as exc:
+            slow.append(exc)
+
+    first = threading.Thread(target=ask_slowly)
+    first.start()
+    wait_for(lambda: rpc_redis.llen(shard_queue_key(0)) == 1)
+    with pytest.raises(NoShardAvailable, match="before the search could be sent"):
+        client.search(unit_vectors(1, seed=2), k=3, timeout_s=0.2)
+    first.join(timeout=10)
+    assert len(slow) == 1
+
+
 def test_batch_cap_bounds_the_batch(servers: Servers, rpc_redis: redis.Redis) -> None:
     (shard,) = make_shards(1)
     key = shard_queue_key(0)
