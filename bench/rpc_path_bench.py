@@ -85,9 +85,20 @@ class Servers:
         return cpu_seconds(self.pids)
 
     def sample(self) -> np.ndarray:
-        """(CPU s, wake-ups, Redis commands) so far, the bench's own INFO call excluded."""
+        """(CPU s, wake-ups, Redis commands) so far, less what the servers spend idle (their
+        heartbeats and log followers) since `calibrate`; the bench's INFO calls excluded."""
         commands = int(self.client.info("stats")["total_commands_processed"])
-        return np.array([self.cpu(), wakeups(self.pids), commands - 1], dtype=np.float64)
+        now = np.array([self.cpu(), wakeups(self.pids), commands], dtype=np.float64)
+        self._infos += 1
+        return now - self.idle * (time.perf_counter() - self._since) - [0, 0, self._infos]
+
+    def calibrate(self, seconds: float) -> None:
+        """Measure the idle rate: nobody searches for `seconds`."""
+        self.idle, self._since, self._infos = np.zeros(3), time.perf_counter(), 0
+        start = self.sample()
+        time.sleep(seconds)
+        self.idle = (self.sample() - start) / seconds
+        self._since, self._infos = time.perf_counter(), 0
 
 
 def rpc_latency(
@@ -253,6 +264,7 @@ def main() -> None:
         both = SearchClient(client, args.shards)
         shards.start().wait_ready(both, DIM)
         servers = Servers(shards, redis_proc, client)
+        servers.calibrate(3.0)
         local, _ = Shard.load(
             work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
         )
