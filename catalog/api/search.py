@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search
-from catalog.api.params import check_parameters, field_names
+from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.schema import CLOSED_BODY
@@ -24,7 +24,7 @@ from workers.encoding.errors import ImageRejected
 from workers.encoding.urls import fetch_url_bytes
 
 
-class SearchFilters(serializers.Serializer):
+class SearchFilters(ShallowFields, serializers.Serializer):
     k = serializers.IntegerField(min_value=1, max_value=100, default=20)
     category = serializers.SlugField(required=False, max_length=120)
     min_price = serializers.FloatField(required=False, min_value=0, max_value=1e12)
