@@ -78,7 +78,9 @@ class Servers:
     wake-ups, and the commands Redis ran)."""
 
     def __init__(self, shards: ShardProcs, redis_proc: RedisProcess, client) -> None:
-        self.pids = [p.pid for p in shards.procs] + [redis_proc.proc.pid]
+        self.shard_pids = [p.pid for p in shards.procs]
+        self.redis_pid = redis_proc.proc.pid
+        self.pids = [*self.shard_pids, self.redis_pid]
         self.client = client
 
     def cpu(self) -> float:
@@ -88,13 +90,14 @@ class Servers:
         """(CPU s, wake-ups, Redis commands) so far, less what the servers spend idle (their
         heartbeats and log followers) since `calibrate`; the bench's INFO calls excluded."""
         commands = int(self.client.info("stats")["total_commands_processed"])
-        now = np.array([self.cpu(), wakeups(self.pids), commands], dtype=np.float64)
+        shards, redis_cpu = cpu_seconds(self.shard_pids), cpu_seconds([self.redis_pid])
+        now = np.array([shards + redis_cpu, wakeups(self.pids), commands, shards, redis_cpu])
         self._infos += 1
-        return now - self.idle * (time.perf_counter() - self._since) - [0, 0, self._infos]
+        return now - self.idle * (time.perf_counter() - self._since) - [0, 0, self._infos, 0, 0]
 
     def calibrate(self, seconds: float) -> None:
         """Measure the idle rate: nobody searches for `seconds`."""
-        self.idle, self._since, self._infos = np.zeros(3), time.perf_counter(), 0
+        self.idle, self._since, self._infos = np.zeros(5), time.perf_counter(), 0
         start = self.sample()
         time.sleep(seconds)
         self.idle = (self.sample() - start) / seconds
@@ -109,7 +112,7 @@ def rpc_latency(
     inproc, rpc = [], []
     filters = SearchFilter()
     client_cpu = 0.0
-    server = np.zeros(3)
+    server = np.zeros(5)
     me = [os.getpid()]
     for _ in range(rounds):
         for start in range(0, len(probe), 50):
@@ -130,7 +133,8 @@ def rpc_latency(
             server[1] += wakeups(me) - w0
     n = len(rpc)
     per_call = {"cpu_ms": 1e3 * (client_cpu + server[0]) / n, "wakeups": server[1] / n,
-                "redis_commands": server[2] / n}  # fmt: skip
+                "redis_commands": server[2] / n, "split": 1e3 * np.array(
+                    [client_cpu, server[3], server[4]]) / n}  # fmt: skip
     return np.array(inproc) * 1e3, np.array(rpc) * 1e3, per_call
 
 
@@ -146,6 +150,7 @@ def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: obj
     r["cpu_ms"] = 1e3 * (caller + spent[0]) / served
     r["wakeups"] = (spent[1] + after.ru_nvcsw - before.ru_nvcsw) / served
     r["redis_commands"] = spent[2] / served
+    r["split"] = 1e3 * np.array([caller, spent[3], spent[4]]) / served
     return r
 
 
@@ -233,6 +238,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--batch-cap", type=int, default=64)
     parser.add_argument("--work", type=Path, help="keep shards+DB here and reuse them")
+    parser.add_argument("--latency-only", action="store_true", help="part 1 alone, one line")
     parser.add_argument("--profile", choices=["rpc", "view"], help="cProfile one path instead")
     args = parser.parse_args()
     if args.quick:
@@ -279,6 +285,12 @@ def main() -> None:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
         inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
+        if args.latency_only:
+            added = pct(rpc, 50) - pct(inproc, 50)
+            print(f"latency only: in-process p50 {pct(inproc, 50):.3f} ms, RPC p50 "
+                  f"{pct(rpc, 50):.3f} ms, adds {added:.3f}; wake-ups a search "
+                  f"{rpc_cost['wakeups']:.1f}; load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
+            return
         costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
         rpc_queries = work / "rpc-queries.npy"
         np.save(rpc_queries, probe)
@@ -326,6 +338,11 @@ def main() -> None:
         err = r["errors"] + r["partial"]
         name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
         row(name, r["p50"], r["p99"], r["qps"], r)
+    split = {"1. one at a time": rpc_cost["split"]}
+    split.update({f"2. {conc} callers": r["split"] for conc, r in cells.items()})
+    print("   CPU ms a search by side: " + "; ".join(
+        f"{name}: caller {c:.3f}, shards {sh:.3f}, Redis {rd:.3f}"
+        for name, (c, sh, rd) in split.items()))  # fmt: skip
     for name, col in (
         ("3. similar view, web process CPU", 0),
         ("3. RPC search alone, web process CPU", 1),
