@@ -155,11 +155,11 @@ class SearchClient:
         timeout = timeout_s if timeout_s is not None else self.timeout_s
         filters = filters or SearchFilter()
 
-        def run(rows: np.ndarray, left_s: float, trace: str) -> GatheredResult:
-            return self._search(rows, k, filters, left_s, trace)
+        def run(rows: np.ndarray, left_s: float, trace: str, calls: int) -> GatheredResult:
+            return self._search(rows, k, filters, left_s, trace, calls)
 
         if self._coalescer is None:
-            gathered = run(q, timeout, trace_id)
+            gathered = run(q, timeout, trace_id, 1)
         else:
             key = (k, filters, q.shape[1], timeout)
             gathered, mine = self._coalescer.call(key, q, timeout, trace_id, run)
@@ -169,18 +169,26 @@ class SearchClient:
         return replace(gathered, took_ms=(time.monotonic() - started) * 1e3)
 
     def _search(
-        self, q: np.ndarray, k: int, filters: SearchFilter, timeout: float, trace_id: str
+        self,
+        q: np.ndarray,
+        k: int,
+        filters: SearchFilter,
+        timeout: float,
+        trace_id: str,
+        calls: int,
     ) -> GatheredResult:
+        """One request for `calls` searches' rows (several when coalesced); the outcome
+        counters count searches, the shard counters requests."""
         payload = SearchQuery(queries=q, k=k, filters=filters)
         served = self._served.shards() if self._served else frozenset(range(self.n_shards))
         if not served:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
             raise NoShardAvailable("no search shard has a live, ready replica")
         keys = [self.queue_keys[s] for s in sorted(served)]
         try:
             replies = self._transport.call_timed(keys, payload, timeout, trace_id)
         except RpcUnavailable:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
             raise
         hits: dict[int, SearchHits] = {}
         errors: dict[int, str] = {}
@@ -200,7 +208,7 @@ class SearchClient:
                 hits[shard] = reply.payload
             else:
                 errors[shard] = "reply of the wrong shape or type"
-        self._count(hits, errors)
+        self._count(hits, errors, calls)
         if not hits:
             if errors and bad_requests == len(errors):
                 raise BadRequest("; ".join(sorted(set(errors.values()))))
@@ -219,17 +227,17 @@ class SearchClient:
             errors=errors,
         )
 
-    def _count(self, hits: dict[int, SearchHits], errors: dict[int, str]) -> None:
+    def _count(self, hits: dict[int, SearchHits], errors: dict[int, str], calls: int) -> None:
         for shard in range(self.n_shards):
             if shard not in hits:
                 SHARD_MISSED.labels(str(shard), "error" if shard in errors else "timeout").inc()
         if not hits:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
         elif len(hits) < self.n_shards:
-            SEARCH_QUERIES.labels("partial").inc()
-            SEARCH_PARTIAL.inc()
+            SEARCH_QUERIES.labels("partial").inc(calls)
+            SEARCH_PARTIAL.inc(calls)
         else:
-            SEARCH_QUERIES.labels("full").inc()
+            SEARCH_QUERIES.labels("full").inc(calls)
 
     def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)

@@ -25,8 +25,8 @@ import numpy as np
 from workers.rpc.errors import NoShardAvailable
 
 Outcome = TypeVar("Outcome")
-# run(stacked rows, seconds left, trace ids joined) -> the outcome every member shares
-Run = Callable[[np.ndarray, float, str], Outcome]
+# run(stacked rows, seconds left, trace ids joined, members) -> the outcome all members share
+Run = Callable[[np.ndarray, float, str, int], Outcome]
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Coalescer(Generic[Outcome]):
             if not acquired or left < 0.001:
                 raise NoShardAvailable("the deadline passed before the search could be sent")
             rows = group.rows[0] if len(group.rows) == 1 else np.vstack(group.rows)
-            group.outcome = run(rows, left, self._trace(group.traces))
+            group.outcome = run(rows, left, self._trace(group.traces), len(group.traces))
         except BaseException as exc:  # every member gets it, the leader included
             group.error = exc
         finally:
