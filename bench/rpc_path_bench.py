@@ -15,9 +15,12 @@ build_bulk, one ShardService process per shard, a private redis-server, a SQLite
    a time, each followed by the same search through the RPC client alone; the process
    CPU time (time.process_time) of each, the difference at p50 is what the web adds.
 
-    python bench/rpc_path_bench.py --quick           # 50k vectors, < 2 minutes
-    python bench/rpc_path_bench.py --work /tmp/rpb   # keep (and reuse) shards and DB
-    python bench/rpc_path_bench.py --profile view    # cProfile of the view, top 30
+    python bench/rpc_path_bench.py --quick --work /tmp/rpb  # 50k vectors; builds once
+    python bench/rpc_path_bench.py --quick --latency-only   # part 1 alone, one line
+    python bench/rpc_path_bench.py --quick --profile view   # cProfile (CPU) of the view
+
+With --work the shards and the catalog are built once (1-3 minutes on 2 busy cores) and
+reused; a --quick run on them takes under a minute.
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50k vectors, short cells")
     parser.add_argument("--n", type=int, default=200_000, help="vectors in all shards")
     parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--spec", default="IVF128,Flat", help="index spec of each shard")
+    parser.add_argument("--spec", default="hnsw", help="index spec of each shard (HNSW32)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=1000, help="latency samples per path")
     parser.add_argument("--views", type=int, default=1000, help="view requests measured")
