@@ -15,7 +15,9 @@ forget right away and again once the transaction commits. A search that read the
 before a commit and stores its card after the second forget keeps the old card until its
 TTL runs out: the TTL bounds that race. Writes that bypass the ORM (raw SQL, a restored
 backup) are not seen either: delete the `catalog:*` keys after them (README).
-Entries read back are checked like any message from Redis; a bad one is rebuilt.
+Entries read back are checked like any message from Redis; a bad one is rebuilt. Reads
+and writes go on the thread's own connection (`ThreadConnections`): no pool checkout and
+no reply parsing a call.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from catalog.api.representation import product_representation
 from catalog.card_invalidation import CARD_PREFIX, VECTOR_PREFIX
 from catalog.models import Embedding, Product, ProductImage
 from workers.rpc.cache import vector_from_bytes
+from workers.rpc.connection import ThreadConnections
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def cards(client: redis.Redis, product_ids: list[int]) -> dict[int, dict]:
         return {}
     keys = [CARD_PREFIX + str(pid) for pid in product_ids]
     try:
-        stored = client.mget(keys)
+        (stored,) = ThreadConnections.of(client).send(("MGET", *keys))
     except redis.RedisError as exc:
         log.warning("product cache: reading cards failed, using the database: %s", exc)
         return _build_cards(product_ids)
@@ -71,7 +74,7 @@ def stored_vector(client: redis.Redis, product_id: int) -> np.ndarray | None:
     """The active product's first stored image embedding, or None if it has none."""
     key = VECTOR_PREFIX + str(product_id)
     try:
-        raw = client.get(key)
+        (raw,) = ThreadConnections.of(client).send(("GET", key))
     except redis.RedisError as exc:
         log.warning("product cache: reading a vector failed, using the database: %s", exc)
         raw = None
@@ -97,10 +100,9 @@ def _store(client: redis.Redis, entries: dict[str, bytes | None]) -> None:
         return
     ttl = settings.SEARCH_CARD_TTL_S
     try:
-        pipe = client.pipeline(transaction=False)
-        for key, value in entries.items():
-            pipe.set(key, value, ex=ttl)
-        pipe.execute()
+        ThreadConnections.of(client).send(
+            *[("SET", key, value, "EX", ttl) for key, value in entries.items()]
+        )
     except redis.RedisError as exc:
         log.warning("product cache: could not store %d entries: %s", len(entries), exc)
 

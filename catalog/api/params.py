@@ -7,9 +7,12 @@ answer that silently disregards what it asked for.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable, Mapping
 
 from rest_framework.request import Request
+from rest_framework.serializers import BaseSerializer, Serializer
 from rest_framework.settings import api_settings
 
 from catalog.errors import ServiceError
@@ -18,6 +21,31 @@ from catalog.errors import ServiceError
 _FRAMEWORK_QUERY = frozenset(filter(None, [api_settings.URL_FORMAT_OVERRIDE]))
 # The token an HTML form carries for Django's CSRF check, besides the X-CSRFToken header.
 _FRAMEWORK_FORM = frozenset({"csrfmiddlewaretoken"})
+
+
+class ShallowFields:
+    """A Serializer mixin: each instance's fields are shallow copies of the declared ones.
+
+    DRF deep-copies every declared field for every instance (a field rebuilt from its init
+    arguments: ~75 us for the five search filters, most of their validation's CPU). A
+    plain field keeps nothing per instance beyond what `bind` sets on its copy, and its
+    validators are only read, so a shallow copy serves; nested serializers still get the
+    deep copy."""
+
+    _declared_fields: dict
+
+    def get_fields(self) -> dict:
+        return {
+            name: copy.deepcopy(field) if isinstance(field, BaseSerializer) else copy.copy(field)
+            for name, field in self._declared_fields.items()
+        }
+
+
+@functools.cache
+def field_names(serializer: type[Serializer]) -> frozenset[str]:
+    """The fields a serializer class reads, worked out once: ``Serializer().fields`` deep-copies
+    every declared field, a cost a request need not pay just to learn their names."""
+    return frozenset(serializer().fields)
 
 
 def check_parameters(

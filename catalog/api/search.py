@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import search, text_search
-from catalog.api.params import check_parameters
+from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
 from catalog.api.schema import CLOSED_BODY
@@ -32,7 +32,7 @@ from workers.encoding.urls import fetch_url_bytes
 MODES, SORTS = text_search.MODES, text_search.SORTS
 
 
-class SearchFilters(serializers.Serializer):
+class SearchFilters(ShallowFields, serializers.Serializer):
     k = serializers.IntegerField(min_value=1, max_value=100, default=20)
     category = serializers.SlugField(required=False, max_length=120)
     min_price = serializers.FloatField(required=False, min_value=0, max_value=1e12)
@@ -240,7 +240,7 @@ class SearchView(APIView):
         matched products; `page` and `k` cut a page out of them, stable across requests.
         A query parameter not listed here (or one given twice) is a 400 `unknown_parameter`
         naming it."""
-        check_parameters(request, query=TextSearchQuery().fields)
+        check_parameters(request, query=field_names(TextSearchQuery))
         query = TextSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         text_query = query.text_query()
@@ -274,7 +274,7 @@ class SearchView(APIView):
 
         Everything goes in the body: any query parameter, or a body field not listed
         here, is a 400 `unknown_parameter` naming it."""
-        check_parameters(request, query=(), body=SearchRequest().fields)
+        check_parameters(request, query=(), body=field_names(SearchRequest))
         form = SearchRequest(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -317,7 +317,7 @@ class SimilarView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """More like this product, from its stored embedding (no re-encoding). A query
         parameter not listed here (or one given twice) is a 400 `unknown_parameter`."""
-        check_parameters(request, query=SearchFilters().fields)
+        check_parameters(request, query=field_names(SearchFilters))
         query = SearchFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.shard_filter()

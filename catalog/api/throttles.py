@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 
 from catalog.search import rpc_redis
+from workers.rpc.connection import ThreadConnections
 
 if TYPE_CHECKING:  # DRF's views import this module (DEFAULT_THROTTLE_CLASSES): no cycle
     from rest_framework.request import Request
@@ -55,11 +56,11 @@ class RedisWindowThrottle(ScopedRateThrottle):
         self.window_end = (window + 1) * self.duration
         self.now = now
         key = f"{ident}:{window}"
-        client = rpc_redis()
-        count = int(client.incr(key))
+        send = ThreadConnections.of(rpc_redis()).send  # no pool checkout, no reply parsing
+        (count,) = send(("INCR", key))
         if count == 1:  # the window's first request made the key
-            client.expire(key, int(self.duration) + 1)
-        return count <= self.num_requests
+            send(("EXPIRE", key, int(self.duration) + 1))
+        return int(count) <= self.num_requests
 
     def wait(self) -> float | None:
         return max(0.0, self.window_end - self.now)

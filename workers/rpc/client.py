@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import redis
@@ -28,7 +27,7 @@ from workers.observability.metrics import (
     SHARD_REPLY_SECONDS,
 )
 from workers.rpc.cache import QueryEmbeddingCache
-from workers.rpc.connection import ThreadConnections, max_block_s, popped_value
+from workers.rpc.coalesce import Coalescer
 from workers.rpc.encode import ENCODE_QUEUE_KEY
 from workers.rpc.errors import (
     BadRequest,
@@ -41,136 +40,20 @@ from workers.rpc.merge import merge_shard_hits
 from workers.rpc.protocol import (
     DEFAULT_LIMITS,
     ERROR_BAD_REQUEST,
-    REPLY_KEY_PREFIX,
     Embedding,
     ImageQuery,
-    ProtocolError,
     ProtocolLimits,
-    Reply,
-    Request,
     RequestPayload,
     SearchHits,
     SearchQuery,
     TextQuery,
-    decode_reply,
-    encode_request,
 )
 from workers.rpc.search import shard_queue_key
+from workers.rpc.transport import Transport
 
 log = logging.getLogger(__name__)
 
 
-class _Transport:
-    """Push one encoded request to several lists, then pop replies from a private list.
-
-    Request lists are bounded (`max_queue_len`, oldest dropped first) and expire
-    `queue_ttl_s` after the last push, so a shard with no live replica cannot make
-    Redis grow without end; every deadline must therefore be shorter than `queue_ttl_s`.
-    """
-
-    def __init__(
-        self, client: redis.Redis, limits: ProtocolLimits, max_queue_len: int, queue_ttl_s: int
-    ) -> None:
-        self._connections = ThreadConnections.of(client)
-        self.limits = limits
-        self.max_queue_len = max_queue_len
-        self.queue_ttl_s = queue_ttl_s
-        self.max_block_s = max_block_s(client)
-
-    def call(
-        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
-    ) -> list[Reply]:
-        return [reply for reply, _ in self.call_timed(queue_keys, payload, timeout_s, trace_id)]
-
-    def call_timed(
-        self, queue_keys: list[str], payload: RequestPayload, timeout_s: float, trace_id: str
-    ) -> list[tuple[Reply, float]]:
-        """The replies that arrived in time, each with its seconds since the send."""
-        if not 0 < timeout_s < self.queue_ttl_s:
-            raise ValueError(f"timeout_s must be in (0, {self.queue_ttl_s})")
-        started = time.monotonic()
-        request_id = uuid.uuid4().hex
-        reply_key = REPLY_KEY_PREFIX + request_id
-        raw = encode_request(
-            Request(
-                id=request_id,
-                reply_to=reply_key,
-                deadline=time.time() + timeout_s,
-                payload=payload,
-                trace_id=trace_id,
-            )
-        )
-        # The sends and the first wait travel in one pipeline: one round trip when a
-        # single worker answers.
-        commands: list[tuple[object, ...]] = []
-        for key in queue_keys:
-            commands.append(("RPUSH", key, raw))
-            commands.append(("LTRIM", key, -self.max_queue_len, -1))
-            commands.append(("EXPIRE", key, self.queue_ttl_s))
-        until = started + timeout_s
-        wait = self._wait_s(until)
-        if wait is not None:
-            commands.append(("BLPOP", reply_key, wait))
-        try:
-            results = self._connections.send(*commands)
-        except redis.RedisError as exc:
-            raise RpcUnavailable(f"cannot send the request through Redis: {exc}") from exc
-        replies: list[tuple[Reply, float]] = []
-        if wait is not None:
-            self._accept(results[-1], request_id, reply_key, replies, started)
-        return self._gather(reply_key, request_id, len(queue_keys), until, replies, started)
-
-    def _wait_s(self, until: float) -> float | None:
-        """How long the next BLPOP may block, or None when the deadline is (almost) here."""
-        remaining = until - time.monotonic()
-        if remaining < 0.001:  # BLPOP counts whole ms, and 0 would block forever
-            return None
-        return remaining if self.max_block_s is None else min(remaining, self.max_block_s)
-
-    def _accept(
-        self,
-        popped: object,
-        request_id: str,
-        reply_key: str,
-        replies: list[tuple[Reply, float]],
-        started: float,
-    ) -> None:
-        raw = popped_value(popped)
-        if raw is None:
-            return
-        try:
-            reply = decode_reply(raw, self.limits)
-        except ProtocolError as exc:
-            log.warning("rpc: dropped a malformed reply on %s: %s", reply_key, exc)
-            return
-        if reply.id != request_id:
-            return
-        if reply.shard is not None and any(seen.shard == reply.shard for seen, _ in replies):
-            return  # a request delivered twice (a send retried after a broken read)
-        replies.append((reply, time.monotonic() - started))
-
-    def _gather(
-        self,
-        reply_key: str,
-        request_id: str,
-        expected: int,
-        until: float,
-        replies: list[tuple[Reply, float]],
-        started: float,
-    ) -> list[tuple[Reply, float]]:
-        while len(replies) < expected:
-            wait = self._wait_s(until)
-            if wait is None:
-                break
-            try:
-                (popped,) = self._connections.send(("BLPOP", reply_key, wait))
-            except redis.RedisError as exc:
-                if replies:  # keep what already arrived: a partial answer beats none
-                    log.warning("rpc: redis failed while gathering replies: %s", exc)
-                    break
-                raise RpcUnavailable(f"lost Redis while waiting for replies: {exc}") from exc
-            self._accept(popped, request_id, reply_key, replies, started)
-        return replies
 
 
 # ---------------------------------------------------------------- search
@@ -232,8 +115,12 @@ class SearchClient:
         max_queue_len: int = 4096,
         queue_ttl_s: int = 60,
         served: ServedShards | None = None,
+        in_flight: int = 2,
     ) -> None:
-        """`served`: which shards have a ready replica; without it every shard is asked."""
+        """`served`: which shards have a ready replica; without it every shard is asked.
+        `in_flight`: how many requests this client has out at once; concurrent searches
+        beyond that wait and then travel together as one request (workers/rpc/coalesce.py);
+        0 sends every search on its own."""
         if n_shards < 1:
             raise ValueError("n_shards must be at least 1")
         self.n_shards = n_shards
@@ -241,8 +128,13 @@ class SearchClient:
         self.limits = limits
         self.queue_keys = [shard_queue_key(s) for s in range(n_shards)]
         self._reply_seconds = [SHARD_REPLY_SECONDS.labels(str(s)) for s in range(n_shards)]
-        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+        self._transport = Transport(client, limits, max_queue_len, queue_ttl_s)
         self._served = served
+        self._coalescer: Coalescer[GatheredResult] | None = (
+            Coalescer(in_flight, max_rows=limits.max_queries, max_trace_chars=limits.max_id_chars)
+            if in_flight > 0
+            else None
+        )
 
     def search(
         self,
@@ -256,17 +148,44 @@ class SearchClient:
         """Top-k over all shards for each query row; raises NoShardAvailable if none answers."""
         started = time.monotonic()
         q = self._check_queries(queries, k)
+        k = int(k)
         timeout = timeout_s if timeout_s is not None else self.timeout_s
-        payload = SearchQuery(queries=q, k=int(k), filters=filters or SearchFilter())
+        filters = filters or SearchFilter()
+
+        def run(rows: np.ndarray, left_s: float, trace: str, calls: int) -> GatheredResult:
+            return self._search(rows, k, filters, left_s, trace, calls)
+
+        if self._coalescer is None:
+            gathered = run(q, timeout, trace_id, 1)
+        else:
+            key = (k, filters, q.shape[1], timeout)
+            gathered, mine = self._coalescer.call(key, q, timeout, trace_id, run)
+            if mine != slice(0, gathered.result.scores.shape[0]):  # one of several members
+                result = _rows(gathered.result, mine)
+                gathered = replace(gathered, result=result, errors=dict(gathered.errors))
+        return replace(gathered, took_ms=(time.monotonic() - started) * 1e3)
+
+    def _search(
+        self,
+        q: np.ndarray,
+        k: int,
+        filters: SearchFilter,
+        timeout: float,
+        trace_id: str,
+        calls: int,
+    ) -> GatheredResult:
+        """One request for `calls` searches' rows (several when coalesced); the outcome
+        counters count searches, the shard counters requests."""
+        payload = SearchQuery(queries=q, k=k, filters=filters)
         served = self._served.shards() if self._served else frozenset(range(self.n_shards))
         if not served:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
             raise NoShardAvailable("no search shard has a live, ready replica")
         keys = [self.queue_keys[s] for s in sorted(served)]
         try:
             replies = self._transport.call_timed(keys, payload, timeout, trace_id)
         except RpcUnavailable:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
             raise
         hits: dict[int, SearchHits] = {}
         errors: dict[int, str] = {}
@@ -286,7 +205,7 @@ class SearchClient:
                 hits[shard] = reply.payload
             else:
                 errors[shard] = "reply of the wrong shape or type"
-        self._count(hits, errors)
+        self._count(hits, errors, calls)
         if not hits:
             if errors and bad_requests == len(errors):
                 raise BadRequest("; ".join(sorted(set(errors.values()))))
@@ -303,20 +222,19 @@ class SearchClient:
             answered=answered,
             total=self.n_shards,
             errors=errors,
-            took_ms=(time.monotonic() - started) * 1e3,
         )
 
-    def _count(self, hits: dict[int, SearchHits], errors: dict[int, str]) -> None:
+    def _count(self, hits: dict[int, SearchHits], errors: dict[int, str], calls: int) -> None:
         for shard in range(self.n_shards):
             if shard not in hits:
                 SHARD_MISSED.labels(str(shard), "error" if shard in errors else "timeout").inc()
         if not hits:
-            SEARCH_QUERIES.labels("failed").inc()
+            SEARCH_QUERIES.labels("failed").inc(calls)
         elif len(hits) < self.n_shards:
-            SEARCH_QUERIES.labels("partial").inc()
-            SEARCH_PARTIAL.inc()
+            SEARCH_QUERIES.labels("partial").inc(calls)
+            SEARCH_PARTIAL.inc(calls)
         else:
-            SEARCH_QUERIES.labels("full").inc()
+            SEARCH_QUERIES.labels("full").inc(calls)
 
     def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)
@@ -332,6 +250,14 @@ class SearchClient:
         if isinstance(k, bool) or not 1 <= int(k) <= limits.max_k:
             raise ValueError(f"k must be in [1, {limits.max_k}]")
         return q
+
+
+def _rows(result: SearchResult, rows: slice) -> SearchResult:
+    return SearchResult(
+        product_ids=result.product_ids[rows],
+        image_ids=result.image_ids[rows],
+        scores=result.scores[rows],
+    )
 
 
 # ---------------------------------------------------------------- encode
@@ -355,7 +281,7 @@ class EncodeClient:
         self.cache = cache
         self.timeout_s = timeout_s
         self.limits = limits
-        self._transport = _Transport(client, limits, max_queue_len, queue_ttl_s)
+        self._transport = Transport(client, limits, max_queue_len, queue_ttl_s)
 
     def encode_text(
         self, text: str, timeout_s: float | None = None, *, trace_id: str = ""

@@ -81,15 +81,17 @@ class ThreadConnections:
                 found = _shared[pool] = cls(client)
             return found
 
-    def send(self, *commands: tuple[object, ...]) -> list[object]:
-        """`commands` in one write, their raw replies (BLPOP: ``[key, value]`` or None). A
+    def send(self, *commands: tuple[object, ...], replies: int | None = None) -> list[object]:
+        """`commands` in one write, their raw replies (BLPOP: ``[key, value]`` or None);
+        `replies`: how many come back when some commands run with replies switched off. A
         broken connection is reopened and the whole batch sent once more, like redis-py's
         own retry."""
         conn = self._own()
         try:
-            return send_commands(conn, commands)
+            return send_commands(conn, commands, replies=replies)
         except redis.ConnectionError:
-            return send_commands(conn, commands)  # closed by the failure: this reconnects
+            # closed by the failure: this reconnects
+            return send_commands(conn, commands, replies=replies)
 
     def _own(self) -> redis.Connection:
         local = self._local

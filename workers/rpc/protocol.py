@@ -8,6 +8,7 @@ worker never acts on half-understood input and a client never merges a corrupt r
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +21,10 @@ from workers.rpc.errors import ProtocolError
 
 VERSION = 1
 REPLY_KEY_PREFIX = "search:rpc:reply:"
+# Pushed to `reply_to + DONE_SUFFIX` with the last of a request's `expect` replies, so a
+# caller that fanned out to several lists blocks once for all of them, not once a reply.
+DONE_SUFFIX = ":done"
+MAX_EXPECT = 4096
 
 KIND_SEARCH = "search"
 KIND_ENCODE_TEXT = "encode_text"
@@ -74,10 +79,15 @@ class Request:
     deadline: float  # absolute unix time (time.time()); later than this, nobody listens
     payload: RequestPayload
     trace_id: str = ""
+    expect: int = 1  # replies the caller waits for on reply_to (one per list it pushed to)
 
     @property
     def kind(self) -> str:
         return self.payload.KIND
+
+    @property
+    def done_key(self) -> str:
+        return self.reply_to + DONE_SUFFIX
 
 
 # ---------------------------------------------------------------- reply payloads
@@ -160,6 +170,7 @@ def encode_request(request: Request) -> bytes:
             "reply_to": request.reply_to,
             "deadline": float(request.deadline),
             "trace_id": request.trace_id,
+            "expect": int(request.expect),
             "payload": body,
         },
         use_bin_type=True,
@@ -228,7 +239,7 @@ def _map(value: object, where: str) -> dict[str, object]:
     return value
 
 
-def _exact_keys(obj: dict[str, object], keys: set[str], where: str) -> None:
+def _exact_keys(obj: dict[str, object], keys: AbstractSet[str], where: str) -> None:
     if set(obj) != keys:
         missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys)
         raise ProtocolError(f"{where}: missing fields {missing}, unknown fields {extra}")
@@ -310,10 +321,19 @@ def _search_query(body: dict[str, object], limits: ProtocolLimits) -> SearchQuer
     return SearchQuery(queries=queries, k=k, filters=filters)
 
 
+_REQUEST_KEYS = frozenset({"v", "id", "kind", "reply_to", "deadline", "trace_id", "payload"})
+_REQUEST_KEYS_EXPECT = _REQUEST_KEYS | {"expect"}
+
+
 def decode_request(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Request:
     """Parse and check one request; raises ProtocolError on anything malformed."""
     obj = _unpack(raw, limits)
-    _exact_keys(obj, {"v", "id", "kind", "reply_to", "deadline", "trace_id", "payload"}, "request")
+    if "expect" in obj:
+        _exact_keys(obj, _REQUEST_KEYS_EXPECT, "request")
+        expect = _int(obj["expect"], "expect", 1, MAX_EXPECT)
+    else:  # a caller from before `expect`: it waits for its replies one by one
+        _exact_keys(obj, _REQUEST_KEYS, "request")
+        expect = 1
     request_id, reply_to, deadline, trace_id = _request_header(obj, limits)
     body = _map(obj["payload"], "payload")
     kind = obj["kind"]
@@ -332,7 +352,12 @@ def decode_request(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Requ
     else:
         raise ProtocolError(f"unknown request kind {kind!r}")
     return Request(
-        id=request_id, reply_to=reply_to, deadline=deadline, payload=payload, trace_id=trace_id
+        id=request_id,
+        reply_to=reply_to,
+        deadline=deadline,
+        payload=payload,
+        trace_id=trace_id,
+        expect=expect,
     )
 
 

@@ -257,3 +257,23 @@ def test_one_corrupted_field_is_refused_or_still_valid(path: str, value: object)
     assert np.isfinite(query.queries).all()
     assert 1 <= query.k <= DEFAULT_LIMITS.max_k
     assert request.reply_to.startswith(REPLY_KEY_PREFIX)
+
+
+def test_expect_travels_and_old_requests_expect_one_reply() -> None:
+    request = search_request()
+    fanned = Request(
+        id=request.id,
+        reply_to=request.reply_to,
+        deadline=request.deadline,
+        payload=request.payload,
+        expect=3,
+    )
+    decoded = decode_request(encode_request(fanned))
+    assert (decoded.expect, decoded.done_key) == (3, request.reply_to + ":done")
+    old = msgpack.unpackb(encode_request(request), raw=False)
+    del old["expect"]  # a caller from before the field
+    assert decode_request(msgpack.packb(old, use_bin_type=True)).expect == 1
+    for bad in (0, -1, 5000, "2", True, None):
+        hostile = {**old, "expect": bad}
+        with pytest.raises(ProtocolError, match="expect"):
+            decode_request(msgpack.packb(hostile, use_bin_type=True))

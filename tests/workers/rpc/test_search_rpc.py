@@ -83,6 +83,28 @@ def test_two_shards_merge_to_the_brute_force_top_k(
     assert set(got.result.product_ids[:, :15].ravel() % 2) == {0, 1}  # both shards contribute
 
 
+def test_two_shards_answer_in_one_round_trip(
+    servers: Servers, rpc_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The servers' fan-in marks the last reply, so the caller's one write (the pushes, a
+    wait on the done key, a pop of all replies) brings back both shards' answers."""
+    start_shards(servers, make_shards(2))
+    client = SearchClient(rpc_redis, n_shards=2)
+    client.search(unit_vectors(1, seed=4), k=5, timeout_s=5)  # both servers are up
+    sends: list[tuple] = []
+    send = ThreadConnections.send
+
+    def counted(self: ThreadConnections, *commands: tuple, replies: int | None = None) -> list:
+        sends.append(commands)
+        return send(self, *commands, replies=replies)
+
+    monkeypatch.setattr(ThreadConnections, "send", counted)
+    got = client.search(unit_vectors(3, seed=5), k=5, timeout_s=5)
+    assert got.answered == [0, 1]
+    assert len(sends) == 1
+    assert rpc_redis.keys(REPLY_KEY_PREFIX + "*") == []  # replies and done marker taken
+
+
 def test_a_stopped_shard_makes_the_answer_partial(servers: Servers, rpc_redis: redis.Redis) -> None:
     shards = make_shards(2)
     _, second = start_shards(servers, shards)
@@ -115,10 +137,11 @@ def test_a_request_delivered_twice_counts_its_shard_once(
     servers.start(shard_queue_key(1), slow)
     send = ThreadConnections.send
 
-    def retried(self: ThreadConnections, *commands: tuple) -> list:
+    def retried(self: ThreadConnections, *commands: tuple, replies: int | None = None) -> list:
         # what a send retried after a broken read can do: shard 0 gets the request twice
         twice = [c for c in commands if c[:2] == ("RPUSH", shard_queue_key(0))]
-        return send(self, *twice, *commands)[len(twice) :]
+        more = None if replies is None else replies + len(twice)
+        return send(self, *twice, *commands, replies=more)[len(twice) :]
 
     monkeypatch.setattr(ThreadConnections, "send", retried)
     got = SearchClient(rpc_redis, n_shards=2).search(unit_vectors(1, seed=2), k=5, timeout_s=3)
@@ -194,7 +217,7 @@ def test_a_queued_batch_is_answered_with_one_search_call(
     """Requests waiting before the server starts are served by ONE handler call and ONE
     search per distinct (k, filters)."""
     (shard,) = make_shards(1)
-    client = SearchClient(rpc_redis, 1)
+    client = SearchClient(rpc_redis, 1, in_flight=0)  # one request a search
     queries = unit_vectors(8, seed=21)
     ks = [10] * 6 + [3] * 2
     results: dict[int, GatheredResult] = {}
@@ -223,6 +246,61 @@ def test_a_queued_batch_is_answered_with_one_search_call(
     for i, k in enumerate(ks):
         expected = shard.search(queries[i : i + 1], k, SearchFilter())
         np.testing.assert_array_equal(results[i].result.product_ids, expected.product_ids)
+
+
+def test_searches_waiting_for_a_slot_travel_as_one_request(
+    servers: Servers, rpc_redis: redis.Redis
+) -> None:
+    """With one request in flight, the searches that come meanwhile wait and then go as
+    ONE request; each caller gets exactly its own rows' answer."""
+    (shard,) = make_shards(1)
+    client = SearchClient(rpc_redis, 1, in_flight=1)
+    queries = unit_vectors(6, seed=22)
+    results: dict[int, GatheredResult] = {}
+
+    def ask(i: int) -> None:
+        results[i] = client.search(queries[i], k=7, timeout_s=10)
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    wait_for(lambda: rpc_redis.llen(shard_queue_key(0)) == 1)  # in flight, unanswered
+    rest = [threading.Thread(target=ask, args=(i,)) for i in range(1, len(queries))]
+    for thread in rest:
+        thread.start()
+    waiting = client._coalescer._open  # white box: the group the five join
+    wait_for(lambda: sum(g.n_rows for g in waiting.values()) == len(rest))
+    server = servers.start(shard_queue_key(0), make_search_handler(shard.search, shard=0))
+    for thread in [first, *rest]:
+        thread.join(timeout=15)
+    wait_for(lambda: server.served == 2)
+    assert server.served == 2
+    for i in range(len(queries)):
+        expected = shard.search(queries[i : i + 1], 7, SearchFilter())
+        np.testing.assert_array_equal(results[i].result.product_ids, expected.product_ids)
+        np.testing.assert_array_equal(results[i].result.scores, expected.scores)
+
+
+def test_a_search_still_waiting_for_a_slot_at_its_deadline_fails_alone(
+    rpc_redis: redis.Redis,
+) -> None:
+    """A search queued behind one in flight keeps its own deadline: at the deadline it
+    fails with NoShardAvailable without being sent; the one in flight fails at its own."""
+    client = SearchClient(rpc_redis, 1, in_flight=1)  # nobody serves the shard
+    slow: list[BaseException] = []
+
+    def ask_slowly() -> None:
+        try:
+            client.search(unit_vectors(1, seed=1), k=3, timeout_s=3)
+        except NoShardAvailable as exc:
+            slow.append(exc)
+
+    first = threading.Thread(target=ask_slowly)
+    first.start()
+    wait_for(lambda: rpc_redis.llen(shard_queue_key(0)) == 1)
+    with pytest.raises(NoShardAvailable, match="before the search could be sent"):
+        client.search(unit_vectors(1, seed=2), k=3, timeout_s=0.2)
+    first.join(timeout=10)
+    assert len(slow) == 1
 
 
 def test_batch_cap_bounds_the_batch(servers: Servers, rpc_redis: redis.Redis) -> None:

@@ -1,0 +1,369 @@
+"""Where a search request's time goes past the shard: the Redis RPC (2 shards) and the view.
+
+The issue-23 figures in one run, on search_bench's synthetic catalog (2 shards built with
+build_bulk, one ShardService process per shard, a private redis-server, a SQLite catalog):
+
+1. single-client latency, interleaved in blocks: shard 0 searched in-process (the
+   baseline) vs `SearchClient.search` over both shards through Redis; the RPC's p50 minus
+   the baseline's is what the path adds;
+2. QPS through the RPC at 1 and 8 closed-loop callers (bench/closed_loop.py, own process);
+   for 1 and 2, what a search costs on every side (caller, shard processes, Redis): CPU,
+   wake-ups (voluntary context switches) and Redis commands. On a shared box the wall
+   times swing with the neighbours' load; the counts do not, and CPU less;
+3. the view's CPU: `GET /api/products/{id}/similar/?k=K` through Django's WSGI handler
+   in this process (every middleware, DRF, throttle, card cache, renderer), one request at
+   a time, each followed by the same search through the RPC client alone; the process
+   CPU time (time.process_time) of each, the difference at p50 is what the web adds.
+
+    python bench/rpc_path_bench.py --quick --work /tmp/rpb  # 50k vectors; builds once
+    python bench/rpc_path_bench.py --quick --latency-only   # part 1 alone, one line
+    python bench/rpc_path_bench.py --quick --profile view   # cProfile (CPU) of the view
+
+With --work the shards and the catalog are built once (1-3 minutes on 2 busy cores) and
+reused; a --quick run on them takes under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.rpc_bench import pct  # noqa: E402
+from bench.search_bench import closed_loop, prepare  # noqa: E402
+from bench.search_data import DIM, MODEL, fresh_vectors, query_products  # noqa: E402
+from bench.search_procs import ShardProcs, web_env  # noqa: E402
+from workers.encoding.registry import publish_model  # noqa: E402
+from workers.index.shard import Shard  # noqa: E402
+from workers.index.threads import use_search_threads  # noqa: E402
+from workers.index.types import SearchFilter  # noqa: E402
+from workers.redis_process import RedisProcess  # noqa: E402
+from workers.rpc.client import SearchClient  # noqa: E402
+from workers.rpc.connection import connect  # noqa: E402
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wakeups(pids: list[int]) -> int:
+    """Voluntary context switches of every thread of the processes so far: each one is a
+    sleep on a socket (or a lock) that something had to wake up."""
+    total = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+    return total
+
+
+class Servers:
+    """What the shard processes and Redis spend: the server side of an RPC's cost (CPU,
+    wake-ups, and the commands Redis ran)."""
+
+    def __init__(self, shards: ShardProcs, redis_proc: RedisProcess, client) -> None:
+        self.shard_pids = [p.pid for p in shards.procs]
+        self.redis_pid = redis_proc.proc.pid
+        self.pids = [*self.shard_pids, self.redis_pid]
+        self.client = client
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids)
+
+    def sample(self) -> np.ndarray:
+        """(CPU s, wake-ups, Redis commands) so far, less what the servers spend idle (their
+        heartbeats and log followers) since `calibrate`; the bench's INFO calls excluded."""
+        commands = int(self.client.info("stats")["total_commands_processed"])
+        shards, redis_cpu = cpu_seconds(self.shard_pids), cpu_seconds([self.redis_pid])
+        now = np.array([shards + redis_cpu, wakeups(self.pids), commands, shards, redis_cpu])
+        self._infos += 1
+        return now - self.idle * (time.perf_counter() - self._since) - [0, 0, self._infos, 0, 0]
+
+    def calibrate(self, seconds: float) -> None:
+        """Measure the idle rate: nobody searches for `seconds`."""
+        self.idle, self._since, self._infos = np.zeros(5), time.perf_counter(), 0
+        start = self.sample()
+        time.sleep(seconds)
+        self.idle = (self.sample() - start) / seconds
+        self._since, self._infos = time.perf_counter(), 0
+
+
+def rpc_latency(
+    local: Shard, client: SearchClient, probe: np.ndarray, k: int, rounds: int, servers: Servers
+):
+    """(in-process ms, RPC ms, RPC CPU ms a search on every side): blocks of 50 queries,
+    the two paths taking turns."""
+    inproc, rpc = [], []
+    filters = SearchFilter()
+    client_cpu = 0.0
+    server = np.zeros(5)
+    me = [os.getpid()]
+    for _ in range(rounds):
+        for start in range(0, len(probe), 50):
+            block = probe[start : start + 50]
+            for q in block:
+                t0 = time.perf_counter()
+                local.search(q[None], k, filters)
+                inproc.append(time.perf_counter() - t0)
+            c0, w0, s0 = time.process_time(), wakeups(me), servers.sample()
+            for q in block:
+                t0 = time.perf_counter()
+                got = client.search(q, k, timeout_s=2.0)
+                rpc.append(time.perf_counter() - t0)
+                if got.partial:
+                    raise RuntimeError("a shard missed the deadline")
+            client_cpu += time.process_time() - c0
+            server += servers.sample() - s0
+            server[1] += wakeups(me) - w0
+    n = len(rpc)
+    per_call = {"cpu_ms": 1e3 * (client_cpu + server[0]) / n, "wakeups": server[1] / n,
+                "redis_commands": server[2] / n, "split": 1e3 * np.array(
+                    [client_cpu, server[3], server[4]]) / n}  # fmt: skip
+    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, per_call
+
+
+def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: object) -> dict:
+    """A closed-loop cell, with the CPU a request cost the caller process, shards and Redis."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0 = servers.sample()
+    r = closed_loop("rpc", conc, args, **opts)
+    spent = servers.sample() - s0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    caller = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    served = max(1.0, r["qps"] * (args.seconds + args.warmup))  # warm-up requests count too
+    r["cpu_ms"] = 1e3 * (caller + spent[0]) / served
+    r["wakeups"] = (spent[1] + after.ru_nvcsw - before.ru_nvcsw) / served
+    r["redis_commands"] = spent[2] / served
+    r["split"] = 1e3 * np.array([caller, spent[3], spent[4]]) / served
+    return r
+
+
+class ViewCaller:
+    """GET requests through Django's WSGI handler in this process, as gunicorn calls it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        from django.core.handlers.wsgi import WSGIHandler
+
+        self.handler = WSGIHandler()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        route, _, query = path.partition("?")
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": route,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+        status: list[str] = []
+        response = self.handler(environ, lambda s, headers, exc_info=None: status.append(s))
+        body = b"".join(response)
+        response.close()
+        return int(status[0].split()[0]), body
+
+
+def view_cpu(view: ViewCaller, ids: np.ndarray, vectors: np.ndarray, k: int, n: int):
+    """Per request: (view CPU ms, RPC-alone CPU ms, view wall ms, RPC-alone wall ms)."""
+    from catalog.search import search_client
+
+    client = search_client()
+    out = np.empty((n, 4))
+    for i in range(n):
+        j = i % len(ids)
+        c0, w0 = time.process_time(), time.perf_counter()
+        status, body = view.get(f"/api/products/{int(ids[j])}/similar/?k={k}")
+        c1, w1 = time.process_time(), time.perf_counter()
+        if status != 200:
+            raise RuntimeError(f"the view answered {status}: {body[:300]!r}")
+        client.search(vectors[j][None], k + 1, SearchFilter())
+        c2, w2 = time.process_time(), time.perf_counter()
+        out[i] = (c1 - c0, c2 - c1, w1 - w0, w2 - w1)
+    return out * 1e3
+
+
+def profile(fn, top: int = 30) -> None:
+    prof = cProfile.Profile(time.process_time)  # CPU, not the waits on sockets
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(top * 3)
+    stats.sort_stats("cumulative").print_stats(top * 2)
+    print(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="50k vectors, short cells")
+    parser.add_argument("--n", type=int, default=200_000, help="vectors in all shards")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--spec", default="hnsw", help="index spec of each shard (HNSW32)")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=1000, help="latency samples per path")
+    parser.add_argument("--views", type=int, default=1000, help="view requests measured")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per QPS cell")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--batch-cap", type=int, default=64)
+    parser.add_argument("--work", type=Path, help="keep shards+DB here and reuse them")
+    parser.add_argument("--latency-only", action="store_true", help="part 1 alone, one line")
+    parser.add_argument("--profile", choices=["rpc", "view"], help="cProfile one path instead")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.queries, args.views, args.seconds = 50_000, 300, 300, 3.0
+    use_search_threads(1)
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    scratch = None
+    if args.work is None:
+        scratch = tempfile.mkdtemp(prefix="rpc-path-bench-")
+        work = Path(scratch)
+    else:
+        work = args.work
+        work.mkdir(parents=True, exist_ok=True)
+    args.queries_db = 300
+    query_ids, query_vecs = query_products(args.n, args.queries_db)
+    prep = argparse.Namespace(n=args.n, shards=args.shards, spec=args.spec)
+    builds = prepare(prep, work, query_ids, query_vecs)
+    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
+    redis_proc = RedisProcess(redis_dir)
+    redis_proc.start()
+    shards: ShardProcs | None = None
+    try:
+        client = connect(redis_proc.url)
+        publish_model(client, MODEL, DIM, random_weights=True)
+        logs = work / "logs"
+        logs.mkdir(exist_ok=True)
+        shards = ShardProcs(redis_proc.url, work / "index", args.shards, args.batch_cap, logs)
+        both = SearchClient(client, args.shards)
+        shards.start().wait_ready(both, DIM)
+        servers = Servers(shards, redis_proc, client)
+        servers.calibrate(3.0)
+        local, _ = Shard.load(
+            work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
+        )
+        probe = fresh_vectors(args.queries, seed=31)
+        rpc_latency(local, both, probe[:100], args.k, 1, servers)  # warm both paths
+        view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
+        view_cpu(view, query_ids, query_vecs, args.k, len(query_ids))  # every card cached
+        if args.profile:
+            if args.profile == "rpc":
+                profile(lambda: rpc_latency(local, both, probe, args.k, 1, servers))
+            else:
+                profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
+            return
+        inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
+        if args.latency_only:
+            added = pct(rpc, 50) - pct(inproc, 50)
+            print(f"latency only: in-process p50 {pct(inproc, 50):.3f} ms, RPC p50 "
+                  f"{pct(rpc, 50):.3f} ms, adds {added:.3f}; wake-ups a search "
+                  f"{rpc_cost['wakeups']:.1f}; load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
+            return
+        costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
+        rpc_queries = work / "rpc-queries.npy"
+        np.save(rpc_queries, probe)
+        cells = {}
+        for conc in (1, 8):
+            cells[conc] = load_cell(
+                conc,
+                args,
+                servers,
+                redis_url=redis_proc.url,
+                shards=args.shards,
+                queries=rpc_queries,
+            )
+    finally:
+        if shards is not None:
+            shards.stop()
+        redis_proc.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    base50 = pct(inproc, 50)
+    view_cpu50, rpc_cpu50 = pct(costs[:, 0], 50), pct(costs[:, 1], 50)
+    added_cpu = view_cpu50 - rpc_cpu50
+    print(
+        f"\nrpc_path_bench: {args.n:,} x {DIM} in {args.shards} shards "
+        f"({builds[0]['spec']}, {builds[0]['params']}), k={args.k}; load avg "
+        f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: noisy)"
+    )
+    print(f"{'what':<40}{'p50 ms':>9}{'p99 ms':>9}{'q/s':>7}{'x base p50':>11}"
+          f"{'CPU ms/q':>9}{'wakes/q':>8}{'cmds/q':>7}")  # fmt: skip
+
+    def row(name: str, p50: float, p99: float, qps: float | None, cost: dict | None) -> None:
+        print(
+            f"{name:<40}{p50:9.3f}{p99:9.3f}"
+            + (f"{qps:7.0f}" if qps is not None else f"{'':>7}")
+            + f"{p50 / base50:11.2f}"
+            + (f"{cost['cpu_ms']:9.3f}{cost['wakeups']:8.1f}{cost['redis_commands']:7.1f}"
+               if cost is not None else "")
+        )  # fmt: skip
+
+    row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
+    row("1. RPC, 2 shards, one at a time", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean(), rpc_cost)
+    for conc, r in cells.items():
+        err = r["errors"] + r["partial"]
+        name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
+        row(name, r["p50"], r["p99"], r["qps"], r)
+    split = {"1. one at a time": rpc_cost["split"]}
+    split.update({f"2. {conc} callers": r["split"] for conc, r in cells.items()})
+    print("   CPU ms a search by side: " + "; ".join(
+        f"{name}: caller {c:.3f}, shards {sh:.3f}, Redis {rd:.3f}"
+        for name, (c, sh, rd) in split.items()))  # fmt: skip
+    for name, col in (
+        ("3. similar view, web process CPU", 0),
+        ("3. RPC search alone, web process CPU", 1),
+        ("3. similar view, wall", 2),
+        ("3. RPC search alone, wall", 3),
+    ):
+        ms = costs[:, col]
+        row(name, pct(ms, 50), pct(ms, 99), None, None)
+    added = pct(rpc, 50) - base50
+    print(
+        f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
+        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}); 8 callers "
+        f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms and "
+        f"{cells[8]['wakeups']:.1f} wake-ups a query (1 caller: {cells[1]['qps']:.0f} q/s); "
+        f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()
