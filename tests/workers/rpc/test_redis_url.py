@@ -124,7 +124,7 @@ def test_sentinel_client_goes_through_sentinel():
     assert pool.connection_class is SentinelMasterConnection
     kwargs = pool.connection_kwargs
     assert (kwargs["db"], kwargs["username"], kwargs["password"]) == (5, "vps", "pw")
-    sentinels = client.sentinel.sentinels
+    sentinels = client.watched_by.sentinels
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26399, 26398]
     sentinel_kwargs = sentinels[0].connection_pool.connection_kwargs
     assert (sentinel_kwargs["password"], sentinel_kwargs["socket_connect_timeout"]) == ("sp", 0.5)
