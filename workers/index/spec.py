@@ -2,23 +2,32 @@
 
 `auto` picks by vector count (n) and dimension:
 
-=====================  ============================  ==========================================
-vectors in the shard   index (factory string)        why
-=====================  ============================  ==========================================
-n < FLAT_MAX           ``Flat``                      exact; a scan of 50k x 512 is ~5 ms
-FLAT_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
-                                                     ``remove_ids`` is cheap; float32 in RAM
-n >= IVFPQ_MIN         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
-                                                     of the top candidates from a 16-bit
-                                                     memory-mapped file on disk
-=====================  ============================  ==========================================
+=========================  ============================  =====================================
+vectors in the shard       index (factory string)        why
+=========================  ============================  =====================================
+n < FLAT_MAX               ``Flat``                      exact, and a scan this small is as
+                                                         cheap as any index's overhead
+FLAT_MAX <= n < HNSW_MAX   ``HNSW32``                    a graph: fewest vectors scored for
+                                                         0.95 recall; fresh vectors wait in an
+                                                         exact delta folded in a chunk at a
+                                                         time, removed ones are filtered out
+                                                         until a compaction rebuilds the graph
+HNSW_MAX <= n < IVFPQ_MIN  ``IVF{nlist},Flat``           ~4*sqrt(n) lists, adds need no
+                                                         retraining, ``remove_ids`` is cheap
+                                                         where a graph rebuild would not be;
+                                                         float32 in RAM
+n >= IVFPQ_MIN             ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact
+                                                         re-rank of the top candidates from a
+                                                         16-bit memory-mapped file on disk
+=========================  ============================  =====================================
 
-``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
-(about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
-(``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force is ~1e14
-flops, hours on two cores; the graph does it in minutes. Overrides: ``flat``, ``ivf``,
-``hnsw`` (``HNSW32``, a graph: fast, but deletions need a rebuild), ``ivfpq``, or any FAISS
-factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are re-ranked.
+Measured figures behind the bounds are in README ("Index defaults", bench/pgvector_bench.py
+and bench/shards_bench.py). ``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From
+HNSW_QUANTIZER_NLIST lists on (about 4M vectors), the coarse quantizer is an HNSW graph over
+the centroids (``IVF{nlist}_HNSW32``): assigning 10M vectors to 16k centroids by brute force
+is ~1e14 flops, hours on two cores; the graph does it in minutes. Overrides: ``flat``,
+``ivf``, ``hnsw`` (``HNSW32``), ``ivfpq``, or any FAISS factory string (``"IVF1024,SQ8"``);
+factories containing PQ/SQ/LSH codes are re-ranked.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "50000"))
+FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "10000"))
+HNSW_MAX = int(os.environ.get("INDEX_HNSW_MAX", "100000"))
 IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
 HNSW_M = 32
 PQ_BYTES = 32
@@ -102,6 +112,8 @@ def choose_spec(n_vectors: int, dim: int, override: str = "auto") -> IndexSpec:
     if key == "auto":
         if n_vectors < FLAT_MAX:
             key = "flat"
+        elif n_vectors < HNSW_MAX:
+            key = "hnsw"
         elif n_vectors < IVFPQ_MIN:
             key = "ivf"
         else:

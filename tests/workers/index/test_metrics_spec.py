@@ -7,7 +7,7 @@ import numpy as np
 
 from workers.index.columns import narrowest_int_dtype
 from workers.index.metrics import merge_results, merge_topk, recall_at_k
-from workers.index.spec import FLAT_MAX, IVFPQ_MIN, SearchParams, choose_spec
+from workers.index.spec import FLAT_MAX, HNSW_MAX, IVFPQ_MIN, SearchParams, choose_spec
 from workers.index.types import SearchResult
 
 
@@ -47,6 +47,8 @@ def test_recall_at_k() -> None:
 
 def test_choose_spec_table() -> None:
     assert choose_spec(FLAT_MAX - 1, 512).factory == "Flat"
+    assert choose_spec(HNSW_MAX - 1, 512).factory == "HNSW32"
+    assert choose_spec(HNSW_MAX, 512).factory.startswith("IVF")
     ivf = choose_spec(1_000_000, 512)
     assert ivf.factory == "IVF4096,Flat"
     assert not ivf.rerank
@@ -74,3 +76,10 @@ def test_narrowest_int_dtype() -> None:
     assert narrowest_int_dtype(np.array([70_000])) == np.int32
     assert narrowest_int_dtype(np.array([2**40])) == np.int64
     assert narrowest_int_dtype(np.array([1]), at_least=np.int32) == np.int32
+
+
+def test_no_shard_above_ten_thousand_vectors_scans_exactly_by_default() -> None:
+    """A 20k shard gets an index with a knob to trade recall for speed; asked, it stays exact."""
+    for n in (20_000, 50_000, 200_000):
+        assert not choose_spec(n, 384).exact, n
+    assert choose_spec(20_000, 384, "flat").exact
