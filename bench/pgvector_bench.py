@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.queries, args.seconds, args.warmup = 24_000, 300, 2.0, 0.5
+        args.n, args.queries, args.seconds, args.warmup = 24_000, 300, 1.5, 0.5
     elif args.full:
         args.n = 200_000
     args.clients = [int(c) for c in args.clients.split(",")]
