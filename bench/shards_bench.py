@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="500k vectors")
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--shard-counts", default="1,2,4")
+    parser.add_argument("--spec", default="auto", help="the shards' index spec")
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries")
     parser.add_argument("--seconds", type=float, default=6.0, help="per load cell")
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -64,7 +65,7 @@ def main() -> None:
     try:
         for count in counts:
             index_dir = work / f"index-{count}"
-            builds = build_shards(data, count, index_dir)
+            builds = build_shards(data, count, index_dir, args.spec)
             specs[count] = "; ".join(sorted({f"{b['spec']} {b['knobs']}" for b in builds}))
             built_s = sum(b["build_s"] for b in builds)
             print(f"{count} shard(s): {specs[count]}, built in {built_s:.0f}s", flush=True)
