@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -148,17 +149,30 @@ def connect(dsn: str, ef_search: int | None = None):
 
 
 def load(dsn: str, data: VectorSet, m: int = 16, ef_construction: int = 64) -> dict[str, float]:
-    """The catalog into `items` (binary COPY) under an HNSW index; seconds each step took."""
+    """The catalog into `items`, a product table with its embedding (binary COPY), under an
+    HNSW index; seconds each step took."""
     conn = connect(dsn)
-    conn.execute(f"CREATE TABLE items (id bigint PRIMARY KEY, embedding vector({DIM}))")
+    conn.execute(
+        "CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, price numeric(10, 2), "
+        f"in_stock boolean NOT NULL, category_id integer NOT NULL, embedding vector({DIM}))"
+    )
+    attrs = data.attrs()
+    rows = zip(
+        data.ids.tolist(),
+        attrs.prices.tolist(),
+        attrs.in_stock.tolist(),
+        attrs.category_ids.tolist(),
+        data.vectors,
+        strict=True,
+    )
     started = time.perf_counter()
-    with (
-        conn.cursor() as cur,
-        cur.copy("COPY items (id, embedding) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types(["int8", "vector"])
-        for pid, vector in zip(data.ids.tolist(), data.vectors, strict=True):
-            copy.write_row((pid, vector))
+    copy_sql = "COPY items (id, title, price, in_stock, category_id, embedding) FROM STDIN BINARY"
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.set_types(["int8", "text", "numeric", "bool", "int4", "vector"])
+        for pid, price, stock, category, vector in rows:
+            copy.write_row(
+                (pid, f"Synthetic product {pid}", Decimal(f"{price:.2f}"), stock, category, vector)
+            )
     copied = time.perf_counter()
     conn.execute(
         f"CREATE INDEX ON items USING hnsw (embedding vector_ip_ops) "
