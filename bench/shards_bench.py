@@ -10,6 +10,7 @@ the order alternating; medians are reported, ratios against 1 shard from the sam
     python bench/shards_bench.py --quick   # 16k vectors, under 2 minutes
     python bench/shards_bench.py           # 50k vectors
     python bench/shards_bench.py --full    # 500k vectors (builds take minutes)
+    python bench/shards_bench.py --shard-counts 1 --specs hnsw,ivf   # index kinds compared
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ from bench import vector_set  # noqa: E402
 from bench.service_path import Service, build_shards  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
 
+Config = tuple[int, str]  # (shards, spec)
+
+
+def label(config: Config) -> str:
+    count, spec = config
+    return f"{count} shard{'s' * (count > 1)} ({spec})"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -39,7 +47,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="500k vectors")
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--shard-counts", default="1,2,4")
-    parser.add_argument("--spec", default="auto", help="the shards' index spec")
+    parser.add_argument("--specs", default="auto", help="index specs to compare, e.g. hnsw,ivf")
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries")
     parser.add_argument("--seconds", type=float, default=6.0, help="per load cell")
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -50,7 +58,11 @@ def main() -> None:
         args.n, args.queries, args.seconds, args.warmup = 16_000, 300, 1.5, 0.5
     elif args.full:
         args.n = 500_000
-    counts = [int(c) for c in args.shard_counts.split(",")]
+    configs = [
+        (int(count), spec)
+        for spec in args.specs.split(",")
+        for count in args.shard_counts.split(",")
+    ]
     clients = [int(c) for c in args.clients.split(",")]
     use_search_threads(1)
     started = time.perf_counter()
@@ -58,54 +70,55 @@ def main() -> None:
     data = vector_set.make(args.n, args.queries)
     queries = data.save_queries(work / "queries.npy")
     print(f"catalog: {args.n} x {vector_set.DIM} clustered, {args.queries} held-out queries")
-    services: dict[int, Service] = {}
-    specs: dict[int, str] = {}
-    recalls: dict[int, float] = {}
-    results: dict[tuple[int, int], list[dict]] = {}
+    services: dict[Config, Service] = {}
+    specs: dict[Config, str] = {}
+    recalls: dict[Config, float] = {}
+    results: dict[tuple[Config, int], list[dict]] = {}
     try:
-        for count in counts:
-            index_dir = work / f"index-{count}"
-            builds = build_shards(data, count, index_dir, args.spec)
-            specs[count] = "; ".join(sorted({f"{b['spec']} {b['knobs']}" for b in builds}))
+        for config in configs:
+            count, spec = config
+            index_dir = work / f"index-{count}-{spec}"
+            builds = build_shards(data, count, index_dir, spec)
+            specs[config] = "; ".join(sorted({f"{b['spec']} {b['knobs']}" for b in builds}))
             built_s = sum(b["build_s"] for b in builds)
-            print(f"{count} shard(s): {specs[count]}, built in {built_s:.0f}s", flush=True)
-            logs = work / f"logs-{count}"
+            print(f"{count} shard(s): {specs[config]}, built in {built_s:.0f}s", flush=True)
+            logs = work / f"logs-{count}-{spec}"
             logs.mkdir()
-            services[count] = Service(index_dir, count, logs).start()
-            recalls[count] = services[count].recall(data)
-        plan = [(count, c) for c in clients for count in counts]
+            services[config] = Service(index_dir, count, logs).start()
+            recalls[config] = services[config].recall(data)
+        plan = [(config, c) for c in clients for config in configs]
         for rep in range(args.reps):
-            for count, c in plan if rep % 2 == 0 else plan[::-1]:
-                got = services[count].load(queries, c, args.seconds, args.warmup)
-                results.setdefault((count, c), []).append(got)
+            for config, c in plan if rep % 2 == 0 else plan[::-1]:
+                got = services[config].load(queries, c, args.seconds, args.warmup)
+                results.setdefault((config, c), []).append(got)
     finally:
         for service in services.values():
             service.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(count: int, c: int, key: str) -> float:
-        return float(np.median([r[key] for r in results[(count, c)]]))
+    def med(config: Config, c: int, key: str) -> float:
+        return float(np.median([r[key] for r in results[(config, c)]]))
 
     print(f"\n{args.n} vectors, medians of {args.reps} interleaved rounds of {args.seconds:.0f}s")
     columns = " | ".join(f"{c} client QPS (p50 ms)" for c in clients)
     print(f"| shards | index per shard | recall@10 | {columns} |")
     print("|" + " --- |" * (3 + len(clients)))
-    for count in counts:
+    for config in configs:
         cells = " | ".join(
-            f"{med(count, c, 'qps'):,.0f} ({med(count, c, 'p50'):.2f})" for c in clients
+            f"{med(config, c, 'qps'):,.0f} ({med(config, c, 'p50'):.2f})" for c in clients
         )
-        print(f"| {count} | {specs[count]} | {recalls[count]:.3f} | {cells} |")
+        print(f"| {config[0]} | {specs[config]} | {recalls[config]:.3f} | {cells} |")
     errors = sum(r["errors"] for runs in results.values() for r in runs)
     if errors:
         print(f"errors or partial answers: {errors}")
-    base = counts[0]
-    for count in counts[1:]:
+    base = configs[0]
+    for config in configs[1:]:
         ratios = ", ".join(
-            f"{med(count, c, 'qps') / med(base, c, 'qps'):.2f}x at {c}" for c in clients
+            f"{med(config, c, 'qps') / med(base, c, 'qps'):.2f}x at {c}" for c in clients
         )
-        print(f"{count} shards / {base} shard QPS: {ratios} client(s)")
-    best = {c: max(counts, key=lambda count, c=c: med(count, c, "qps")) for c in clients}
-    picks = ", ".join(f"{best[c]} shard(s) at {c} client(s)" for c in clients)
+        print(f"{label(config)} / {label(base)} QPS: {ratios} client(s)")
+    best = {c: max(configs, key=lambda config, c=c: med(config, c, "qps")) for c in clients}
+    picks = ", ".join(f"{label(best[c])} at {c} client(s)" for c in clients)
     took = time.perf_counter() - started
     print(f"summary: {args.n} vectors are served fastest by {picks} ({took:.0f}s)")
 
