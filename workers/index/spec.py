@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 FLAT_MAX = int(os.environ.get("INDEX_FLAT_MAX", "10000"))
-HNSW_MAX = int(os.environ.get("INDEX_HNSW_MAX", "100000"))
+HNSW_MAX = int(os.environ.get("INDEX_HNSW_MAX", "50000"))
 IVFPQ_MIN = int(os.environ.get("INDEX_IVFPQ_MIN", "2000000"))
 HNSW_M = 32
 PQ_BYTES = 32
