@@ -2,10 +2,11 @@
 
 No real embeddings can be fetched here, so the rows come from the index engine's cluster
 model (workers/index/synthetic.py: elongated clusters of modest intrinsic dimension plus
-noise, normalised float32, about as hard for IVF and PQ as real embeddings measured on this
-machine), at 384 dimensions, the size of small sentence-embedding models. Row r is product
-r + 1 with one image (image id = product id). Tuning and evaluation queries are fresh draws
-from the same clusters, never in the catalog; their truth is the exact inner-product top k.
+noise, normalised float32; 1,000 clusters of skewed sizes, so a small catalog spreads a
+query's neighbours over several clusters and a large one keeps them in its own), at 384
+dimensions, the size of small sentence-embedding models. Row r is product r + 1 with one
+image (image id = product id). Tuning and evaluation queries are fresh draws from the same
+clusters, never in the catalog; their truth is the exact inner-product top k.
 """
 
 from __future__ import annotations
