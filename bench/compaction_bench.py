@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers.index.build import build_bulk
+from workers.index.bulk_build import build_bulk
 from workers.index.shard import Shard
 from workers.index.spec import IndexSpec
 from workers.index.synthetic import ClusterModel

@@ -35,7 +35,7 @@ from catalog.models import Category, Embedding, IndexState, Product, ProductImag
 CHUNK = 5000
 
 
-def fill(n: int, emb_ids: np.ndarray, emb_vectors: np.ndarray) -> None:
+def fill(n: int, emb_ids: np.ndarray, emb_vectors: np.ndarray, model: str = MODEL) -> None:
     Category.objects.bulk_create(
         [Category(id=c, name=f"Category {c}", slug=f"cat-{c}") for c in range(1, CATEGORIES + 1)]
     )
@@ -74,7 +74,7 @@ def fill(n: int, emb_ids: np.ndarray, emb_vectors: np.ndarray) -> None:
                 [
                     Embedding(
                         image_id=int(pid),
-                        model=MODEL,
+                        model=model,
                         dim=vec.shape[0],
                         vector=np.ascontiguousarray(vec, dtype="<f4").tobytes(),
                         source_sha256=hashlib.sha256(str(pid).encode()).hexdigest(),
@@ -90,10 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--embeddings", type=Path, required=True, help=".npz with ids, vectors")
+    parser.add_argument("--model", default=MODEL, help="the embeddings' model name")
     args = parser.parse_args()
     started = time.perf_counter()
     with np.load(args.embeddings, allow_pickle=False) as data:
-        fill(args.n, data["ids"], data["vectors"])
+        fill(args.n, data["ids"], data["vectors"], args.model)
     print(
         f"database: {args.n} products, images; embeddings for queries "
         f"in {time.perf_counter() - started:.0f}s"

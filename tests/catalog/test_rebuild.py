@@ -60,8 +60,10 @@ def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
 def test_rebuild_target_thresholds(settings):
     settings.INDEX_SPEC = "auto"
     assert rebuild_target("Flat", 1_000, 512) is None
-    assert rebuild_target("Flat", 60_000, 512).factory.startswith("IVF")
-    assert rebuild_target("IVF1024,Flat", 70_000, 512) is None
+    assert rebuild_target("Flat", 20_000, 512).factory == "HNSW32"
+    assert rebuild_target("HNSW32", 40_000, 512) is None
+    assert rebuild_target("HNSW32", 60_000, 512).factory.startswith("IVF")
+    assert rebuild_target("IVF1024,Flat", 170_000, 512) is None
     assert rebuild_target("IVF64,Flat", 1_000_000, 512) is not None
     assert rebuild_target("IVF4096,Flat", 3_000_000, 512).rerank
     settings.INDEX_SPEC = "HNSW32"

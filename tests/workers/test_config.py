@@ -66,7 +66,7 @@ def test_the_protocol_image_cap_is_the_image_byte_cap() -> None:
         ("LOG_FORMAT", "xml", "'json' or 'plain'"),
         ("WORKER_METRICS_PORT", "70000", "TCP port"),
         ("SHARD_COMPACT_REMOVED_FRACTION", "1.5", "fractions"),
-        ("INDEX_FLAT_MAX", "3000000", "INDEX_FLAT_MAX <= INDEX_IVFPQ_MIN"),
+        ("INDEX_FLAT_MAX", "3000000", "INDEX_FLAT_MAX <= INDEX_HNSW_MAX"),
         ("RPC_MAX_MESSAGE_BYTES", "1024", "no room for an image"),
     ],
 )

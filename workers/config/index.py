@@ -10,18 +10,19 @@ from workers.config.parse import env
 @dataclass(frozen=True)
 class IndexConfig:
     """FAISS OpenMP threads (searches default to one: two spin on a barrier on a busy box)
-    and the shard sizes where `auto` moves from Flat to IVF and from IVF to OPQ+IVF+PQ."""
+    and the shard sizes where `auto` moves from Flat to HNSW, to IVF and to OPQ+IVF+PQ."""
 
     search_threads: int = field(default=1, metadata=env("FAISS_SEARCH_THREADS"))
     train_threads: int = field(default=1, metadata=env("FAISS_TRAIN_THREADS"))
-    flat_max: int = field(default=50_000, metadata=env("INDEX_FLAT_MAX"))
+    flat_max: int = field(default=10_000, metadata=env("INDEX_FLAT_MAX"))
+    hnsw_max: int = field(default=50_000, metadata=env("INDEX_HNSW_MAX"))
     ivfpq_min: int = field(default=2_000_000, metadata=env("INDEX_IVFPQ_MIN"))
 
     def __post_init__(self) -> None:
         if min(self.search_threads, self.train_threads) < 1:
             raise ValueError("thread counts must be at least 1")
-        if not 0 < self.flat_max <= self.ivfpq_min:
-            raise ValueError("need 0 < INDEX_FLAT_MAX <= INDEX_IVFPQ_MIN")
+        if not 0 < self.flat_max <= self.hnsw_max <= self.ivfpq_min:
+            raise ValueError("need 0 < INDEX_FLAT_MAX <= INDEX_HNSW_MAX <= INDEX_IVFPQ_MIN")
 
 
 @dataclass(frozen=True)

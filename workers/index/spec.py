@@ -2,25 +2,34 @@
 
 `auto` picks by vector count (n) and dimension:
 
-=====================  ============================  ==========================================
-vectors in the shard   index (factory string)        why
-=====================  ============================  ==========================================
-n < flat_max           ``Flat``                      exact; a scan is cheap at this size
-flat_max <= n < ivfpq_min  ``IVF{nlist},Flat``       ~4*sqrt(n) lists, adds need no retraining,
-                                                     ``remove_ids`` is cheap; float32 in RAM
-n >= ivfpq_min         ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact re-rank
-                                                     of the top candidates from a 16-bit
-                                                     memory-mapped file on disk
-=====================  ============================  ==========================================
+=========================  ============================  =====================================
+vectors in the shard       index (factory string)        why
+=========================  ============================  =====================================
+n < flat_max               ``Flat``                      exact, and a scan this small is as
+                                                         cheap as any index's overhead
+flat_max <= n < hnsw_max   ``HNSW32``                    a graph: fewest vectors scored for
+                                                         0.95 recall; fresh vectors wait in an
+                                                         exact delta folded in a chunk at a
+                                                         time, removed ones are filtered out
+                                                         until a compaction rebuilds the graph
+hnsw_max <= n < ivfpq_min  ``IVF{nlist},Flat``           ~4*sqrt(n) lists, adds need no
+                                                         retraining, ``remove_ids`` is cheap
+                                                         where a graph rebuild would not be;
+                                                         float32 in RAM
+n >= ivfpq_min             ``OPQ{m},IVF{nlist},PQ{m}``   m bytes of code per vector, exact
+                                                         re-rank of the top candidates from a
+                                                         16-bit memory-mapped file on disk
+=========================  ============================  =====================================
 
-``flat_max`` and ``ivfpq_min`` are INDEX_FLAT_MAX and INDEX_IVFPQ_MIN (workers/config/index.py).
-``nlist`` is the power of two nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on
-(about 4M vectors), the coarse quantizer is an HNSW graph over the centroids
-(``IVF{nlist}_HNSW32``): assigning every vector to its nearest of that many centroids by
-brute force is what makes a large build slow; the graph does it approximately.
-Overrides: ``flat``, ``ivf``, ``hnsw`` (``HNSW32``, a graph: fast, but deletions need a
-rebuild), ``ivfpq``, or any FAISS factory string (``"IVF1024,SQ8"``); factories containing
-PQ/SQ/LSH codes are re-ranked.
+``flat_max``, ``hnsw_max`` and ``ivfpq_min`` are INDEX_FLAT_MAX, INDEX_HNSW_MAX and
+INDEX_IVFPQ_MIN (workers/config/index.py); the figures behind them are in README ("Index
+defaults", bench/pgvector_bench.py and bench/shards_bench.py). ``nlist`` is the power of two
+nearest to ``4 * sqrt(n)``. From HNSW_QUANTIZER_NLIST lists on (about 4M vectors), the coarse
+quantizer is an HNSW graph over the centroids (``IVF{nlist}_HNSW32``): assigning every vector
+to its nearest of that many centroids by brute force is what makes a large build slow; the
+graph does it approximately. Overrides: ``flat``, ``ivf``, ``hnsw`` (``HNSW32``), ``ivfpq``,
+or any FAISS factory string (``"IVF1024,SQ8"``); factories containing PQ/SQ/LSH codes are
+re-ranked.
 """
 
 from __future__ import annotations
@@ -103,12 +112,14 @@ def choose_spec(
     n_vectors: int, dim: int, override: str = "auto", sizes: IndexConfig = _DEFAULT_SIZES
 ) -> IndexSpec:
     """The index spec for a shard of `n_vectors` vectors of dimension `dim` (see module table);
-    `auto` moves up at the configured `sizes` (flat_max, ivfpq_min)."""
+    `auto` moves up at the configured `sizes` (flat_max, hnsw_max, ivfpq_min)."""
     name = (override or "auto").strip()
     key = name.lower()
     if key == "auto":
         if n_vectors < sizes.flat_max:
             key = "flat"
+        elif n_vectors < sizes.hnsw_max:
+            key = "hnsw"
         elif n_vectors < sizes.ivfpq_min:
             key = "ivf"
         else:

@@ -54,8 +54,6 @@ from workers.rpc.transport import Transport
 log = logging.getLogger(__name__)
 
 
-
-
 # ---------------------------------------------------------------- search
 
 

@@ -2,8 +2,8 @@
 
 A fresh install starts with exact flat shards; `maybe_rebuild` (Celery beat) moves a
 shard to a trained index once its vector count calls for another kind (see
-workers/index/spec.py: flat below INDEX_FLAT_MAX = 50k vectors, IVF above, OPQ+IVF+PQ
-from INDEX_IVFPQ_MIN = 2M).
+workers/index/spec.py: flat below INDEX_FLAT_MAX = 10k vectors, an HNSW graph below
+INDEX_HNSW_MAX = 50k, IVF above, OPQ+IVF+PQ from INDEX_IVFPQ_MIN = 2M).
 """
 
 from __future__ import annotations

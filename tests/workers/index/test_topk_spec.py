@@ -49,6 +49,9 @@ def test_recall_at_k() -> None:
 def test_choose_spec_table() -> None:
     sizes = IndexConfig()
     assert choose_spec(sizes.flat_max - 1, 512).factory == "Flat"
+    assert choose_spec(sizes.flat_max, 512).factory == "HNSW32"
+    assert choose_spec(sizes.hnsw_max - 1, 512).factory == "HNSW32"
+    assert choose_spec(sizes.hnsw_max, 512).factory.startswith("IVF")
     ivf = choose_spec(1_000_000, 512)
     assert ivf.factory == "IVF4096,Flat"
     assert not ivf.rerank
@@ -56,7 +59,7 @@ def test_choose_spec_table() -> None:
     assert big.factory.startswith("OPQ32,IVF")
     assert big.rerank
     assert choose_spec(10, 512, "hnsw").kind == "hnsw"
-    smaller = IndexConfig(flat_max=100, ivfpq_min=1000)  # INDEX_FLAT_MAX, INDEX_IVFPQ_MIN
+    smaller = IndexConfig(flat_max=100, hnsw_max=100, ivfpq_min=1000)
     assert choose_spec(100, 512, "auto", smaller).kind == "ivf"
     assert choose_spec(1000, 512, "auto", smaller).rerank
     custom = choose_spec(10, 512, "IVF256,SQ8")
@@ -79,3 +82,10 @@ def test_narrowest_int_dtype() -> None:
     assert narrowest_int_dtype(np.array([70_000])) == np.int32
     assert narrowest_int_dtype(np.array([2**40])) == np.int64
     assert narrowest_int_dtype(np.array([1]), at_least=np.int32) == np.int32
+
+
+def test_no_shard_above_ten_thousand_vectors_scans_exactly_by_default() -> None:
+    """A 20k shard gets an index with a knob to trade recall for speed; asked, it stays exact."""
+    for n in (20_000, 50_000, 200_000):
+        assert not choose_spec(n, 384).exact, n
+    assert choose_spec(20_000, 384, "flat").exact
