@@ -18,14 +18,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.index.build import build_bulk  # noqa: E402
-
 from bench.rpc_bench import pct  # noqa: E402
 from bench.search_data import shard_of, store_url  # noqa: E402
 from bench.search_procs import ShardProcs  # noqa: E402
 from bench.vector_set import DIM, MODEL, VectorSet  # noqa: E402
 from workers.encoding.registry import publish_model  # noqa: E402
 from workers.index.artifacts import ArtifactStore  # noqa: E402
+from workers.index.bulk_build import build_bulk  # noqa: E402
 from workers.index.log import START  # noqa: E402
 from workers.index.spec import describe_knobs  # noqa: E402
 from workers.redis_process import RedisProcess  # noqa: E402

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from workers.index.build import build_bulk
 
+from workers.index.bulk_build import build_bulk
 from workers.index.spec import SearchParams
 from workers.index.synthetic import ClusterModel, exact_knn
 from workers.index.tune import autotune, measure, recall_spread
