@@ -72,11 +72,6 @@ class Columns:
         self.size = start + n
         return np.arange(start, start + n, dtype=np.int64)
 
-    def keep(self, slots: np.ndarray) -> None:
-        """Keep only the given slots (in this order): they become slots 0..len-1."""
-        self.data = {name: np.ascontiguousarray(col[slots]) for name, col in self.data.items()}
-        self.size = len(slots)
-
     def taken(self, slots: np.ndarray) -> Columns:
         """New columns of the given slots (in this order) as slots 0..len-1; these stay."""
         taken = Columns(capacity=0)

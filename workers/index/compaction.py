@@ -63,7 +63,9 @@ def _catch_up(fresh: ShardState, current: ShardState, kept: np.ndarray, n_slots:
     removals of kept slots, and the vectors added since (their rows read from the live
     backend), in slot order."""
     live = current.cols
-    gone = np.flatnonzero(fresh.cols["alive"] & ~live["alive"][kept])
+    # every kept slot dead now, also those the copy of the columns already saw dead: the
+    # index may have been read before they died (removing an absent one is a no-op)
+    gone = np.flatnonzero(~live["alive"][kept])
     if len(gone):
         fresh.cols.data["alive"][gone] = False
         fresh.backend.remove(gone)

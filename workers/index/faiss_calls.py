@@ -30,32 +30,6 @@ def search_with(
     return scores, labels
 
 
-def preassigned(
-    ivf: faiss.IndexIVF,
-    x: np.ndarray,
-    k: int,
-    coarse_i: np.ndarray,
-    coarse_d: np.ndarray,
-    params: faiss.SearchParametersIVF,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``search_preassigned`` with search parameters (the Python wrapper refuses them)."""
-    n = len(x)
-    scores = np.empty((n, k), dtype=np.float32)
-    labels = np.empty((n, k), dtype=np.int64)
-    ivf.search_preassigned_c(
-        n,
-        faiss.swig_ptr(x),
-        k,
-        faiss.swig_ptr(np.ascontiguousarray(coarse_i)),
-        faiss.swig_ptr(np.ascontiguousarray(coarse_d)),
-        faiss.swig_ptr(scores),
-        faiss.swig_ptr(labels),
-        False,
-        params,
-    )
-    return scores, labels
-
-
 def refine_params(
     base: faiss.SearchParameters, candidates: int, fetch: int
 ) -> faiss.IndexRefineSearchParameters:

@@ -26,15 +26,6 @@ def bulk_bytes(bulk: faiss.Index, ivf: faiss.IndexIVF | None, mapped: bool) -> i
     return total
 
 
-def delta_bytes(delta: faiss.Index) -> int:
-    """Bytes of a delta: an IVF probed with the bulk's lists, or an IDMap of a flat or
-    bfloat16 scan."""
-    delta = faiss.downcast_index(delta)
-    if isinstance(delta, faiss.IndexIVF):
-        return delta.ntotal * (delta.invlists.code_size + 8)
-    return delta.ntotal * (faiss.downcast_index(delta.index).code_size + 8)
-
-
 def flat_or_graph_bytes(index: faiss.Index) -> int:
     """Bytes of a flat-coded or HNSW index (others serialised to measure)."""
     if isinstance(index, faiss.IndexFlatCodes):

@@ -4,6 +4,7 @@ compaction drops vectors."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 
@@ -49,6 +50,7 @@ def relabeled_lists(
                     codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * code_size)
                     copied.append((list_no, old, codes.copy().reshape(size, code_size)))
         for list_no, old, codes in copied:
+            time.sleep(0)  # let searches waiting for the GIL in (else up to 5 ms each)
             inside = old < len(new_of_old)
             new = np.full(len(old), -1, dtype=np.int64)
             new[inside] = new_of_old[old[inside]]

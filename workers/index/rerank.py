@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -141,6 +142,7 @@ class RerankStore:
 
         def blocks() -> Iterable[np.ndarray]:
             for start in range(0, len(keep), _BLOCK):
+                time.sleep(0)  # a compaction runs beside searches: let them have the GIL
                 yield self._rows[keep[start : start + _BLOCK]]
             if fresh is not None and len(fresh):
                 yield fresh

@@ -13,13 +13,13 @@ from workers.index.types import SearchFilter
 
 CACHED_FILTERS = 16
 # what gathering and scoring one matching row costs, in rows a bitmap scan skips (~0.3-0.4
-# us against ~5 ns at 100k, 512-d), see `Shard._subset`
+# us against ~5 ns at 100k, 512-d), see `searching.search`
 SUBSET_COST = 70
 
 
 class Selection(NamedTuple):
     """A packed bitmap over slots (None: everything in the indexes), how many vectors
-    match, and their slots when few enough to gather (see `Shard._subset`)."""
+    match, and their slots when few enough to gather (see `searching.search`)."""
 
     bits: np.ndarray | None
     n_match: int

@@ -30,8 +30,11 @@ def _own_id_first(shard: Shard, ids: np.ndarray, x: np.ndarray) -> bool:
     return bool((shard.search(x, 1, params=EXACT).image_ids[:, 0] == ids).all())
 
 
+@pytest.mark.parametrize("paused", ["before reading the index", "after building aside"])
 @pytest.mark.parametrize("spec", SPECS)
-def test_searches_and_writes_go_on_while_a_compaction_builds(spec: str, tmp_path) -> None:
+def test_searches_and_writes_go_on_while_a_compaction_builds(
+    spec: str, paused: str, tmp_path
+) -> None:
     shard, ids, x = _filled(spec, tmp_path)
     shard.delete(ids[:500])  # a quarter removed: every kind drops them (a graph rebuilds)
     fresh_ids = np.arange(90_000, 90_100, dtype=np.int64)
@@ -43,12 +46,13 @@ def test_searches_and_writes_go_on_while_a_compaction_builds(spec: str, tmp_path
     backend = shard.state.backend
     build = backend.compacted
 
-    def paused(*args, **kwargs):
+    def held(*args, **kwargs):
+        built = build(*args, **kwargs) if paused.startswith("after") else None
         building.set()
         assert release.wait(60), "the test never released the build"
-        return build(*args, **kwargs)
+        return built or build(*args, **kwargs)
 
-    backend.compacted = paused  # type: ignore[method-assign]
+    backend.compacted = held  # type: ignore[method-assign]
     takers: list[str] = []
     write = shard.lock.write
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import faiss
 import numpy as np
 import pytest
 
@@ -32,6 +33,32 @@ def _shard(spec: str, tmp_path) -> tuple[Shard, np.ndarray, np.ndarray]:
 def test_without_a_gpu_the_backend_stays_on_the_cpu(tmp_path) -> None:
     shard, _, _ = _shard("IVF8,Flat", tmp_path)
     assert isinstance(shard.state.backend, GpuBackend) == (gpu_count() > 0)
+
+
+@pytest.mark.parametrize("spec", ["IVF8,Flat", "IVF8,PQ4x4"])
+def test_a_copy_s_hits_lose_removed_slots_and_gain_fresh_ones(spec: str, tmp_path) -> None:
+    """What the GPU backend does around its copy (removed and filtered slots dropped from
+    its hits, fresh vectors added to it), checked everywhere with the copy held on the
+    CPU: a second FAISS index made from the bulk, answered through the same calls."""
+    shard, ids, x = _shard(spec, tmp_path)
+    cpu = getattr(shard.state.backend, "cpu", shard.state.backend)
+    copy = faiss.clone_index(cpu.index)
+    rerank = getattr(cpu, "rerank", None)
+    wrapped = GpuBackend(cpu, copy, rerank.refined(copy) if rerank else None, "ivf")
+    shard.state = replace(shard.state, backend=wrapped)
+    shard.delete(ids[:100])
+    fresh_ids = np.arange(50_001, 50_101, 2, dtype=np.int64)
+    fresh = random_vectors(50, seed=42)
+    shard.upsert(fresh_ids, fresh, attrs_for(fresh_ids))
+    assert copy.ntotal == len(ids) + len(fresh_ids)  # fresh ones reach it, removed stay
+    queries = np.vstack([x[:GPU_MIN_BATCH], fresh[:GPU_MIN_BATCH]])
+    for flt in (None, SearchFilter(in_stock=True)):
+        through_copy = shard.search(queries, 10, flt, params=EXACT)
+        shard.state = replace(shard.state, backend=cpu)
+        on_cpu = shard.search(queries, 10, flt, params=EXACT)
+        shard.state = replace(shard.state, backend=wrapped)
+        np.testing.assert_array_equal(through_copy.image_ids, on_cpu.image_ids)
+        assert not np.isin(through_copy.image_ids, ids[:100]).any()
 
 
 @needs_gpu

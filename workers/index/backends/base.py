@@ -10,6 +10,7 @@ memory, files) lives in the backend of that kind; the shard composes one with it
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
@@ -147,7 +148,9 @@ def chunks(
     wait for one chunk at most, searches for nothing."""
     for start in range(0, len(slots), CHUNK):
         with read():
-            yield np.array(gather(slots[start : start + CHUNK]), dtype=np.float32)
+            rows = np.array(gather(slots[start : start + CHUNK]), dtype=np.float32)
+        time.sleep(0)  # let searches waiting for the GIL in (else up to 5 ms each)
+        yield rows
 
 
 def no_lock() -> ContextManager[None]:

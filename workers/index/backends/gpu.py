@@ -76,9 +76,7 @@ def _gpu_copy(backend: Backend) -> tuple[faiss.Index, faiss.Index | None, str] |
         rerank = getattr(backend, "rerank", None)
         if rerank is None:
             return gpu, None, "ivf"
-        refine = faiss.IndexRefine(gpu, rerank.index)
-        rerank.index.ntotal = refine.ntotal = rerank.size + rerank.fresh
-        return gpu, refine, "ivf"
+        return gpu, rerank.refined(gpu), "ivf"
     if getattr(backend, "links", 0) and hasattr(faiss, "GpuIndexCagra"):
         rows = backend.rows(np.arange(index.ntotal, dtype=np.int64))
         config = faiss.GpuIndexCagraConfig()
@@ -122,8 +120,7 @@ class GpuBackend:
             self._copy_end = self.cpu.n_bulk
             if self.refine is not None:
                 rerank = self.cpu.rerank  # type: ignore[attr-defined]
-                self.refine = faiss.IndexRefine(self.gpu, rerank.index)
-                rerank.index.ntotal = self.refine.ntotal = rerank.size + rerank.fresh
+                self.refine = rerank.refined(self.gpu)  # its rows may have moved
 
     def remove(self, slots: np.ndarray) -> None:
         self.cpu.remove(slots)
