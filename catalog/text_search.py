@@ -130,7 +130,8 @@ def text_search(query: TextQuery) -> TextResults:
     sku_hit = _sku_match(products, query.text) if query.mode != "vector" else None
     if sku_hit is not None:  # a SKU typed into the box: that product first
         fused = [(sku_hit, 1.0)] + [(pid, score) for pid, score in fused if pid != sku_hit]
-    matched = _matched(products, [pid for pid, _ in fused[:depth]])
+    # Every candidate is checked (the shards keep no brand): the depth counts survivors.
+    matched = _matched(products, [pid for pid, _ in fused])
     ranked = [(pid, score) for pid, score in fused if pid in matched][:depth]
     if query.sort != "relevance":
         sign = 1 if query.sort == "price" else -1
