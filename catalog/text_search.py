@@ -86,8 +86,12 @@ def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
 
 
 def _sku_match(products: QuerySet, text: str) -> int | None:
-    """The product whose SKU is the query (any case), if it passes the filters."""
-    return products.filter(sku__iexact=text.strip()).values_list("pk", flat=True).first()
+    """The product whose SKU is the query (any case), if it passes the filters. A SKU is
+    one word: a query of several asks nothing."""
+    text = text.strip()
+    if len(text.split()) != 1 or len(text) > Product._meta.get_field("sku").max_length:
+        return None
+    return products.filter(sku__iexact=text).values_list("pk", flat=True).first()
 
 
 def by_words_then_fused(
