@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's and Redoc's files, served from here: no CDN
     "corsheaders",
     "catalog",
 ]
@@ -376,7 +377,7 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER", default="1200/minute"),
         "search": env.str("THROTTLE_SEARCH", default="60/minute"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "catalog.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -388,9 +389,13 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "catalog.api.schema.add_error_responses",
         "catalog.api.schema.close_marked_bodies",
     ],
+    # /api/docs/ loads Swagger UI from this site's static files (drf-spectacular-sidecar),
+    # never from a CDN: it works offline and runs no third-party script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- CORS: which other sites' pages may call the API from a browser (django-cors-headers) ---

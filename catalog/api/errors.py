@@ -6,7 +6,14 @@ import logging
 from typing import Any
 
 import redis
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, JsonResponse
@@ -30,7 +37,28 @@ def _field_errors(detail: Any) -> dict[str, Any]:
     return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
 
 
+def _refused_body(exc: SuspiciousOperation) -> Response:
+    """Django's body limits, hit while a view parses the request: the client's input, so a
+    4xx that names the limit (Django raises them inside DRF's parsing, where nothing else
+    would turn them into a response but a 500)."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = {"error": "too_large", "detail": f"The request body is over {limit} bytes."}
+        return Response(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        body = {"error": "too_many_fields", "detail": f"The request has over {limit} fields."}
+    elif isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        body = {"error": "too_many_files", "detail": f"The request has over {limit} files."}
+    else:  # its message may name a path or a host: not repeated
+        body = {"error": "bad_request", "detail": "The request was refused as malformed."}
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, SuspiciousOperation):
+        return _refused_body(exc)
     if isinstance(exc, redis.RedisError):
         # Redis (cache, throttle counters, broker, RPC) is away: a 503 that says so, not a 500.
         exc = ServiceUnavailable(f"Redis is unreachable: {exc}")

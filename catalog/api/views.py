@@ -69,14 +69,26 @@ class ProductViewSet(viewsets.ModelViewSet):
         product_services.product_delete(product=instance)
 
     @extend_schema(
+        methods=["GET"],
+        operation_id="products_images_list",
+        description="A product's images.",
+        request=None,
+        responses=OpenApiResponse(
+            ProductImageSerializer(many=True), description="the images, in their order"
+        ),
+    )
+    @extend_schema(
+        methods=["POST"],
+        description="Add an image: a multipart `image`, or JSON `source_url` (fetched by an "
+        "encode worker). An upload of bytes this product already has answers 200 with that "
+        "image.",
         request=ImageCreateSerializer,
         responses={
+            201: OpenApiResponse(ProductImageSerializer, description="the image added"),
             200: OpenApiResponse(
                 ProductImageSerializer,
-                description="GET: the images; POST: these bytes were uploaded already, "
-                "the existing image",
+                description="these bytes were uploaded to this product already: that image",
             ),
-            201: ProductImageSerializer,
         },
     )
     @action(
@@ -84,12 +96,12 @@ class ProductViewSet(viewsets.ModelViewSet):
         methods=["get", "post"],
         parser_classes=[MultiPartParser, FormParser, BoundedJSONParser],
         serializer_class=ImageCreateSerializer,
+        # The product is looked up by id alone and its images are not paged.
+        filter_backends=[],
+        pagination_class=None,
     )
     def images(self, request: Request, pk: str | None = None) -> Response:
-        """List a product's images, or add one (multipart `image`, or JSON `source_url`).
-
-        An upload of bytes this product already has answers 200 with that image.
-        """
+        """List a product's images, or add one (the schema says how, per method)."""
         product = self.get_object()
         if request.method == "GET":
             data = ProductImageSerializer(

@@ -63,3 +63,32 @@ def test_deeply_nested_json_is_a_400_on_every_json_endpoint(raw_client, url, dja
     body = "[" * DEEP + "]" * DEEP
     response = raw_client.post(url, body, content_type="application/json")
     _assert_json_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize("content", ["multipart", "form", "json"])
+def test_a_body_over_the_upload_limit_is_a_413(raw_client, settings, content):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    text = "x" * 5000
+    if content == "multipart":
+        response = raw_client.post("/api/search/", {"q": text})
+    elif content == "form":
+        body, kind = f"q={text}", "application/x-www-form-urlencoded"
+        response = raw_client.post("/api/search/", body, content_type=kind)
+    else:
+        response = raw_client.post("/api/search/", {"q": text}, content_type="application/json")
+    answer = _assert_json_error(response, 413, "too_large")
+    assert "1000 bytes" in answer["detail"]
+
+
+def test_too_many_fields_is_a_400(raw_client):
+    fields = {f"f{n}": "x" for n in range(1001)}  # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS: 1000
+    response = raw_client.post("/api/search/", fields)
+    _assert_json_error(response, 400, "too_many_fields")
+
+
+def test_too_many_files_is_a_400(raw_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = {f"f{n}": SimpleUploadedFile(f"{n}.txt", b"x") for n in range(101)}  # limit: 100
+    response = raw_client.post("/api/search/", files)
+    _assert_json_error(response, 400, "too_many_files")
