@@ -79,7 +79,7 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
 
 
 def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
-    rows = products.filter(pk__in=ids).values_list(
+    rows = products.filter(pk__in=ids).order_by().values_list(
         "pk", "price", "category__slug", "category__name", "brand", "in_stock"
     )
     return {row[0]: MatchedProduct(*row) for row in rows}
