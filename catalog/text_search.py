@@ -79,8 +79,10 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
 
 
 def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
-    rows = products.filter(pk__in=ids).order_by().values_list(
-        "pk", "price", "category__slug", "category__name", "brand", "in_stock"
+    rows = (
+        products.filter(pk__in=ids)
+        .order_by()
+        .values_list("pk", "price", "category__slug", "category__name", "brand", "in_stock")
     )
     return {row[0]: MatchedProduct(*row) for row in rows}
 
