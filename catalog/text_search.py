@@ -79,15 +79,21 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
 
 
 def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
-    rows = products.filter(pk__in=ids).values_list(
-        "pk", "price", "category__slug", "category__name", "brand", "in_stock"
+    rows = (
+        products.filter(pk__in=ids)
+        .order_by()
+        .values_list("pk", "price", "category__slug", "category__name", "brand", "in_stock")
     )
     return {row[0]: MatchedProduct(*row) for row in rows}
 
 
 def _sku_match(products: QuerySet, text: str) -> int | None:
-    """The product whose SKU is the query (any case), if it passes the filters."""
-    return products.filter(sku__iexact=text.strip()).values_list("pk", flat=True).first()
+    """The product whose SKU is the query (any case), if it passes the filters. A SKU is
+    one word: a query of several asks nothing."""
+    text = text.strip()
+    if len(text.split()) != 1 or len(text) > Product._meta.get_field("sku").max_length:
+        return None
+    return products.filter(sku__iexact=text).values_list("pk", flat=True).first()
 
 
 def by_words_then_fused(
@@ -130,7 +136,8 @@ def text_search(query: TextQuery) -> TextResults:
     sku_hit = _sku_match(products, query.text) if query.mode != "vector" else None
     if sku_hit is not None:  # a SKU typed into the box: that product first
         fused = [(sku_hit, 1.0)] + [(pid, score) for pid, score in fused if pid != sku_hit]
-    matched = _matched(products, [pid for pid, _ in fused[:depth]])
+    # Every candidate is checked (the shards keep no brand): the depth counts survivors.
+    matched = _matched(products, [pid for pid, _ in fused])
     ranked = [(pid, score) for pid, score in fused if pid in matched][:depth]
     if query.sort != "relevance":
         sign = 1 if query.sort == "price" else -1

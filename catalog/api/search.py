@@ -177,7 +177,8 @@ class FacetsSerializer(serializers.Serializer):
 
 
 class TextSearchResponse(SearchResponse):
-    """`score` is the fused relevance in (0, 1]: 1 for a product every ranking put first."""
+    """A page of a text search. `score` is a relevance in (0, 1] that falls down the list:
+    (query words the product has + its fused rank's share) / (words + 1)."""
 
     page = serializers.IntegerField()
     pages = serializers.IntegerField(help_text="pages of `k` results the matched products fill")

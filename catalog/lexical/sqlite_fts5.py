@@ -35,13 +35,17 @@ TRIGGERS = {
 _PRESENT = """SELECT name FROM sqlite_master WHERE name IN
     ('catalog_product_fts', 'catalog_product_fts_ai', 'catalog_product_fts_ad',
      'catalog_product_fts_au')"""
+# The full-text match runs first, on its own (MATERIALIZED): left to itself SQLite drives
+# the query from the `IN` list and runs the match once per product, 40x slower.
+_HAS_WORD = """WITH hits AS MATERIALIZED (
+        SELECT rowid AS id FROM catalog_product_fts WHERE catalog_product_fts MATCH %s
+    ) SELECT id FROM hits WHERE id IN ({ids})"""
 # bm25 weight of each column (sku, brand, title, description): a word in the SKU or the
 # title says more than one in the brand, which says more than the description.
-_HAS_WORD = """SELECT rowid FROM catalog_product_fts
-    WHERE catalog_product_fts MATCH %s AND rowid IN ({ids})"""
-_RANKED = """SELECT rowid FROM catalog_product_fts
-    WHERE catalog_product_fts MATCH %s AND rowid IN ({matching})
-    ORDER BY bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0), rowid LIMIT %s"""
+_RANKED = """WITH hits AS MATERIALIZED (
+        SELECT rowid AS id, bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0) AS score
+        FROM catalog_product_fts WHERE catalog_product_fts MATCH %s
+    ) SELECT id FROM hits WHERE id IN ({matching}) ORDER BY score, id LIMIT %s"""
 
 
 def install(connection: BaseDatabaseWrapper) -> bool:
