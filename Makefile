@@ -5,6 +5,8 @@ PIP      := $(PY) -m pip
 STAMP    := $(VENV)/.installed
 PYTHON   ?= python3
 TORCH    ?= torch==2.13.0
+# Two pytest workers, a test file each: most tests wait on processes they started.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test lint install clean-data
 
