@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from tests.workers.index.conftest import attrs_for, random_vectors
@@ -87,3 +89,38 @@ def test_a_graph_delta_is_folded_a_chunk_a_step_until_none_is_left(tmp_path):
     np.testing.assert_array_equal(graph.search(vectors[:5], 1).image_ids[:, 0], ids[:5])
     flat = _shard(100, tmp_path)
     assert fold_step(flat) is None
+
+
+def test_in_the_background_the_log_goes_on_while_a_compaction_builds(tmp_path):
+    """The shard service's upkeep compacts on a thread of its own: upserts (the log being
+    applied) go on meanwhile and land in the compacted state; one compaction at a time."""
+    shard = _shard(2000, tmp_path)
+    replica = FakeReplicaShell(shard, tmp_path)
+    policy = UpkeepPolicy(max_removed_fraction=0.2, snapshot_every_s=1e9, min_slots=100)
+    upkeep = Upkeep(policy, background=True)
+    shard.delete(np.arange(600, dtype=np.int64))
+    building, release = threading.Event(), threading.Event()
+    backend = shard.state.backend
+    build = backend.compacted
+
+    def held(*args, **kwargs):
+        building.set()
+        assert release.wait(60), "the test never released the build"
+        return build(*args, **kwargs)
+
+    backend.compacted = held  # type: ignore[method-assign]
+    assert upkeep.run(replica) == ["compact"]
+    try:
+        assert building.wait(60)
+        assert upkeep.compacting
+        assert upkeep.run(replica) == []  # still due, but one is running
+        fresh = np.arange(5000, 5010, dtype=np.int64)
+        vectors = random_vectors(10, dim=16, seed=4)
+        shard.upsert(fresh, vectors, attrs_for(fresh))  # does not wait for the compaction
+    finally:
+        release.set()
+    assert upkeep._compaction is not None
+    upkeep._compaction.join(60)
+    assert not upkeep.compacting
+    assert shard.stats()["removed_fraction"] == 0.0
+    np.testing.assert_array_equal(shard.search(vectors, 1).image_ids[:, 0], fresh)

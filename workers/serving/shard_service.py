@@ -74,7 +74,7 @@ class ShardService:
         self.server: RpcServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.upkeep = Upkeep(config.worker.upkeep)
+        self.upkeep = Upkeep(config.worker.upkeep, background=True)
         self.serving = threading.Event()  # set while the replica is ready: requests are popped
         self.ready = self.serving  # the name tests and tasks wait on
 

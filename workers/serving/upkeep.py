@@ -3,12 +3,15 @@
 Every replica keeps itself in shape (a Celery task would reach only one replica of
 a shard). Its thresholds are the worker configuration's `upkeep` section. This is the
 one place that decides when a live shard compacts (the compaction itself runs off the
-shard's write lock: searches go on meanwhile, see `workers/index/compaction.py`).
+shard's write lock: searches go on meanwhile, see `workers/index/compaction.py`). In the
+shard service it also runs on a thread of its own, so the log goes on being applied while
+a large shard compacts.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +40,9 @@ class Upkeep:
     policy: UpkeepPolicy = field(default_factory=UpkeepPolicy)
     last_snapshot_at: float = field(default_factory=time.monotonic)
     last_snapshot_position: str | None = None
+    # compact on a thread of its own (the shard service), not in the caller's
+    background: bool = False
+    _compaction: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def run(self, replica: ShardReplica, now: float | None = None) -> list[str]:
         """Do what is due; returns what was done (for logs and tests)."""
@@ -50,11 +56,11 @@ class Upkeep:
         max_delta = self.policy.max_delta
         if stats.get("fresh_in_bulk"):
             max_delta = max(max_delta, int(self.policy.max_fresh_fraction * slots))
-        if stat_number(stats, "delta_size") >= max_delta or (
+        due_compaction = stat_number(stats, "delta_size") >= max_delta or (
             slots >= self.policy.min_slots
             and stat_number(stats, "removed_fraction") >= self.policy.max_removed_fraction
-        ):
-            shard.compact()
+        )
+        if due_compaction and self._compact(shard):
             done.append("compact")
         due = now - self.last_snapshot_at >= self.policy.snapshot_every_s
         if due and replica.last_applied != self.last_snapshot_position:
@@ -65,3 +71,27 @@ class Upkeep:
         if done:
             logger.info("shard %s upkeep: %s", replica.shard_no, ", ".join(done))
         return done
+
+    @property
+    def compacting(self) -> bool:
+        return self._compaction is not None and self._compaction.is_alive()
+
+    def _compact(self, shard: Shard) -> bool:
+        """Compact now, or start a compaction on its own thread; False while one runs."""
+        if not self.background:
+            shard.compact()
+            return True
+        if self.compacting:
+            return False
+        self._compaction = threading.Thread(
+            target=_compact_logged, args=(shard,), name="shard-compaction", daemon=True
+        )
+        self._compaction.start()
+        return True
+
+
+def _compact_logged(shard: Shard) -> None:
+    try:
+        shard.compact()
+    except Exception:  # a failed compaction leaves the live state as it was
+        logger.exception("shard compaction failed")
