@@ -13,6 +13,7 @@ from catalog.models import Category, IndexState, Product
 from catalog.services.images import image_add_upload
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
+from tests.support.indexing import shards_match_database, wait
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 210, 30), (120, 50, 160)]
@@ -38,6 +39,8 @@ def catalog(shard_workers) -> list[int]:
     while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
         assert time.monotonic() < deadline, "catalog was not indexed in time"
         time.sleep(0.2)
+    # indexed in the database means logged; the tests compare answers, so the shards hold all
+    wait(shards_match_database, what="the shards to hold the catalog")
     return ids
 
 

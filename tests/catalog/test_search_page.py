@@ -15,6 +15,7 @@ from catalog.models import Category, IndexState, Product
 from catalog.services.images import image_add_upload
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
+from tests.support.indexing import shards_match_database, wait
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip(
@@ -262,6 +263,8 @@ def big_catalog(shard_workers):
     while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
         assert time.monotonic() < deadline, "catalog was not indexed in time"
         time.sleep(0.2)
+    # indexed in the database means logged; pages compare answers, so the shards hold all
+    wait(shards_match_database, what="the shards to hold the catalog")
 
 
 def prices(page) -> list[float]:
