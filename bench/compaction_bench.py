@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -32,6 +33,7 @@ from workers.index.shard import Shard
 from workers.index.spec import IndexSpec
 from workers.index.synthetic import ClusterModel
 from workers.index.types import VectorAttrs
+from workers.serving.upkeep import compact_aside
 
 K = 10
 WRITE_BATCH = 20  # vectors a write batch upserts (and ids it deletes), every WRITE_EVERY_S
@@ -77,15 +79,18 @@ class Writer:
 
 
 def phase(
-    shard: Shard, queries: np.ndarray, writer: Writer, busy: threading.Thread | None, seconds: float
+    shard: Shard,
+    queries: np.ndarray,
+    writer: Writer,
+    start: Callable[[], threading.Thread] | None,
+    seconds: float,
 ) -> np.ndarray:
-    """Single-query latencies (ms) with the writer running, while `busy` runs (until it
-    ends) or for `seconds`."""
+    """Single-query latencies (ms) with the writer running, while the thread `start` starts
+    runs (until it ends) or for `seconds`."""
     stop = threading.Event()
     writing = threading.Thread(target=writer.run, args=(stop,))
     writing.start()
-    if busy is not None:
-        busy.start()
+    busy = start() if start is not None else None
     out = []
     i = 0
     ends = time.perf_counter() + seconds
@@ -100,6 +105,20 @@ def phase(
     return np.array(out) * 1e3
 
 
+def compaction(shard: Shard, args: argparse.Namespace) -> Callable[[], threading.Thread]:
+    """How the shard service starts a compaction (its own thread, lowest CPU priority),
+    or with --same-priority a plain thread."""
+    if args.same_priority:
+
+        def plain() -> threading.Thread:
+            thread = threading.Thread(target=shard.compact)
+            thread.start()
+            return thread
+
+        return plain
+    return lambda: compact_aside(shard)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -107,6 +126,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--spec", default="OPQ32,IVF4096,PQ32")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--same-priority", action="store_true", help="compact on a plain thread, not niced"
+    )
     args = parser.parse_args()
     if args.quick:
         args.n, args.dim, args.spec = 50_000, 64, "OPQ8,IVF128,PQ8"
@@ -150,9 +172,8 @@ def main() -> None:
                 writer.written.pop(image_id, None)
                 writer.deleted.add(image_id)
             before = shard.stats()
-            compaction = threading.Thread(target=shard.compact)
             t0 = time.perf_counter()
-            during.append(phase(shard, queries, writer, compaction, 0.0))
+            during.append(phase(shard, queries, writer, compaction(shard, args), 0.0))
             compact_s.append(time.perf_counter() - t0)
         quiet.append(phase(shard, queries, writer, None, max(2.0, 2 * compact_s[-1])))
         after = shard.stats()

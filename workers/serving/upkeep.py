@@ -10,7 +10,9 @@ a large shard compacts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,14 +85,23 @@ class Upkeep:
             return True
         if self.compacting:
             return False
-        self._compaction = threading.Thread(
-            target=_compact_logged, args=(shard,), name="shard-compaction", daemon=True
-        )
-        self._compaction.start()
+        self._compaction = compact_aside(shard)
         return True
 
 
-def _compact_logged(shard: Shard) -> None:
+def compact_aside(shard: Shard) -> threading.Thread:
+    """Start a compaction on a thread of its own at the lowest CPU priority: where cores
+    are short, the searches that share them go first."""
+    thread = threading.Thread(
+        target=_compact_niced, args=(shard,), name="shard-compaction", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _compact_niced(shard: Shard) -> None:
+    with contextlib.suppress(AttributeError, OSError):  # Linux: this thread alone
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     try:
         shard.compact()
     except Exception:  # a failed compaction leaves the live state as it was
