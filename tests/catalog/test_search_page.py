@@ -49,6 +49,8 @@ def catalog(shard_workers):
     while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
         assert time.monotonic() < deadline, "catalog was not indexed in time"
         time.sleep(0.2)
+    # text search finds these by their words too: only the shards show they hold them
+    wait(shards_match_database, what="the shards to hold the catalog")
     return ids
 
 
