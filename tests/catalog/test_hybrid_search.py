@@ -3,17 +3,16 @@ both sides, the SKU first, pages and facets over the fused list."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from catalog.models import Category, IndexState, Product
+from catalog.models import Category
 from catalog.services.images import image_add_upload
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
-from tests.support.indexing import shards_match_database, wait
+from tests.support.indexing import wait_searchable
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 210, 30), (120, 50, 160)]
@@ -35,12 +34,7 @@ def catalog(shard_workers) -> list[int]:
         upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
         image_add_upload(product=product, upload=upload)
         ids.append(product.pk)
-    deadline = time.monotonic() + 90
-    while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
-        assert time.monotonic() < deadline, "catalog was not indexed in time"
-        time.sleep(0.2)
-    # indexed in the database means logged; the tests compare answers, so the shards hold all
-    wait(shards_match_database, what="the shards to hold the catalog")
+    wait_searchable()
     return ids
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -11,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from catalog.models import Category, IndexState, Product
+from catalog.models import Category
 from catalog.services.images import image_add_upload
 from catalog.services.products import product_create
 from tests.support.images import image_bytes
-from tests.support.indexing import shards_match_database, wait
+from tests.support.indexing import wait_searchable
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip(
@@ -45,12 +44,7 @@ def catalog(shard_workers):
         upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
         image_add_upload(product=product, upload=upload)
         ids.append(product.pk)
-    deadline = time.monotonic() + 90
-    while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
-        assert time.monotonic() < deadline, "catalog was not indexed in time"
-        time.sleep(0.2)
-    # text search finds these by their words too: only the shards show they hold them
-    wait(shards_match_database, what="the shards to hold the catalog")
+    wait_searchable()
     return ids
 
 
@@ -261,12 +255,7 @@ def big_catalog(shard_workers):
         colour = COLOURS[n % len(COLOURS)]
         upload = SimpleUploadedFile(f"{n}.png", image_bytes("PNG", colour=colour), "image/png")
         image_add_upload(product=product, upload=upload)
-    deadline = time.monotonic() + 120
-    while set(Product.objects.values_list("index_state", flat=True)) != {IndexState.INDEXED}:
-        assert time.monotonic() < deadline, "catalog was not indexed in time"
-        time.sleep(0.2)
-    # indexed in the database means logged; pages compare answers, so the shards hold all
-    wait(shards_match_database, what="the shards to hold the catalog")
+    wait_searchable()
 
 
 def prices(page) -> list[float]:

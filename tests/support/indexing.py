@@ -93,3 +93,14 @@ def shards_match_database() -> bool:
 
 def on_shard(shard: int, product_ids: list[int]) -> list[int]:
     return [i for i in product_ids if shard_for_product(i, settings.SEARCH_SHARDS) == shard]
+
+
+def wait_searchable(timeout: float = 120.0) -> None:
+    """Every product indexed in the database (logged) and applied by the shards: text
+    search finds products by their words too, so only the shards show they hold them."""
+    wait(
+        lambda: set(Product.objects.values_list("index_state", flat=True)) == {IndexState.INDEXED},
+        timeout,
+        "the catalog to be indexed",
+    )
+    wait(shards_match_database, timeout, "the shards to hold the catalog")
