@@ -11,7 +11,7 @@ import pytest
 from catalog.models import Product, ProductImage
 from catalog.services.products import product_delete
 from tests.support.indexing import (
-    add_product,
+    add_until_on_shard,
     all_indexed,
     expected_ids,
     live_ids,
@@ -25,16 +25,6 @@ from workers.tasks.shards import shard_snapshot
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def add_until_on_shard0(tag: str, start: int, count: int = 2) -> list[int]:
-    """Add products until `count` of them landed on shard 0 (the shard under test)."""
-    ids: list[int] = []
-    n = start
-    while len(on_shard(0, ids)) < count:
-        ids.append(add_product(tag, n).pk)
-        n += 1
-    return ids
-
-
 def snapshot_shard0() -> Path:
     """Publish shard 0's state; the folder of the artifact in the (file://) store."""
     uri = shard_snapshot.apply_async(args=[0], queue=shard_queue(0)).get(timeout=30)
@@ -43,12 +33,12 @@ def snapshot_shard0() -> Path:
 
 
 def test_corrupt_snapshot_falls_back_to_the_previous_one(shard_workers):
-    first = add_until_on_shard0("CS", 0)
+    first = add_until_on_shard(0, "CS", 0, count=2)
     wait(all_indexed, what="the first products to be indexed")
     wait(shards_match_database, what="the shards to hold the first products")
     older = snapshot_shard0()
 
-    second = add_until_on_shard0("CS", 100)
+    second = add_until_on_shard(0, "CS", 100, count=2)
     product_delete(product=Product.objects.get(pk=on_shard(0, first)[0]))
     wait(all_indexed, what="the second products to be indexed")
     wait(shards_match_database, what="the shards to hold the second products")
@@ -56,7 +46,7 @@ def test_corrupt_snapshot_falls_back_to_the_previous_one(shard_workers):
     assert newest.parent == older.parent
     assert newest != older
 
-    third = add_until_on_shard0("CS", 200)  # only in the log
+    third = add_until_on_shard(0, "CS", 200, count=2)  # only in the log
     wait(all_indexed, what="the third products to be indexed")
     wait(shards_match_database, what="the shards to hold the third products")
 

@@ -20,10 +20,10 @@ import pytest
 
 from tests.support.indexing import (
     add_product,
+    add_until_on_shard,
     all_indexed,
     expected_ids,
     live_ids,
-    on_shard,
     shards_match_database,
     wait,
 )
@@ -162,10 +162,9 @@ def test_replicas_on_two_hosts(
         # alone no longer holds the whole shard.
         assert publish(0)
         assert log0.trimmed_through() != "0-0"
-        ids += [add_product("MH", n).pk for n in range(16, 24)]  # only in the log
+        ids += add_until_on_shard(0, "MH", 16, at_least=8)  # only in the log
         wait(all_indexed, what="more products to be encoded")
         wait(shards_match_database, what="host A's replicas to hold them")
-        assert on_shard(0, ids[16:]), "some updates after the snapshot are for shard 0"
 
         rpc = SearchClient(client, settings.SEARCH_SHARDS, timeout_s=5.0)
         queries = np.random.default_rng(7).standard_normal((100, dim)).astype(np.float32)
@@ -206,9 +205,7 @@ def test_replicas_on_two_hosts(
         wait(lambda: not ready_on(client, 0, "host-b"), timeout=TTL_S + 10, what="B to expire")
         expired_s = time.monotonic() - killed_at
         for _ in range(2):  # two snapshots after B's position: retention keeps two
-            ids.append(add_product("MH", len(ids)).pk)
-            while not on_shard(0, ids[-1:]):
-                ids.append(add_product("MH", len(ids)).pk)
+            ids += add_until_on_shard(0, "MH", len(ids))
             wait(all_indexed, what="updates after host B died")
             wait(shards_match_database, what="host A's replicas to hold them")
             assert publish(0)

@@ -95,6 +95,19 @@ def on_shard(shard: int, product_ids: list[int]) -> list[int]:
     return [i for i in product_ids if shard_for_product(i, settings.SEARCH_SHARDS) == shard]
 
 
+def add_until_on_shard(
+    shard: int, tag: str, start: int, count: int = 1, at_least: int = 0
+) -> list[int]:
+    """Add products (`at_least` of them, then more) until `count` landed on `shard`: ids are
+    hashed to shards, so a fixed number of products can all miss the shard under test."""
+    ids: list[int] = []
+    n = start
+    while len(ids) < at_least or len(on_shard(shard, ids)) < count:
+        ids.append(add_product(tag, n).pk)
+        n += 1
+    return ids
+
+
 def wait_searchable(timeout: float = 120.0) -> None:
     """Every product indexed in the database (logged) and applied by the shards: text
     search finds products by their words too, so only the shards show they hold them."""
