@@ -287,7 +287,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Search: shards, index files, the CLIP model ---
-SEARCH_SHARDS = env.int("SEARCH_SHARDS", default=2)
+# One shard per host: on one host more shards only add hops and deeper searches (README,
+# "How many shards"); shard to spread a catalog over hosts.
+SEARCH_SHARDS = env.int("SEARCH_SHARDS", default=1)
 # "auto" picks the index kind by shard size (workers/index/spec.py); or a FAISS factory string.
 INDEX_SPEC = env.str("INDEX_SPEC", default="auto")
 # Most search requests a shard answers with one FAISS call.
