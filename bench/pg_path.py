@@ -27,14 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.vector_set import DIM, VectorSet  # noqa: E402
 from workers.index.spec import SearchParams  # noqa: E402
-from workers.index.tune import (  # noqa: E402
-    EF_STEPS,
-    KnobRange,
-    Measured,
-    cheapest_passing,
-    query_hits,
-    recall_spread,
-)
+from workers.index.tune.recall import Measured, query_hits, recall_spread  # noqa: E402
+from workers.index.tune.sweep import EF_STEPS, KnobRange, cheapest_passing  # noqa: E402
 from workers.redis_process import free_port  # noqa: E402
 
 QUERY = "SELECT id FROM items ORDER BY embedding <#> %b LIMIT %s"  # <#>: negative inner product

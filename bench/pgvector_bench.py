@@ -7,7 +7,7 @@ normalised float32; 50k vectors, 24k with --quick so each of 2 shards is past 10
 - pgvector: an HNSW index (m 16, ef_construction 64, inner product) in a throwaway
   PostgreSQL cluster (bench/pg_path.py; the machine's own server is not touched), prepared
   SQL over loopback TCP with psycopg, one connection per client; ef_search tuned on
-  separate held-out queries by the service tuner's rule (workers/index/tune.py).
+  separate held-out queries by the service tuner's rule (workers/index/tune/).
 - the service: 2 shards built by build_bulk with the default `auto` spec and the knobs its
   tuner chose, one ShardService replica process per shard on a private redis-server,
   searched through the RPC client (bench/service_path.py).

@@ -114,6 +114,7 @@ def build_shard(shard: int, n_shards: int, n: int, spec: str, index_dir: Path) -
         work_dir=directory / "work",
         train_threads=1,
         add_threads=1,
+        n_shards=n_shards,
     )
     folder = built.shard.snapshot(directory / "out", START)
     ArtifactStore(store_url(index_dir)).publish(

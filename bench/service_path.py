@@ -49,6 +49,7 @@ def build_shards(data: VectorSet, n_shards: int, index_dir: Path, spec: str = "a
             expected_count=len(rows),
             work_dir=index_dir / "builds" / f"shard-{shard}" / "work",
             add_threads=2,
+            n_shards=n_shards,
         )
         folder = built.shard.snapshot(index_dir / "builds" / f"shard-{shard}" / "out", START)
         ArtifactStore(store_url(index_dir)).publish(
@@ -62,6 +63,7 @@ def build_shards(data: VectorSet, n_shards: int, index_dir: Path, spec: str = "a
                 "knobs": describe_knobs(built.spec.factory, built.shard.params.to_dict()),
                 "tune_recall": built.tune.get("recall_at_k"),
                 "tune_spread": built.tune.get("recall_spread"),
+                "tuned_for_shards": built.tune.get("n_shards"),
                 "build_s": round(time.perf_counter() - started, 1),
             }
         )

@@ -131,6 +131,7 @@ def build_shard(
                     work_dir=work_dir,
                     train_threads=settings.WORKER_CONFIG.index.train_threads,
                     add_threads=settings.WORKER_CONFIG.index.train_threads,
+                    n_shards=settings.SEARCH_SHARDS,  # tuned for the merged answer's recall
                 )
                 index = built.shard
                 facts = {

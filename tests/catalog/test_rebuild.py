@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 
 from catalog import search
 from catalog.models import IndexState, Product
@@ -38,6 +39,8 @@ def test_rebuild_swaps_every_shard_and_keeps_later_updates(shard_workers):
     reports = [build_shard(n, spec="IVF2,Flat") for n in range(2)]
     assert all(r["spec"] == "IVF2,Flat" for r in reports)
     assert sum(r["vectors"] for r in reports) == len(products)
+    # each tuned for the recall of the answer merged over every shard
+    assert [r["tune"]["n_shards"] for r in reports] == [settings.SEARCH_SHARDS] * 2
 
     # Written after the builds read the table: must survive the swap through the log.
     late = add_product("RB", 99)

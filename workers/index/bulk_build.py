@@ -75,6 +75,7 @@ def build_bulk(
     train_size: int | None = None,
     recall_target: float = 0.95,
     k: int = 10,
+    n_shards: int = 1,
     tune_queries: int = 500,
     seed: int = 0,
     train_threads: int = TRAIN_THREADS,
@@ -85,6 +86,9 @@ def build_bulk(
 
     `log_position` is the update-log id the source reflects (read it before reading the
     source, and register it so the log is not trimmed past it while building).
+    `n_shards`: how many shards the catalog is placed over (`log.shard_for_product`), so
+    the tuner aims at the recall of their merged answer (`tune.recall`); 1 for a shard
+    searched alone.
     """
     if isinstance(spec, str):
         if spec.strip().lower() == "auto" and expected_count is None:
@@ -186,7 +190,7 @@ def build_bulk(
     start = time.perf_counter()
     if heap is not None:
         heap.finalize()
-        report = autotune(shard, queries, heap.I, k=k, target=recall_target)
+        report = autotune(shard, queries, heap.I, k=k, target=recall_target, n_shards=n_shards)
         shard.upsert(query_ids, queries, query_attrs)  # the held-out vectors join the index
         shard.compact()
         tuned = f"tuned {report['params']} recall@{k}={report['recall_at_k']:.3f}"

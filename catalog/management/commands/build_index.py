@@ -2,8 +2,10 @@
 
 Prints one row per shard built: its vectors, the index spec, the search knobs the build
 tuned ("exact" for a flat scan, which has none), the recall@10 the tuning measured on
-held-out vectors, and the seconds the shard took; `--json` prints the same as one JSON
-document (with the build id, log position, artifact and the tuner's whole report).
+held-out vectors (what the merged answer of SEARCH_SHARDS shards gets from this one:
+`workers/index/tune/recall.py`), and the seconds the shard took; `--json` prints the same
+as one JSON document (with the build id, log position, artifact and the tuner's whole
+report, whose `n_shards` says which shard count it tuned for).
 """
 
 from __future__ import annotations
