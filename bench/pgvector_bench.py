@@ -1,15 +1,16 @@
 """This service vs pgvector at the same recall (issue 23): QPS single client and 8 clients.
 
 Both sides search the same catalog (bench/vector_set.py: 384-d anisotropic clusters,
-normalised float32; 50k vectors, 24k with --quick so each of 2 shards is past 10k) for
-10 neighbours of held-out queries:
+normalised float32; 50k vectors, 24k with --quick, so that each of 2 shards would still
+be past 10k) for 10 neighbours of held-out queries:
 
 - pgvector: an HNSW index (m 16, ef_construction 64, inner product) in a throwaway
   PostgreSQL cluster (bench/pg_path.py; the machine's own server is not touched), prepared
   SQL over loopback TCP with psycopg, one connection per client; ef_search tuned on
   separate held-out queries by the service tuner's rule (workers/index/tune/).
-- the service: 2 shards built by build_bulk with the default `auto` spec and the knobs its
-  tuner chose, one ShardService replica process per shard on a private redis-server,
+- the service: `--shards` shards (the service's default, one; `--shards 2` fans out)
+  built by build_bulk with the default `auto` spec and the knobs its tuner chose for that
+  many shards, one ShardService replica process per shard on a private redis-server,
   searched through the RPC client (bench/service_path.py).
 - REST (not with --quick, or skip with --no-rest): the service's `GET
   /api/products/{id}/similar/?k=10` vs a plain Django view over pgvector answering the
@@ -70,7 +71,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="24k vectors, short cells, no REST")
     parser.add_argument("--full", action="store_true", help="200k vectors")
     parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=1, help="as SEARCH_SHARDS (default 1)")
     parser.add_argument("--spec", default="auto", help="the shards' index spec")
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries per set")
     parser.add_argument("--target", type=float, default=0.95, help="recall@10 to tune to")
