@@ -8,6 +8,7 @@ worker never acts on half-understood input and a client never merges a corrupt r
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -37,6 +38,7 @@ ERROR_KINDS = frozenset({ERROR_BAD_REQUEST, ERROR_INTERNAL})
 _F32 = np.dtype("<f4")
 _I64 = np.dtype("<i8")
 _NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (_F32, _I64)}
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 DEFAULT_LIMITS = ProtocolLimits()  # processes pass their configured limits (WorkerConfig)
@@ -281,12 +283,16 @@ def _shape2(value: object, name: str, max_rows: int, max_cols: int) -> tuple[int
 
 
 def _array(data: object, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A writable native array from raw bytes whose length must match the shape exactly."""
+    """A native array from raw bytes whose length must match the shape exactly: read-only,
+    over the message's bytes where the host is little-endian (every reader copies what
+    it keeps: the search normalises its queries, the merge takes its rows)."""
     if not isinstance(data, bytes):
         raise ProtocolError(f"{name} must be binary, got {type(data).__name__}")
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise ProtocolError(f"{name} has {len(data)} bytes, shape {shape} needs {expected}")
+    if _LITTLE_ENDIAN:
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
     return np.frombuffer(data, dtype=dtype).astype(_NATIVE[dtype]).reshape(shape)
 
 
@@ -381,7 +387,7 @@ def _hits(body: dict[str, object], limits: ProtocolLimits) -> SearchHits:
 def _embedding(body: dict[str, object], limits: ProtocolLimits) -> Embedding:
     _exact_keys(body, _EMBEDDING_KEYS, "embedding payload")
     dim = _int(body["dim"], "dim", 1, limits.max_dim)
-    vector = _array(body["vector"], "vector", _F32, (dim,))
+    vector = _array(body["vector"], "vector", _F32, (dim,)).copy()  # the caller's to keep
     if not np.isfinite(vector).all():
         raise ProtocolError("vector contains NaN or infinity")
     return Embedding(vector=vector, model=_str(body["model"], "model", limits.max_id_chars))
