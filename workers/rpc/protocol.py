@@ -39,6 +39,7 @@ _F32 = np.dtype("<f4")
 _I64 = np.dtype("<i8")
 _NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (_F32, _I64)}
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_MAX = np.maximum.reduce  # ndarray.max() minus its Python wrapper
 
 
 DEFAULT_LIMITS = ProtocolLimits()  # processes pass their configured limits (WorkerConfig)
@@ -375,12 +376,12 @@ def _hits(body: dict[str, object], limits: ProtocolLimits) -> SearchHits:
     _exact_keys(body, _HITS_KEYS, "hits payload")
     shape = _shape2(body["shape"], "shape", limits.max_queries, limits.max_k)
     scores = _array(body["scores"], "scores", _F32, shape)
-    if not scores.max() < np.inf:  # the max is NaN if any score is: one pass catches both
+    if not _MAX(scores, axis=None) < np.inf:  # NaN if any score is: one pass catches both
         raise ProtocolError("scores contain NaN or +infinity")
     return SearchHits(
-        product_ids=_array(body["product_ids"], "product_ids", _I64, shape),
-        image_ids=_array(body["image_ids"], "image_ids", _I64, shape),
-        scores=scores,
+        _array(body["product_ids"], "product_ids", _I64, shape),
+        _array(body["image_ids"], "image_ids", _I64, shape),
+        scores,
     )
 
 
