@@ -8,7 +8,8 @@ time, so both see the same neighbours. For each cell, one caller searching one q
 time, then --callers closed-loop threads: CPU a search on every side (the caller process,
 the shard processes, Redis), p50 latency and q/s, and the ratio test/base.
 
-    python bench/rpc_ab.py --base /work/main --quick --work /tmp/rpb
+    git worktree add /tmp/base main
+    python bench/rpc_ab.py --baseline /tmp/base --quick --work /tmp/rpb  # < 1 min once built
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--base", type=Path, help="the other tree (a checkout of this repo)")
+    parser.add_argument("--baseline", type=Path, help="the other tree (a checkout of this repo)")
     parser.add_argument("--quick", action="store_true", help="50k vectors, 2 rounds of 4 s")
     parser.add_argument("--n", type=int, default=200_000, help="vectors in both shards")
     parser.add_argument("--rounds", type=int, default=3)
@@ -144,8 +145,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.base is None:
-        parser.error("--base is required")
+    if args.baseline is None:
+        parser.error("--baseline is required")
     if args.quick:
         args.n, args.rounds, args.seconds = 50_000, 2, 4.0
     sys.path.insert(0, str(ROOT))
@@ -162,7 +163,7 @@ def main() -> None:
         query_ids, query_vecs = query_products(args.n, 300)
         prep = argparse.Namespace(n=args.n, shards=2, spec="hnsw")
         prepare(prep, args.work, query_ids, query_vecs)
-        trees = {"base": args.base.resolve(), "test": ROOT}
+        trees = {"base": args.baseline.resolve(), "test": ROOT}
         rounds = [run_round(trees, args) for _ in range(args.rounds)]
     finally:
         if scratch is not None:
