@@ -83,6 +83,52 @@ def place_hits(
 ) -> np.ndarray:
     """Write the first k distinct products of each row of hits into rows `rows_of` of
     `out` (replacing what an earlier round wrote there); how many each row found."""
+    done = _place_distinct(out, rows_of, scores, slots, products, image_ids, k)
+    if done.all():
+        return np.full(len(rows_of), k, dtype=np.int64)
+    counts = np.full(len(rows_of), k, dtype=np.int64)
+    rest = ~done
+    counts[rest] = _place_grouped(
+        out, rows_of[rest], scores[rest], slots[rest], products, image_ids, k
+    )
+    return counts
+
+
+def _place_distinct(
+    out: SearchResult,
+    rows_of: np.ndarray,
+    scores: np.ndarray,
+    slots: np.ndarray,
+    products: np.ndarray,
+    image_ids: np.ndarray,
+    k: int,
+) -> np.ndarray:
+    """`distinct_top` for a batch: the rows whose k best images are of k different
+    products (the usual case) are written in a dozen array calls, a fraction of what
+    the general grouping costs; returns which rows it wrote."""
+    if slots.shape[1] < k:
+        return np.zeros(len(slots), dtype=bool)
+    top = slots[:, :k]
+    pids = products.take(np.maximum(top, 0))
+    ranked = np.sort(pids, axis=1)
+    done = (top[:, k - 1] >= 0) & (ranked[:, 1:] != ranked[:, :-1]).all(axis=1)  # misses last
+    rows = rows_of[done]
+    out.product_ids[rows] = pids[done]
+    out.image_ids[rows] = image_ids.take(top[done])
+    out.scores[rows] = scores[done, :k]
+    return done
+
+
+def _place_grouped(
+    out: SearchResult,
+    rows_of: np.ndarray,
+    scores: np.ndarray,
+    slots: np.ndarray,
+    products: np.ndarray,
+    image_ids: np.ndarray,
+    k: int,
+) -> np.ndarray:
+    """The general grouping of `place_hits`, for rows whose best images repeat products."""
     valid = slots >= 0
     columns, counts = first_hits(products[np.maximum(slots, 0)], valid, k)
     out.product_ids[rows_of], out.image_ids[rows_of], out.scores[rows_of] = -1, -1, -np.inf

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import redis
@@ -52,6 +52,9 @@ from workers.rpc.search import shard_queue_key
 from workers.rpc.transport import Transport
 
 log = logging.getLogger(__name__)
+
+# bound once: a label lookup takes a lock and a dict probe on every search
+_OUTCOMES = {outcome: SEARCH_QUERIES.labels(outcome) for outcome in ("full", "partial", "failed")}
 
 
 # ---------------------------------------------------------------- search
@@ -155,13 +158,15 @@ class SearchClient:
 
         if self._coalescer is None:
             gathered = run(q, timeout, trace_id, 1)
+            result, errors = gathered.result, gathered.errors
         else:
             key = (k, filters, q.shape[1], timeout)
             gathered, mine = self._coalescer.call(key, q, timeout, trace_id, run)
-            if mine != slice(0, gathered.result.scores.shape[0]):  # one of several members
-                result = _rows(gathered.result, mine)
-                gathered = replace(gathered, result=result, errors=dict(gathered.errors))
-        return replace(gathered, took_ms=(time.monotonic() - started) * 1e3)
+            result, errors = gathered.result, gathered.errors
+            if mine != slice(0, result.scores.shape[0]):  # one of several members
+                result, errors = _rows(result, mine), dict(errors)
+        took_ms = (time.monotonic() - started) * 1e3
+        return GatheredResult(result, gathered.answered, gathered.total, errors, took_ms)
 
     def _search(
         self,
@@ -177,13 +182,13 @@ class SearchClient:
         payload = SearchQuery(queries=q, k=k, filters=filters)
         served = self._served.shards() if self._served else frozenset(range(self.n_shards))
         if not served:
-            SEARCH_QUERIES.labels("failed").inc(calls)
+            _OUTCOMES["failed"].inc(calls)
             raise NoShardAvailable("no search shard has a live, ready replica")
         keys = [self.queue_keys[s] for s in sorted(served)]
         try:
             replies = self._transport.call_timed(keys, payload, timeout, trace_id)
         except RpcUnavailable:
-            SEARCH_QUERIES.labels("failed").inc(calls)
+            _OUTCOMES["failed"].inc(calls)
             raise
         hits: dict[int, SearchHits] = {}
         errors: dict[int, str] = {}
@@ -227,12 +232,12 @@ class SearchClient:
             if shard not in hits:
                 SHARD_MISSED.labels(str(shard), "error" if shard in errors else "timeout").inc()
         if not hits:
-            SEARCH_QUERIES.labels("failed").inc(calls)
+            _OUTCOMES["failed"].inc(calls)
         elif len(hits) < self.n_shards:
-            SEARCH_QUERIES.labels("partial").inc(calls)
+            _OUTCOMES["partial"].inc(calls)
             SEARCH_PARTIAL.inc(calls)
         else:
-            SEARCH_QUERIES.labels("full").inc(calls)
+            _OUTCOMES["full"].inc(calls)
 
     def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)

@@ -59,15 +59,25 @@ class Coalescer(Generic[Outcome]):
         now = time.monotonic()
         with self._lock:
             group = self._open.get(key)
-            leader = group is None or group.n_rows + len(rows) > self.max_rows
-            if leader:
-                group = self._open[key] = _Group(deadline=now + timeout_s)
-            assert group is not None
-            mine = slice(group.n_rows, group.n_rows + len(rows))
-            group.rows.append(rows)
-            group.traces.append(trace_id)
-            group.n_rows += len(rows)
-            group.deadline = min(group.deadline, now + timeout_s)
+            # A free slot and nobody waiting: go at once, with no group for others to join
+            # (one would close the moment the slot is taken).
+            alone = group is None and self._slots.acquire(blocking=False)
+            if not alone:
+                leader = group is None or group.n_rows + len(rows) > self.max_rows
+                if leader:
+                    group = self._open[key] = _Group(deadline=now + timeout_s)
+                assert group is not None
+                mine = slice(group.n_rows, group.n_rows + len(rows))
+                group.rows.append(rows)
+                group.traces.append(trace_id)
+                group.n_rows += len(rows)
+                group.deadline = min(group.deadline, now + timeout_s)
+        if alone:
+            try:
+                return run(rows, timeout_s, self._trace([trace_id]), 1), slice(0, len(rows))
+            finally:
+                self._slots.release()
+        assert group is not None
         if leader:
             self._lead(key, group, run)
         elif not group.done.wait(timeout_s * 2 + 1.0):  # the leader ends by the deadline

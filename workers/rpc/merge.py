@@ -24,19 +24,25 @@ def merge_shard_hits(parts: list[SearchHits], k: int) -> SearchResult:
     products = np.concatenate([p.product_ids for p in parts], axis=1, dtype=np.int64)
     images = np.concatenate([p.image_ids for p in parts], axis=1, dtype=np.int64)
     scores = np.concatenate([p.scores for p in parts], axis=1, dtype=np.float32)
-    scores = np.where(products >= 0, scores, _WORST)
+    scores[products < 0] = _WORST  # a copy of its own: concatenate made it
     nq, width = scores.shape
     if width < k:
         pad = ((0, 0), (0, k - width))
         products = np.pad(products, pad, constant_values=-1)
         images = np.pad(images, pad, constant_values=-1)
         scores = np.pad(scores, pad, constant_values=_WORST)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    rows = np.arange(nq)[:, None]
-    top = scores[rows, order]
+    if nq == 1:  # most searches: one row, indexed without a row index
+        order = np.argsort(-scores[0], kind="stable")[:k]
+        top, products, images = scores[:, order], products[:, order], images[:, order]
+        if top[0, -1] > _WORST:  # sorted: the last is found, so all are
+            return SearchResult(product_ids=products, image_ids=images, scores=top)
+    else:
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rows = np.arange(nq)[:, None]
+        top, products, images = scores[rows, order], products[rows, order], images[rows, order]
     found = top > _WORST
     return SearchResult(
-        product_ids=np.where(found, products[rows, order], -1),
-        image_ids=np.where(found, images[rows, order], -1),
+        product_ids=np.where(found, products, -1),
+        image_ids=np.where(found, images, -1),
         scores=top,
     )

@@ -8,6 +8,7 @@ worker never acts on half-understood input and a client never merges a corrupt r
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -37,6 +38,8 @@ ERROR_KINDS = frozenset({ERROR_BAD_REQUEST, ERROR_INTERNAL})
 _F32 = np.dtype("<f4")
 _I64 = np.dtype("<i8")
 _NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (_F32, _I64)}
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_MAX = np.maximum.reduce  # ndarray.max() minus its Python wrapper
 
 
 DEFAULT_LIMITS = ProtocolLimits()  # processes pass their configured limits (WorkerConfig)
@@ -240,7 +243,7 @@ def _map(value: object, where: str) -> dict[str, object]:
 
 
 def _exact_keys(obj: dict[str, object], keys: AbstractSet[str], where: str) -> None:
-    if set(obj) != keys:
+    if obj.keys() != keys:  # a set comparison of the keys view: no set is built
         missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys)
         raise ProtocolError(f"{where}: missing fields {missing}, unknown fields {extra}")
 
@@ -281,12 +284,16 @@ def _shape2(value: object, name: str, max_rows: int, max_cols: int) -> tuple[int
 
 
 def _array(data: object, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A writable native array from raw bytes whose length must match the shape exactly."""
+    """A native array from raw bytes whose length must match the shape exactly: read-only,
+    over the message's bytes where the host is little-endian (every reader copies what
+    it keeps: the search normalises its queries, the merge takes its rows)."""
     if not isinstance(data, bytes):
         raise ProtocolError(f"{name} must be binary, got {type(data).__name__}")
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise ProtocolError(f"{name} has {len(data)} bytes, shape {shape} needs {expected}")
+    if _LITTLE_ENDIAN:
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
     return np.frombuffer(data, dtype=dtype).astype(_NATIVE[dtype]).reshape(shape)
 
 
@@ -304,23 +311,35 @@ def _request_header(obj: dict[str, object], limits: ProtocolLimits) -> tuple[str
     return request_id, reply_to, float(deadline), trace_id
 
 
+_SEARCH_KEYS = frozenset({"queries", "shape", "k", "filters"})
+_TEXT_KEYS = frozenset({"text"})
+_IMAGE_KEYS = frozenset({"image"})
+_HITS_KEYS = frozenset({"type", "shape", "product_ids", "image_ids", "scores"})
+_EMBEDDING_KEYS = frozenset({"type", "dim", "model", "vector"})
+_REPLY_KEYS = frozenset({"v", "id", "shard", "error", "error_kind", "payload"})
+
+
 def _search_query(body: dict[str, object], limits: ProtocolLimits) -> SearchQuery:
-    _exact_keys(body, {"queries", "shape", "k", "filters"}, "search payload")
+    _exact_keys(body, _SEARCH_KEYS, "search payload")
     shape = _shape2(body["shape"], "shape", limits.max_queries, limits.max_dim)
     queries = _array(body["queries"], "queries", _F32, shape)
     if not np.isfinite(queries).all():
         raise ProtocolError("queries contain NaN or infinity")
     k = _int(body["k"], "k", 1, limits.max_k)
     raw_filters = body["filters"]
-    if raw_filters is not None and not isinstance(raw_filters, dict):
+    if raw_filters is None or raw_filters == _NO_FILTER_WIRE:  # most searches: no filter
+        return SearchQuery(queries, k, _NO_FILTER)
+    if not isinstance(raw_filters, dict):
         raise ProtocolError("filters must be a map or nil")
     try:
         filters = SearchFilter.from_dict(raw_filters)
     except (ValueError, TypeError) as exc:
         raise ProtocolError(f"bad filters: {exc}") from exc
-    return SearchQuery(queries=queries, k=k, filters=filters)
+    return SearchQuery(queries, k, filters)
 
 
+_NO_FILTER = SearchFilter()
+_NO_FILTER_WIRE = _NO_FILTER.to_dict()
 _REQUEST_KEYS = frozenset({"v", "id", "kind", "reply_to", "deadline", "trace_id", "payload"})
 _REQUEST_KEYS_EXPECT = _REQUEST_KEYS | {"expect"}
 
@@ -328,11 +347,10 @@ _REQUEST_KEYS_EXPECT = _REQUEST_KEYS | {"expect"}
 def decode_request(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Request:
     """Parse and check one request; raises ProtocolError on anything malformed."""
     obj = _unpack(raw, limits)
-    if "expect" in obj:
-        _exact_keys(obj, _REQUEST_KEYS_EXPECT, "request")
+    if obj.keys() == _REQUEST_KEYS_EXPECT:
         expect = _int(obj["expect"], "expect", 1, MAX_EXPECT)
-    else:  # a caller from before `expect`: it waits for its replies one by one
-        _exact_keys(obj, _REQUEST_KEYS, "request")
+    else:  # a caller from before `expect` waits for its replies one by one
+        _exact_keys(obj, _REQUEST_KEYS_EXPECT if "expect" in obj else _REQUEST_KEYS, "request")
         expect = 1
     request_id, reply_to, deadline, trace_id = _request_header(obj, limits)
     body = _map(obj["payload"], "payload")
@@ -341,43 +359,36 @@ def decode_request(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Requ
     if kind == KIND_SEARCH:
         payload = _search_query(body, limits)
     elif kind == KIND_ENCODE_TEXT:
-        _exact_keys(body, {"text"}, "encode_text payload")
+        _exact_keys(body, _TEXT_KEYS, "encode_text payload")
         payload = TextQuery(text=_str(body["text"], "text", limits.max_text_chars))
     elif kind == KIND_ENCODE_IMAGE:
-        _exact_keys(body, {"image"}, "encode_image payload")
+        _exact_keys(body, _IMAGE_KEYS, "encode_image payload")
         data = _bytes(body["image"], "image", limits.max_image_bytes)
         if not data:
             raise ProtocolError("image must not be empty")
         payload = ImageQuery(data=data)
     else:
         raise ProtocolError(f"unknown request kind {kind!r}")
-    return Request(
-        id=request_id,
-        reply_to=reply_to,
-        deadline=deadline,
-        payload=payload,
-        trace_id=trace_id,
-        expect=expect,
-    )
+    return Request(request_id, reply_to, deadline, payload, trace_id, expect)
 
 
 def _hits(body: dict[str, object], limits: ProtocolLimits) -> SearchHits:
-    _exact_keys(body, {"type", "shape", "product_ids", "image_ids", "scores"}, "hits payload")
+    _exact_keys(body, _HITS_KEYS, "hits payload")
     shape = _shape2(body["shape"], "shape", limits.max_queries, limits.max_k)
     scores = _array(body["scores"], "scores", _F32, shape)
-    if not scores.max() < np.inf:  # the max is NaN if any score is: one pass catches both
+    if not _MAX(scores, axis=None) < np.inf:  # NaN if any score is: one pass catches both
         raise ProtocolError("scores contain NaN or +infinity")
     return SearchHits(
-        product_ids=_array(body["product_ids"], "product_ids", _I64, shape),
-        image_ids=_array(body["image_ids"], "image_ids", _I64, shape),
-        scores=scores,
+        _array(body["product_ids"], "product_ids", _I64, shape),
+        _array(body["image_ids"], "image_ids", _I64, shape),
+        scores,
     )
 
 
 def _embedding(body: dict[str, object], limits: ProtocolLimits) -> Embedding:
-    _exact_keys(body, {"type", "dim", "model", "vector"}, "embedding payload")
+    _exact_keys(body, _EMBEDDING_KEYS, "embedding payload")
     dim = _int(body["dim"], "dim", 1, limits.max_dim)
-    vector = _array(body["vector"], "vector", _F32, (dim,))
+    vector = _array(body["vector"], "vector", _F32, (dim,)).copy()  # the caller's to keep
     if not np.isfinite(vector).all():
         raise ProtocolError("vector contains NaN or infinity")
     return Embedding(vector=vector, model=_str(body["model"], "model", limits.max_id_chars))
@@ -386,7 +397,7 @@ def _embedding(body: dict[str, object], limits: ProtocolLimits) -> Embedding:
 def decode_reply(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Reply:
     """Parse and check one reply; raises ProtocolError on anything malformed."""
     obj = _unpack(raw, limits)
-    _exact_keys(obj, {"v", "id", "shard", "error", "error_kind", "payload"}, "reply")
+    _exact_keys(obj, _REPLY_KEYS, "reply")
     request_id = _str(obj["id"], "id", limits.max_id_chars)
     shard = obj["shard"]
     if shard is not None:

@@ -78,7 +78,7 @@ def _answer_group(
     replies: list[Reply | None],
 ) -> None:
     blocks = [requests[i].payload.queries for i in members]  # type: ignore[union-attr]
-    queries = np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
+    queries = np.ascontiguousarray(blocks[0] if len(blocks) == 1 else np.vstack(blocks), np.float32)
     try:
         result = search_fn(queries, k, filters)
         expected = (queries.shape[0], k)
@@ -96,6 +96,10 @@ def _answer_group(
         )
         for i in members:
             replies[i] = Reply.failure(requests[i].id, f"search failed: {exc}", shard=shard)
+        return
+    if len(members) == 1:  # most batches at light load: the result is the one reply's
+        hits = SearchHits(result.product_ids, result.image_ids, result.scores)
+        replies[members[0]] = Reply(requests[members[0]].id, hits, shard=shard)
         return
     row = 0
     for i, block in zip(members, blocks, strict=True):
