@@ -14,9 +14,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from catalog import search, text_search
+from catalog.api.json_get import JsonGetView
 from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
 from catalog.api.representation import absolute_url, for_viewer
@@ -216,7 +216,7 @@ _ERRORS = {
 }
 
 
-class SearchView(APIView):
+class SearchView(JsonGetView):
     permission_classes = [AllowAny]
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
@@ -307,7 +307,7 @@ def _fetch(url: str) -> bytes:
     return data
 
 
-class SimilarView(APIView):
+class SimilarView(JsonGetView):
     permission_classes = [AllowAny]
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
