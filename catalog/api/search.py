@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from django.conf import settings
+from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -46,13 +51,28 @@ class SearchFilters(ShallowFields, serializers.Serializer):
         return attrs
 
     def shard_filter(self):
-        data = self.validated_data
-        return search.build_filter(
-            category=data.get("category"),
-            min_price=data.get("min_price"),
-            max_price=data.get("max_price"),
-            in_stock=data.get("in_stock"),
-        )
+        return _shard_filter(self.validated_data)
+
+
+def _shard_filter(data: Mapping) -> search.SearchFilter:
+    return search.build_filter(
+        category=data.get("category"),
+        min_price=data.get("min_price"),
+        max_price=data.get("max_price"),
+        in_stock=data.get("in_stock"),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _similar_filters(parameters: tuple[tuple[str, str], ...]) -> Mapping:
+    """SearchFilters' validated data for these query parameters (each given once), worked
+    out once per set: product pages send the same few, and the serializer's validation
+    is a large share of the view's own CPU. One that fails raises each time (nothing is
+    remembered). The shard filter is still built per request: a category's descendants
+    can change."""
+    query = SearchFilters(data=MultiValueDict({name: [value] for name, value in parameters}))
+    query.is_valid(raise_exception=True)
+    return MappingProxyType(dict(query.validated_data))
 
 
 FACET_NAMES_SCHEMA = {
@@ -319,11 +339,8 @@ class SimilarView(JsonGetView):
         """More like this product, from its stored embedding (no re-encoding). A query
         parameter not listed here (or one given twice) is a 400 `unknown_parameter`."""
         check_parameters(request, query=field_names(SearchFilters))
-        query = SearchFilters(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.shard_filter()
+        query = _similar_filters(tuple(request.query_params.items()))
+        filters = _shard_filter(query)
         vector = search.product_vector(pk)
-        page = search.search(
-            vector, k=query.validated_data["k"], filters=filters, exclude_product=pk
-        )
+        page = search.search(vector, k=query["k"], filters=filters, exclude_product=pk)
         return _respond(request, page)

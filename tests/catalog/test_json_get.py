@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from catalog.api.json_get import wants_plain_json
-from catalog.models import Product
+from catalog.models import Category, Product
 from tests.support.throttles import throttle_rate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("redis_url")]
@@ -69,6 +69,14 @@ def test_a_failed_validation_is_not_remembered(client, inactive):
             "k": ["Ensure this value is greater than or equal to 1."]
         }
         assert client.get(url, {"k": "3"}).status_code == 404  # valid; the product is not
+
+
+def test_the_category_filter_is_looked_up_per_request(client, inactive):
+    """The validated parameters are remembered, the category's descendants are not."""
+    url = f"/api/products/{inactive.pk}/similar/?category=shoes"
+    assert client.get(url).json()["fields"] == {"category": ["unknown category"]}
+    Category.objects.create(name="Shoes", slug="shoes")
+    assert client.get(url).status_code == 404  # the filter is good; the product is not
 
 
 def test_the_lean_path_still_throttles(client, inactive):
