@@ -24,7 +24,7 @@ from catalog import search, text_search
 from catalog.api.json_get import JsonGetView
 from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
-from catalog.api.representation import absolute_url, for_viewer
+from catalog.api.representation import card_for_viewer, is_staff
 from catalog.api.schema import CLOSED_BODY
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
@@ -209,20 +209,20 @@ class TextSearchResponse(SearchResponse):
     facets = FacetsSerializer()
 
 
-def _result(request: Request, hit: search.Hit) -> dict:
+def _result(request: Request, hit: search.Hit, staff: bool) -> dict:
     """A hit with absolute media URLs, and the image that matched (the product's first
     image if that one has gone since)."""
-    product = for_viewer(dict(hit.product), request)  # cards hold the staff-only fields
-    images = [{**image, "url": absolute_url(image["url"], request)} for image in product["images"]]
-    product["images"] = images
+    product = card_for_viewer(hit.product, request, staff=staff)
+    images = product["images"]
     chosen = next((i for i in images if i["id"] == hit.image_id), images[0] if images else None)
     url = chosen["url"] if chosen else None
     return {"product": product, "score": round(hit.score, 6), "image": url}
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
+    staff = is_staff(request)
     body = {
-        "results": [_result(request, hit) for hit in page.hits],
+        "results": [_result(request, hit, staff) for hit in page.hits],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,
         "shards": {"answered": page.answered, "total": page.total, "missing": list(page.missing)},
@@ -266,8 +266,9 @@ class SearchView(JsonGetView):
         query.is_valid(raise_exception=True)
         text_query = query.text_query()
         found = text_search.text_search(text_query)
+        staff = is_staff(request)
         body = {
-            "results": [_result(request, hit) for hit in found.hits],
+            "results": [_result(request, hit, staff) for hit in found.hits],
             "took_ms": round(found.took_ms, 2),
             "partial": found.partial,
             "shards": {
