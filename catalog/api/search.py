@@ -20,7 +20,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog import search, text_search
+from catalog import product_cache, search, text_search
 from catalog.api.json_get import JsonGetView
 from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
@@ -333,6 +333,10 @@ class SimilarView(JsonGetView):
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
 
+    def throttle_reads(self, request: Request) -> list[tuple[str, str]]:
+        """The product's cached vector, read in the rate limit's round trip."""
+        return [product_cache.vector_read(self.kwargs["pk"])]
+
     @extend_schema(
         parameters=[SearchFilters], responses={200: SearchResponse, 404: None, **_ERRORS}
     )
@@ -342,6 +346,6 @@ class SimilarView(JsonGetView):
         check_parameters(request, query=field_names(SearchFilters))
         query = _similar_filters(tuple(request.query_params.items()))
         filters = _shard_filter(query)
-        vector = search.product_vector(pk)
+        vector = search.product_vector(pk, getattr(request, "read_with_throttle", None))
         page = search.search(vector, k=query["k"], filters=filters, exclude_product=pk)
         return _respond(request, page)

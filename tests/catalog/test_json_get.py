@@ -6,9 +6,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.test import Client
+import redis
+from django.test import Client, RequestFactory
+from rest_framework.request import Request
 
+from catalog import product_cache
 from catalog.api.json_get import wants_plain_json
+from catalog.api.search import SimilarView
+from catalog.api.throttles import RedisWindowThrottle
+from catalog.card_invalidation import VECTOR_PREFIX
 from catalog.models import Category, Product
 from tests.support.throttles import throttle_rate
 
@@ -77,6 +83,25 @@ def test_the_category_filter_is_looked_up_per_request(client, inactive):
     assert client.get(url).json()["fields"] == {"category": ["unknown category"]}
     Category.objects.create(name="Shoes", slug="shoes")
     assert client.get(url).status_code == 404  # the filter is good; the product is not
+
+
+def test_the_rate_limit_reads_what_the_view_names_with_its_counter(inactive, redis_url):
+    redis.Redis.from_url(redis_url).set(VECTOR_PREFIX + str(inactive.pk), b"raw")
+    view = SimilarView(kwargs={"pk": inactive.pk})
+    request = Request(RequestFactory().get("/"))
+    assert RedisWindowThrottle().allow_request(request, view)
+    assert request.read_with_throttle == {product_cache.vector_read(inactive.pk): b"raw"}
+
+
+def test_similar_reads_the_vector_once(client, inactive, redis_url):
+    """One GET and one INCR for the request: the vector's reply read with the counter is
+    the one the view uses (the cache is empty: a miss, then the 404)."""
+    server = redis.Redis.from_url(redis_url)
+    server.config_resetstat()
+    assert client.get(f"/api/products/{inactive.pk}/similar/").status_code == 404
+    stats = server.info("commandstats")
+    assert stats["cmdstat_incr"]["calls"] == 1
+    assert stats["cmdstat_get"]["calls"] == 1
 
 
 def test_the_lean_path_still_throttles(client, inactive):
