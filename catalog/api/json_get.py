@@ -34,6 +34,9 @@ def wants_plain_json(request: HttpRequest) -> bool:
 
 
 class JsonGetView(APIView):
+    """An APIView whose `get` returns a DRF Response: on the lean path its data and status
+    are written, nothing else of it (headers a `get` set would be lost there)."""
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not wants_plain_json(request):
             return super().dispatch(request, *args, **kwargs)
