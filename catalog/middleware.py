@@ -7,11 +7,12 @@ everything else, including the other middleware.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.encoding import escape_uri_path
+from prometheus_client import Histogram
 from rest_framework.throttling import BaseThrottle
 
 from catalog.api.errors import is_api_path, server_error_body
@@ -179,11 +181,23 @@ class QueryTally:
 
     @contextmanager
     def counting(self) -> Iterator[QueryTally]:
-        """Wrap every database connection of this thread for the block."""
-        with ExitStack() as stack:
-            for alias in connections:
-                stack.enter_context(connections[alias].execute_wrapper(self))
+        """Wrap every database connection of this thread for the block (what
+        `connection.execute_wrapper` does, for all of them at once)."""
+        wrapped = [connections[alias].execute_wrappers for alias in connections]
+        for wrappers in wrapped:
+            wrappers.append(self)
+        try:
             yield self
+        finally:
+            for wrappers in wrapped:
+                wrappers.pop()
+
+
+@functools.cache
+def _child(metric: Histogram, *labels: str) -> Histogram:
+    """`metric.labels(*labels)`, looked up once: the labels are few (route names, methods,
+    status codes), and `labels()` validates and locks on every call."""
+    return metric.labels(*labels)
 
 
 class MetricsMiddleware:
@@ -202,9 +216,9 @@ class MetricsMiddleware:
         status = str(response.status_code)
         view = _view_label(request)
         metric = API_REQUEST_SECONDS if is_api_path(request) else WEB_REQUEST_SECONDS
-        metric.labels(view, method, status).observe(elapsed)
-        DB_QUERIES.labels(view).observe(queries.count)
-        DB_SECONDS.labels(view).observe(queries.seconds)
+        _child(metric, view, method, status).observe(elapsed)
+        _child(DB_QUERIES, view).observe(queries.count)
+        _child(DB_SECONDS, view).observe(queries.seconds)
         return response
 
 

@@ -23,6 +23,7 @@ no reply parsing a call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import msgpack
 import numpy as np
@@ -70,14 +71,29 @@ def cards(client: redis.Redis, product_ids: list[int]) -> dict[int, dict]:
     return found
 
 
-def stored_vector(client: redis.Redis, product_id: int) -> np.ndarray | None:
-    """The active product's first stored image embedding, or None if it has none."""
-    key = VECTOR_PREFIX + str(product_id)
-    try:
-        (raw,) = ThreadConnections.of(client).send(("GET", key))
-    except redis.RedisError as exc:
-        log.warning("product cache: reading a vector failed, using the database: %s", exc)
-        raw = None
+def vector_read(product_id: int) -> tuple[str, str]:
+    """The command that reads a product's cached vector: a caller may send it in a round
+    trip it makes anyway and give its reply to `stored_vector`."""
+    return ("GET", VECTOR_PREFIX + str(product_id))
+
+
+def stored_vector(
+    client: redis.Redis, product_id: int, replies: Mapping[tuple, object] | None = None
+) -> np.ndarray | None:
+    """The active product's first stored image embedding, or None if it has none.
+
+    `replies`: raw replies already read, by command; with `vector_read`'s among them the
+    cache is not asked again."""
+    read = vector_read(product_id)
+    key = read[1]
+    if replies is not None and read in replies:
+        raw = replies[read]
+    else:
+        try:
+            (raw,) = ThreadConnections.of(client).send(read)
+        except redis.RedisError as exc:
+            log.warning("product cache: reading a vector failed, using the database: %s", exc)
+            raw = None
     vector = vector_from_bytes(raw, _MAX_DIM)
     if vector is not None:
         return vector

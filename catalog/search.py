@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,14 +187,15 @@ def image_vector(data: bytes) -> np.ndarray:
     return _encode(query_encoder().encode_image, data)
 
 
-def product_vector(product_id: int) -> np.ndarray:
+def product_vector(product_id: int, replies: Mapping[tuple, object] | None = None) -> np.ndarray:
     """'More like this': the active product's first stored image embedding, no re-encoding.
 
-    Cached in Redis (`catalog.product_cache`); Http404 when there is no such active product.
+    Cached in Redis (`catalog.product_cache`; `replies`: that cache's reply already read,
+    see `product_cache.stored_vector`); Http404 when there is no such active product.
     """
     if not 0 < product_id < 2**63:  # ids are positive 64-bit integers; the URL takes any
         raise Http404("No active product with this id.")
-    vector = product_cache.stored_vector(rpc_redis(), product_id)
+    vector = product_cache.stored_vector(rpc_redis(), product_id, replies)
     if vector is None:
         if not Product.objects.filter(pk=product_id, is_active=True).exists():
             raise Http404("No active product with this id.")

@@ -51,6 +51,23 @@ def for_viewer(product: dict, request: HttpRequest | None) -> dict:
     return out
 
 
+def card_for_viewer(card: dict, request: HttpRequest | None, *, staff: bool) -> dict:
+    """A cached card as a search shows it, in new dicts (the card is left as it is): the
+    staff-only fields dropped unless `staff`, image URLs made absolute for `request`."""
+    hidden = () if staff else STAFF_ONLY_PRODUCT_FIELDS
+    hidden_image = () if staff else STAFF_ONLY_IMAGE_FIELDS
+    out = {name: value for name, value in card.items() if name not in hidden}
+    out["images"] = [
+        {
+            name: absolute_url(value, request) if name == "url" else value
+            for name, value in image.items()
+            if name not in hidden_image
+        }
+        for image in card["images"]
+    ]
+    return out
+
+
 def image_for_viewer(image: dict, request: HttpRequest | None) -> dict:
     return image if is_staff(request) else _without(image, STAFF_ONLY_IMAGE_FIELDS)
 

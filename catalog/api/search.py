@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from django.conf import settings
+from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -14,12 +19,12 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from catalog import search, text_search
+from catalog import product_cache, search, text_search
+from catalog.api.json_get import JsonGetView
 from catalog.api.params import ShallowFields, check_parameters, field_names
 from catalog.api.parsers import BoundedJSONParser
-from catalog.api.representation import absolute_url, for_viewer
+from catalog.api.representation import card_for_viewer, is_staff
 from catalog.api.schema import CLOSED_BODY
 from catalog.api.serializers import ProductSerializer
 from catalog.api.throttles import RedisWindowThrottle
@@ -46,13 +51,28 @@ class SearchFilters(ShallowFields, serializers.Serializer):
         return attrs
 
     def shard_filter(self):
-        data = self.validated_data
-        return search.build_filter(
-            category=data.get("category"),
-            min_price=data.get("min_price"),
-            max_price=data.get("max_price"),
-            in_stock=data.get("in_stock"),
-        )
+        return _shard_filter(self.validated_data)
+
+
+def _shard_filter(data: Mapping) -> search.SearchFilter:
+    return search.build_filter(
+        category=data.get("category"),
+        min_price=data.get("min_price"),
+        max_price=data.get("max_price"),
+        in_stock=data.get("in_stock"),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _similar_filters(parameters: tuple[tuple[str, str], ...]) -> Mapping:
+    """SearchFilters' validated data for these query parameters (each given once), worked
+    out once per set: product pages send the same few, and the serializer's validation
+    is a large share of the view's own CPU. One that fails raises each time (nothing is
+    remembered). The shard filter is still built per request: a category's descendants
+    can change."""
+    query = SearchFilters(data=MultiValueDict({name: [value] for name, value in parameters}))
+    query.is_valid(raise_exception=True)
+    return MappingProxyType(dict(query.validated_data))
 
 
 FACET_NAMES_SCHEMA = {
@@ -189,20 +209,20 @@ class TextSearchResponse(SearchResponse):
     facets = FacetsSerializer()
 
 
-def _result(request: Request, hit: search.Hit) -> dict:
+def _result(request: Request, hit: search.Hit, staff: bool) -> dict:
     """A hit with absolute media URLs, and the image that matched (the product's first
     image if that one has gone since)."""
-    product = for_viewer(dict(hit.product), request)  # cards hold the staff-only fields
-    images = [{**image, "url": absolute_url(image["url"], request)} for image in product["images"]]
-    product["images"] = images
+    product = card_for_viewer(hit.product, request, staff=staff)
+    images = product["images"]
     chosen = next((i for i in images if i["id"] == hit.image_id), images[0] if images else None)
     url = chosen["url"] if chosen else None
     return {"product": product, "score": round(hit.score, 6), "image": url}
 
 
 def _respond(request: Request, page: search.SearchPage) -> Response:
+    staff = is_staff(request)
     body = {
-        "results": [_result(request, hit) for hit in page.hits],
+        "results": [_result(request, hit, staff) for hit in page.hits],
         "took_ms": round(page.took_ms, 2),
         "partial": page.partial,
         "shards": {"answered": page.answered, "total": page.total, "missing": list(page.missing)},
@@ -216,7 +236,7 @@ _ERRORS = {
 }
 
 
-class SearchView(APIView):
+class SearchView(JsonGetView):
     permission_classes = [AllowAny]
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
@@ -246,8 +266,9 @@ class SearchView(APIView):
         query.is_valid(raise_exception=True)
         text_query = query.text_query()
         found = text_search.text_search(text_query)
+        staff = is_staff(request)
         body = {
-            "results": [_result(request, hit) for hit in found.hits],
+            "results": [_result(request, hit, staff) for hit in found.hits],
             "took_ms": round(found.took_ms, 2),
             "partial": found.partial,
             "shards": {
@@ -307,10 +328,14 @@ def _fetch(url: str) -> bytes:
     return data
 
 
-class SimilarView(APIView):
+class SimilarView(JsonGetView):
     permission_classes = [AllowAny]
     throttle_classes = [RedisWindowThrottle]
     throttle_scope = "search"
+
+    def throttle_reads(self, request: Request) -> list[tuple[str, str]]:
+        """The product's cached vector, read in the rate limit's round trip."""
+        return [product_cache.vector_read(self.kwargs["pk"])]
 
     @extend_schema(
         parameters=[SearchFilters], responses={200: SearchResponse, 404: None, **_ERRORS}
@@ -319,11 +344,8 @@ class SimilarView(APIView):
         """More like this product, from its stored embedding (no re-encoding). A query
         parameter not listed here (or one given twice) is a 400 `unknown_parameter`."""
         check_parameters(request, query=field_names(SearchFilters))
-        query = SearchFilters(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.shard_filter()
-        vector = search.product_vector(pk)
-        page = search.search(
-            vector, k=query.validated_data["k"], filters=filters, exclude_product=pk
-        )
+        query = _similar_filters(tuple(request.query_params.items()))
+        filters = _shard_filter(query)
+        vector = search.product_vector(pk, getattr(request, "read_with_throttle", None))
+        page = search.search(vector, k=query["k"], filters=filters, exclude_product=pk)
         return _respond(request, page)

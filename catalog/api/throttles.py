@@ -36,6 +36,10 @@ class RedisWindowThrottle(ScopedRateThrottle):
     The IP is DRF's `get_ident`, as for the other throttles: the socket address, or
     with TRUSTED_PROXIES (NUM_PROXIES) set, the address that many X-Forwarded-For hops
     from the end; a client's own X-Forwarded-For never picks its counter.
+
+    A view may name Redis reads it makes on every request (`throttle_reads(request)`, a
+    list of commands): they go in the counter's round trip instead of one of their own,
+    and their raw replies, by command, are left in `request.read_with_throttle`.
     """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
@@ -57,7 +61,9 @@ class RedisWindowThrottle(ScopedRateThrottle):
         self.now = now
         key = f"{ident}:{window}"
         send = ThreadConnections.of(rpc_redis()).send  # no pool checkout, no reply parsing
-        (count,) = send(("INCR", key))
+        reads = tuple(view.throttle_reads(request)) if hasattr(view, "throttle_reads") else ()
+        (count, *replies) = send(("INCR", key), *reads)
+        request.read_with_throttle = dict(zip(reads, replies, strict=True))
         if count == 1:  # the window's first request made the key
             send(("EXPIRE", key, int(self.duration) + 1))
         return int(count) <= self.num_requests

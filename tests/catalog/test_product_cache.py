@@ -137,6 +137,21 @@ def test_the_stored_vector_is_cached_and_forgotten_when_the_embedding_changes(cl
     assert product_cache.stored_vector(client, product.pk) is None
 
 
+def test_a_vector_reply_read_already_is_used_as_the_cache_s(client):
+    """`replies` stands for the GET (the similar view reads it with the rate limit)."""
+    product = make_product("V-2")
+    read = product_cache.vector_read(product.pk)
+    given = np.full(4, 3, "<f4").tobytes()
+    np.testing.assert_array_equal(
+        product_cache.stored_vector(client, product.pk, {read: given}), np.full(4, 3)
+    )
+    # a miss read that way falls back to the database, and fills the cache
+    np.testing.assert_array_equal(
+        product_cache.stored_vector(client, product.pk, {read: None}), np.ones(4)
+    )
+    assert client.get(read[1]) == np.ones(4, "<f4").tobytes()
+
+
 @pytest.mark.parametrize(
     "stored",
     [

@@ -122,6 +122,8 @@ def test_search_hits_strip_the_staff_only_fields_of_the_cached_cards(products):
     shown = answer(AnonymousUser())
     assert not STAFF_ONLY & set(shown)
     assert "error" not in shown["images"][0]
+    assert shown["images"][0]["url"].startswith("http://testserver/")  # stored file: absolute
+    assert cards[active.pk]["images"][0]["url"].startswith("/")  # the card keeps it relative
     staff = get_user_model().objects.create_user("boss", password="pw-boss-123", is_staff=True)
     assert answer(staff)["index_error"] == "image 1: decoder exploded"
     assert cards[active.pk]["index_state"] == "failed"  # the cached card itself is untouched
