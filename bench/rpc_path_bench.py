@@ -1,4 +1,4 @@
-"""Where a search request's time goes past the shard: the Redis RPC (2 shards) and the view.
+"""Where a search request's time goes past the shard: the Redis RPC and the view.
 
 The issue-23 figures in one run, on search_bench's synthetic catalog (2 shards built with
 build_bulk, one ShardService process per shard, a private redis-server, a SQLite catalog):
@@ -336,10 +336,16 @@ def main() -> None:
         )  # fmt: skip
 
     row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
-    row("1. RPC, 2 shards, one at a time", pct(rpc, 50), pct(rpc, 99), 1e3 / rpc.mean(), rpc_cost)
+    row(
+        f"1. RPC, {args.shards} shard(s), one at a time",
+        pct(rpc, 50),
+        pct(rpc, 99),
+        1e3 / rpc.mean(),
+        rpc_cost,
+    )
     for conc, r in cells.items():
         err = r["errors"] + r["partial"]
-        name = f"2. RPC, 2 shards, {conc} callers ({err} err)"
+        name = f"2. RPC, {args.shards} shard(s), {conc} callers ({err} err)"
         row(name, r["p50"], r["p99"], r["qps"], r)
     split = {"1. one at a time": rpc_cost["split"]}
     split.update({f"2. {conc} callers": r["split"] for conc, r in cells.items()})
