@@ -1,17 +1,10 @@
-"""Wire format of the query RPC: msgpack maps carrying raw little-endian arrays, never pickle.
-
-Whatever is read from Redis is untrusted: decoding checks every field's presence, type,
-size and shape against `ProtocolLimits` and raises `ProtocolError` on anything else, so a
-worker never acts on half-understood input and a client never merges a corrupt reply.
-"""
+"""Strict decoding: whatever is read from Redis is untrusted."""
 
 from __future__ import annotations
 
 import math
 import sys
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from typing import ClassVar
 
 import msgpack
 import numpy as np
@@ -19,203 +12,31 @@ import numpy as np
 from workers.config import ProtocolLimits
 from workers.index.types import SearchFilter
 from workers.rpc.errors import ProtocolError
+from workers.rpc.protocol.messages import (
+    DEFAULT_LIMITS,
+    ERROR_KINDS,
+    F32,
+    I64,
+    KIND_ENCODE_IMAGE,
+    KIND_ENCODE_TEXT,
+    KIND_SEARCH,
+    MAX_EXPECT,
+    REPLY_KEY_PREFIX,
+    VERSION,
+    Embedding,
+    ImageQuery,
+    Reply,
+    ReplyPayload,
+    Request,
+    RequestPayload,
+    SearchHits,
+    SearchQuery,
+    TextQuery,
+)
 
-VERSION = 1
-REPLY_KEY_PREFIX = "search:rpc:reply:"
-# Pushed to `reply_to + DONE_SUFFIX` with the last of a request's `expect` replies, so a
-# caller that fanned out to several lists blocks once for all of them, not once a reply.
-DONE_SUFFIX = ":done"
-MAX_EXPECT = 4096
-
-KIND_SEARCH = "search"
-KIND_ENCODE_TEXT = "encode_text"
-KIND_ENCODE_IMAGE = "encode_image"
-
-ERROR_BAD_REQUEST = "bad_request"
-ERROR_INTERNAL = "internal"
-ERROR_KINDS = frozenset({ERROR_BAD_REQUEST, ERROR_INTERNAL})
-
-_F32 = np.dtype("<f4")
-_I64 = np.dtype("<i8")
-_NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (_F32, _I64)}
+_NATIVE = {dtype: dtype.newbyteorder("=") for dtype in (F32, I64)}
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _MAX = np.maximum.reduce  # ndarray.max() minus its Python wrapper
-
-
-DEFAULT_LIMITS = ProtocolLimits()  # processes pass their configured limits (WorkerConfig)
-
-
-# ---------------------------------------------------------------- request payloads
-
-
-@dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """n query vectors searched for their top-k products under one filter."""
-
-    KIND: ClassVar[str] = KIND_SEARCH
-    queries: np.ndarray  # float32 (n, d), C-contiguous
-    k: int
-    filters: SearchFilter = field(default_factory=SearchFilter)
-
-
-@dataclass(frozen=True, slots=True)
-class TextQuery:
-    KIND: ClassVar[str] = KIND_ENCODE_TEXT
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImageQuery:
-    KIND: ClassVar[str] = KIND_ENCODE_IMAGE
-    data: bytes  # the encoded image file (JPEG, PNG, ...), decoded by the worker
-
-
-RequestPayload = SearchQuery | TextQuery | ImageQuery
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One unit of work: answered by pushing a Reply to `reply_to` before `deadline`."""
-
-    id: str
-    reply_to: str
-    deadline: float  # absolute unix time (time.time()); later than this, nobody listens
-    payload: RequestPayload
-    trace_id: str = ""
-    expect: int = 1  # replies the caller waits for on reply_to (one per list it pushed to)
-
-    @property
-    def kind(self) -> str:
-        return self.payload.KIND
-
-    @property
-    def done_key(self) -> str:
-        return self.reply_to + DONE_SUFFIX
-
-
-# ---------------------------------------------------------------- reply payloads
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHits:
-    """One shard's top-k for each query of a request, padded with id -1 / score -inf."""
-
-    product_ids: np.ndarray  # int64 (q, k)
-    image_ids: np.ndarray  # int64 (q, k)
-    scores: np.ndarray  # float32 (q, k)
-
-
-@dataclass(frozen=True, slots=True)
-class Embedding:
-    vector: np.ndarray  # float32 (dim,)
-    model: str
-
-
-ReplyPayload = SearchHits | Embedding
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The answer to one request: a payload, or an error message and its kind."""
-
-    id: str
-    payload: ReplyPayload | None = None
-    error: str | None = None
-    error_kind: str | None = None  # ERROR_BAD_REQUEST or ERROR_INTERNAL when error is set
-    shard: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @classmethod
-    def failure(
-        cls,
-        request_id: str,
-        message: str,
-        *,
-        kind: str = ERROR_INTERNAL,
-        shard: int | None = None,
-    ) -> Reply:
-        return cls(id=request_id, error=message, error_kind=kind, shard=shard)
-
-
-# ---------------------------------------------------------------- encoding
-
-
-def _shape_list(arr: np.ndarray) -> list[int]:
-    return [int(s) for s in arr.shape]
-
-
-def encode_request(request: Request) -> bytes:
-    payload = request.payload
-    if isinstance(payload, SearchQuery):
-        queries = np.ascontiguousarray(payload.queries, dtype=_F32)
-        if queries.ndim != 2:
-            raise ValueError(f"queries must be 2-d (n, d), got shape {queries.shape}")
-        body: dict[str, object] = {
-            "queries": queries.tobytes(),
-            "shape": _shape_list(queries),
-            "k": int(payload.k),
-            "filters": payload.filters.to_dict(),
-        }
-    elif isinstance(payload, TextQuery):
-        body = {"text": payload.text}
-    elif isinstance(payload, ImageQuery):
-        body = {"image": bytes(payload.data)}
-    else:
-        raise TypeError(f"unknown request payload {type(payload).__name__}")
-    return msgpack.packb(
-        {
-            "v": VERSION,
-            "id": request.id,
-            "kind": request.kind,
-            "reply_to": request.reply_to,
-            "deadline": float(request.deadline),
-            "trace_id": request.trace_id,
-            "expect": int(request.expect),
-            "payload": body,
-        },
-        use_bin_type=True,
-    )
-
-
-def encode_reply(reply: Reply) -> bytes:
-    payload = reply.payload
-    body: dict[str, object] | None
-    if payload is None:
-        body = None
-    elif isinstance(payload, SearchHits):
-        scores = np.ascontiguousarray(payload.scores, dtype=_F32)
-        body = {
-            "type": "hits",
-            "shape": _shape_list(scores),
-            "product_ids": np.ascontiguousarray(payload.product_ids, dtype=_I64).tobytes(),
-            "image_ids": np.ascontiguousarray(payload.image_ids, dtype=_I64).tobytes(),
-            "scores": scores.tobytes(),
-        }
-    elif isinstance(payload, Embedding):
-        vector = np.ascontiguousarray(payload.vector, dtype=_F32).reshape(-1)
-        body = {
-            "type": "embedding",
-            "dim": int(vector.shape[0]),
-            "model": payload.model,
-            "vector": vector.tobytes(),
-        }
-    else:
-        raise TypeError(f"unknown reply payload {type(payload).__name__}")
-    return msgpack.packb(
-        {
-            "v": VERSION,
-            "id": reply.id,
-            "shard": reply.shard,
-            "error": reply.error,
-            "error_kind": reply.error_kind,
-            "payload": body,
-        },
-        use_bin_type=True,
-    )
-
 
 # ---------------------------------------------------------------- strict decoding
 
@@ -322,7 +143,7 @@ _REPLY_KEYS = frozenset({"v", "id", "shard", "error", "error_kind", "payload"})
 def _search_query(body: dict[str, object], limits: ProtocolLimits) -> SearchQuery:
     _exact_keys(body, _SEARCH_KEYS, "search payload")
     shape = _shape2(body["shape"], "shape", limits.max_queries, limits.max_dim)
-    queries = _array(body["queries"], "queries", _F32, shape)
+    queries = _array(body["queries"], "queries", F32, shape)
     if not np.isfinite(queries).all():
         raise ProtocolError("queries contain NaN or infinity")
     k = _int(body["k"], "k", 1, limits.max_k)
@@ -375,12 +196,12 @@ def decode_request(raw: object, limits: ProtocolLimits = DEFAULT_LIMITS) -> Requ
 def _hits(body: dict[str, object], limits: ProtocolLimits) -> SearchHits:
     _exact_keys(body, _HITS_KEYS, "hits payload")
     shape = _shape2(body["shape"], "shape", limits.max_queries, limits.max_k)
-    scores = _array(body["scores"], "scores", _F32, shape)
+    scores = _array(body["scores"], "scores", F32, shape)
     if not _MAX(scores, axis=None) < np.inf:  # NaN if any score is: one pass catches both
         raise ProtocolError("scores contain NaN or +infinity")
     return SearchHits(
-        _array(body["product_ids"], "product_ids", _I64, shape),
-        _array(body["image_ids"], "image_ids", _I64, shape),
+        _array(body["product_ids"], "product_ids", I64, shape),
+        _array(body["image_ids"], "image_ids", I64, shape),
         scores,
     )
 
@@ -388,7 +209,7 @@ def _hits(body: dict[str, object], limits: ProtocolLimits) -> SearchHits:
 def _embedding(body: dict[str, object], limits: ProtocolLimits) -> Embedding:
     _exact_keys(body, _EMBEDDING_KEYS, "embedding payload")
     dim = _int(body["dim"], "dim", 1, limits.max_dim)
-    vector = _array(body["vector"], "vector", _F32, (dim,)).copy()  # the caller's to keep
+    vector = _array(body["vector"], "vector", F32, (dim,)).copy()  # the caller's to keep
     if not np.isfinite(vector).all():
         raise ProtocolError("vector contains NaN or infinity")
     return Embedding(vector=vector, model=_str(body["model"], "model", limits.max_id_chars))
