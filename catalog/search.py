@@ -21,7 +21,7 @@ from catalog import product_cache
 from catalog.errors import ServiceError, ServiceUnavailable
 from catalog.models import Category, Product
 from workers.encoding.registry import published_model
-from workers.index.types import SearchFilter
+from workers.index.types import SearchFilter, SearchResult
 from workers.observability.context import current_request_id, new_request_id
 from workers.rpc.cache import QueryEmbeddingCache
 from workers.rpc.client import EncodeClient, SearchClient, ServedShards
@@ -219,6 +219,22 @@ class VectorRanking:
     missing: tuple[int, ...]
 
 
+def ranked_rows(
+    result: SearchResult, *, k: int, exclude_product: int | None = None
+) -> list[tuple[int, float, int]]:
+    """(product id, score, image id) of the first query's hits, best first, at most k.
+
+    Equal scores (products with the same picture) go in product-id order: the shard and
+    slot each came from change with upserts, and pages must not swap them between calls."""
+    products, scores, images = result.product_ids[0], result.scores[0], result.image_ids[0]
+    order = np.lexsort((products, -scores))
+    return [
+        (int(pid), float(score), int(iid))
+        for pid, score, iid in zip(products[order], scores[order], images[order], strict=True)
+        if pid >= 0 and pid != exclude_product
+    ][:k]
+
+
 def vector_ranking(
     vector: np.ndarray, *, k: int, filters: SearchFilter, exclude_product: int | None = None
 ) -> VectorRanking:
@@ -232,14 +248,7 @@ def vector_ranking(
         raise ServiceError(str(exc)) from exc
     except (NoWorkerAvailable, RpcUnavailable) as exc:
         raise ServiceUnavailable(f"search is unavailable: {exc}") from exc
-    result = gathered.result
-    rows = [
-        (int(pid), float(score), int(iid))
-        for pid, score, iid in zip(
-            result.product_ids[0], result.scores[0], result.image_ids[0], strict=True
-        )
-        if pid >= 0 and pid != exclude_product
-    ][:k]
+    rows = ranked_rows(gathered.result, k=k, exclude_product=exclude_product)
     return VectorRanking(
         product_ids=[pid for pid, _, _ in rows],
         scores=[score for _, score, _ in rows],
