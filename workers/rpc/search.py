@@ -97,10 +97,6 @@ def _answer_group(
         for i in members:
             replies[i] = Reply.failure(requests[i].id, f"search failed: {exc}", shard=shard)
         return
-    if len(members) == 1:  # most batches at light load: the result is the one reply's
-        hits = SearchHits(result.product_ids, result.image_ids, result.scores)
-        replies[members[0]] = Reply(requests[members[0]].id, hits, shard=shard)
-        return
     row = 0
     for i, block in zip(members, blocks, strict=True):
         rows = slice(row, row + block.shape[0])
