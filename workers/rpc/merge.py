@@ -31,15 +31,9 @@ def merge_shard_hits(parts: list[SearchHits], k: int) -> SearchResult:
         products = np.pad(products, pad, constant_values=-1)
         images = np.pad(images, pad, constant_values=-1)
         scores = np.pad(scores, pad, constant_values=_WORST)
-    if nq == 1:  # most searches: one row, indexed without a row index
-        order = np.argsort(-scores[0], kind="stable")[:k]
-        top, products, images = scores[:, order], products[:, order], images[:, order]
-        if top[0, -1] > _WORST:  # sorted: the last is found, so all are
-            return SearchResult(product_ids=products, image_ids=images, scores=top)
-    else:
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        rows = np.arange(nq)[:, None]
-        top, products, images = scores[rows, order], products[rows, order], images[rows, order]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.arange(nq)[:, None]
+    top, products, images = scores[rows, order], products[rows, order], images[rows, order]
     found = top > _WORST
     return SearchResult(
         product_ids=np.where(found, products, -1),
