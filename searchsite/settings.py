@@ -377,6 +377,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "catalog.api.renderers.FastJSONRenderer",  # DRF's JSON, written by orjson
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.Pagination",
     "PAGE_SIZE": 20,
     # DRF's anonymous and per-user limits, except that OPTIONS (preflights) spend nothing.

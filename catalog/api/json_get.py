@@ -3,7 +3,7 @@ template rendering.
 
 Nearly every search GET asks for JSON (no Accept header, `*/*` or `application/json`).
 For those `JsonGetView` authenticates, checks permissions and throttles exactly as DRF's
-dispatch does, calls `get`, and writes its Response's data with DRF's JSON renderer and
+dispatch does, calls `get`, and writes its Response's data with the API's JSON renderer and
 the headers DRF would add (Allow; Vary: Accept, since another Accept gets the browsable
 API). An exception raised on the way goes through DRF's `handle_exception`, so errors keep
 their JSON shape and their 401 / 429 headers. Every other request (a browser asking for
@@ -15,13 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from catalog.api.renderers import FastJSONRenderer
+
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
-_JSON = JSONRenderer()
+_JSON = FastJSONRenderer()
 
 
 def wants_plain_json(request: HttpRequest) -> bool:
