@@ -112,7 +112,8 @@ def main() -> None:
         steps = pg_path.load(pg.dsn, data, args.pg_m, args.pg_ef_construction)
         ef, tried = pg_path.tune_ef(pg.dsn, data, args.target)
         found = pg_path.search_all(pg.dsn, data.queries, ef)
-        recalls["pgvector"] = recalls["pgvector-django"] = vector_set.recall(found, data.truth)
+        recalls["pgvector"] = vector_set.recall(found, data.truth)
+        recalls["pgvector-django"] = recalls["pgvector-stack"] = recalls["pgvector"]
         sweep = ", ".join(f"{t['ef_search']}: {t['recall']:.3f}" for t in tried)
         print(f"pgvector: HNSW m{args.pg_m} efc{args.pg_ef_construction}, ", end="")
         print(f"copy {steps['copy_s']:.1f}s, index {steps['index_s']:.1f}s")
@@ -151,6 +152,17 @@ def main() -> None:
                 runners["pgvector-django"] = lambda c: rest_path.http_load(
                     pg_web.url, plain, c, args.seconds, args.warmup
                 )
+                stack_web = rest_path.pgvector_stack_web(
+                    data_dir, service.redis.url, args.shards, pg.port, ef, logs
+                )
+                webs.append(stack_web)
+                stacked = rest_path.paths_file(
+                    work / "stacked.txt", "/api/pgvector/products/{pid}/similar/?k=10", products
+                )
+                stack_web.wait_ready(f"/api/pgvector/products/{products[0]}/similar/?k=10")
+                runners["pgvector-stack"] = lambda c: rest_path.http_load(
+                    stack_web.url, stacked, c, args.seconds, args.warmup
+                )
             web.wait_ready(f"/api/products/{products[0]}/similar/?k=10")
             runners["service-rest"] = lambda c: rest_path.http_load(
                 web.url, rest, c, args.seconds, args.warmup
@@ -169,16 +181,21 @@ def main() -> None:
         "pgvector": f"pgvector HNSW m{args.pg_m}, ef_search {ef}, SQL loopback",
         "service": f"service RPC, {args.shards} shards ({knobs})",
         "pgvector-django": "Django view over pgvector, gunicorn",
+        "pgvector-stack": "the same in this project's stack, gunicorn",
         "service-rest": "service REST `similar`, gunicorn",
     }
     report(args, results, names, recalls, runners)
-    pairs = [("service", "pgvector"), ("service-rest", "pgvector-django")]
+    pairs = [
+        ("service", "pgvector"),
+        ("service-rest", "pgvector-django"),
+        ("service-rest", "pgvector-stack"),
+    ]
     ratios = {}
     for ours, theirs in pairs:
         if ours in runners and theirs in runners:
             for c in args.clients:
                 ratio = median(results[(ours, c)], "qps") / median(results[(theirs, c)], "qps")
-                ratios[(ours, c)] = ratio
+                ratios[(ours, theirs, c)] = ratio
                 print(f"{ours} / {theirs} QPS, {c} client(s): {ratio:.2f}x")
     took = time.perf_counter() - started
     if pg is None:
@@ -186,11 +203,15 @@ def main() -> None:
             f"summary: pgvector not installed, service only (bench/pgvector_build.sh) ({took:.0f}s)"
         )
         return
-    rpc = " / ".join(f"{ratios[('service', c)]:.2f}x" for c in args.clients)
+
+    def of(ours: str, theirs: str) -> str:
+        return " / ".join(f"{ratios[(ours, theirs, c)]:.2f}x" for c in args.clients)
+
+    rpc = of("service", "pgvector")
     line = f"summary: RPC {rpc} pgvector's QPS at {'/'.join(map(str, args.clients))} clients"
-    if ("service-rest", args.clients[0]) in ratios:
-        rest = " / ".join(f"{ratios[('service-rest', c)]:.2f}x" for c in args.clients)
-        line += f", REST {rest} the Django view's"
+    if ("service-rest", "pgvector-django", args.clients[0]) in ratios:
+        line += f", REST {of('service-rest', 'pgvector-django')} the plain Django view's"
+        line += f" and {of('service-rest', 'pgvector-stack')} the same in this stack"
     print(f"{line}; recall@10 {recalls['service']:.3f} vs {recalls['pgvector']:.3f} ({took:.0f}s)")
 
 

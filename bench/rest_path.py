@@ -1,7 +1,8 @@
 """The REST side of the pgvector bench: the service's `similar` view (gunicorn over
 searchsite, a throwaway SQLite catalog whose rows match the vectors, the shards behind
 it) against a plain Django view over pgvector (bench/pgvector_site.py, same gunicorn
-workers and threads), both asked for the 10 products most like a catalog product."""
+workers and threads) and against the same pgvector query inside this project's stack
+(bench/pgvector_stack.py), all asked for the 10 products most like a catalog product."""
 
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ class PgvectorWeb(WebProcess):
 def pgvector_web(port: int, ef_search: int, logs: Path) -> PgvectorWeb:
     env = {**os.environ, "PGVECTOR_PORT": str(port), "PGVECTOR_EF_SEARCH": str(ef_search)}
     return PgvectorWeb(env, logs, WORKERS, THREADS).start()
+
+
+def pgvector_stack_web(
+    data_dir: Path, redis_url: str, n_shards: int, port: int, ef_search: int, logs: Path
+) -> WebProcess:
+    """The project's own site (searchsite.wsgi) with bench/pgvector_stack.py's view added."""
+    env = {
+        **web_env(data_dir, redis_url, n_shards),
+        "DJANGO_SETTINGS_MODULE": "bench.pgvector_stack_settings",
+        "PGVECTOR_PORT": str(port),
+        "PGVECTOR_EF_SEARCH": str(ef_search),
+    }
+    return WebProcess(env, logs, WORKERS, THREADS, log_name="pgvector-stack-web.log").start()
 
 
 def paths_file(path: Path, template: str, products: np.ndarray) -> Path:

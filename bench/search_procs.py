@@ -129,6 +129,7 @@ class WebProcess:
     log_dir: Path
     workers: int = 2
     threads: int = 8
+    log_name: str = "web.log"
     port: int = 0
     proc: subprocess.Popen | None = None
 
@@ -138,7 +139,7 @@ class WebProcess:
 
     def start(self) -> WebProcess:
         self.port = free_port()
-        log = (self.log_dir / "web.log").open("w")
+        log = (self.log_dir / self.log_name).open("w")
         cmd = [
             sys.executable, "-m", "gunicorn", "searchsite.wsgi",
             "--bind", f"127.0.0.1:{self.port}",
@@ -170,7 +171,7 @@ class WebProcess:
         last = ""
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn died; see {self.log_dir / 'web.log'}")
+                raise RuntimeError(f"gunicorn died; see {self.log_dir / self.log_name}")
             try:
                 with urllib.request.urlopen(self.url + path, timeout=5) as response:  # noqa: S310
                     if response.status == 200:
@@ -178,7 +179,7 @@ class WebProcess:
             except OSError as exc:
                 last = str(exc)
             time.sleep(0.5)
-        raise RuntimeError(f"web not ready: {last}; see {self.log_dir / 'web.log'}")
+        raise RuntimeError(f"web not ready: {last}; see {self.log_dir / self.log_name}")
 
     def stop(self) -> None:
         if self.proc is not None:
