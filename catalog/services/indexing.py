@@ -141,17 +141,35 @@ def encode_products(
         remove_products(inactive)
     active = [p for p in products if p.is_active]
     model, dim = encoder.model_name, encoder.dim
+    # An indexed product with nothing to encode stays `indexed` (a task sent twice must not
+    # show it as in flight, nor forget its cached card); the others are `encoding` now.
+    starting = [
+        p.pk
+        for p in active
+        if p.index_state != IndexState.INDEXED
+        or any(_needs_encoding(image, model, dim) for image in p.images.all())
+    ]
     # The lease comes first: a sweep that sees `encoding` without one re-sends the products.
     with encode_lease([p.pk for p in active]):
-        Product.objects.filter(pk__in=[p.pk for p in active]).update(
-            **index_state_change(IndexState.ENCODING)
-        )
+        Product.objects.filter(pk__in=starting).update(**index_state_change(IndexState.ENCODING))
         failures, transient = _encode(active, encoder, report)
         report.published = _publish([p.pk for p in active], model, dim, failures, transient)
     report.transient = sorted(transient)
     if transient:
         raise TransientEncodeError(report.transient, [r for p in transient for r in failures[p]])
     return report
+
+
+def _needs_encoding(image: ProductImage, model: str, dim: int) -> bool:
+    """No embedding of this model for the image's current bytes."""
+    embedding = getattr(image, "embedding", None)
+    return not (
+        embedding is not None
+        and embedding.model == model
+        and embedding.dim == dim
+        and image.sha256
+        and embedding.source_sha256 == image.sha256
+    )
 
 
 def _encode(
@@ -162,17 +180,10 @@ def _encode(
     todo: list[ProductImage] = []
     for product in active:
         for image in product.images.all():
-            embedding = getattr(image, "embedding", None)
-            if (
-                embedding is not None
-                and embedding.model == model
-                and embedding.dim == dim
-                and image.sha256
-                and embedding.source_sha256 == image.sha256
-            ):
-                report.reused += 1
-            else:
+            if _needs_encoding(image, model, dim):
                 todo.append(image)
+            else:
+                report.reused += 1
 
     failures: dict[int, list[str]] = defaultdict(list)
     transient: set[int] = set()
@@ -286,9 +297,10 @@ def _publish(
         shard_log(shard, model, dim).append_upserts(ids, vectors, attrs)
         published += len(rows)
     for pk, (state, error) in states.items():
-        Product.objects.filter(pk=pk, is_active=True).update(
-            **index_state_change(state), index_error=error
-        )
+        # unchanged rows are left alone: their state's time and cached card stay
+        Product.objects.filter(pk=pk, is_active=True).exclude(
+            index_state=state, index_error=error
+        ).update(**index_state_change(state), index_error=error)
     return published
 
 

@@ -13,6 +13,7 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from catalog.card_invalidation import CARD_PREFIX
 from catalog.models import Embedding, IndexState, Product, ProductImage
 from catalog.services import indexing
 from tests.support.images import image_bytes
@@ -106,6 +107,40 @@ def test_unchanged_images_are_not_encoded_again(encoder, product):
     assert (first.encoded, first.reused) == (1, 0)
     assert (second.encoded, second.reused) == (0, 1)
     assert second.published == 1
+
+
+def test_a_task_sent_twice_leaves_an_indexed_product_alone(encoder, product, redis_client):
+    """Nothing to encode: no trip through `encoding`, its state's time and card kept."""
+    stored_image(product, "a.png", image_bytes("PNG"))
+    indexing.encode_products([product.pk], encoder=encoder)
+    indexed = Product.objects.get(pk=product.pk)
+    assert indexed.index_state == IndexState.INDEXED
+    card_key = CARD_PREFIX + str(product.pk)
+    redis_client.set(card_key, b"cached card")
+
+    again = indexing.encode_products([product.pk], encoder=encoder)
+
+    after = Product.objects.get(pk=product.pk)
+    assert (again.reused, again.published) == (1, 1)
+    assert (after.index_state, after.index_state_at) == (
+        IndexState.INDEXED,
+        indexed.index_state_at,
+    )
+    assert redis_client.get(card_key) == b"cached card"
+
+
+def test_an_indexed_product_with_a_new_image_goes_through_encoding(encoder, product):
+    stored_image(product, "a.png", image_bytes("PNG"))
+    indexing.encode_products([product.pk], encoder=encoder)
+    before = Product.objects.get(pk=product.pk).index_state_at
+    stored_image(product, "b.png", image_bytes("PNG", colour=(200, 10, 10)))
+
+    report = indexing.encode_products([product.pk], encoder=encoder)
+
+    after = Product.objects.get(pk=product.pk)
+    assert (report.encoded, report.reused, report.published) == (1, 1, 2)
+    assert after.index_state == IndexState.INDEXED
+    assert after.index_state_at > before
 
 
 def test_private_url_is_refused(encoder, product, http_server, settings):
