@@ -18,11 +18,19 @@ backup) are not seen either: delete the `catalog:*` keys after them (README).
 Entries read back are checked like any message from Redis; a bad one is rebuilt. Reads
 and writes go on the thread's own connection (`ThreadConnections`): no pool checkout and
 no reply parsing a call.
+
+A view that reads the cards' epoch token in a round trip it makes anyway (`epoch_read`,
+in the rate limit's) lets `cards` answer from this process's own copies, read under that
+token, without reading Redis again or decoding the cards: every forget replaces the token
+(catalog/card_invalidation.py), so a copy is never older than the Redis entry it was read
+from, and lives at most `LOCAL_LIFE_S`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Mapping
 
 import msgpack
@@ -31,7 +39,7 @@ import redis
 from django.conf import settings
 
 from catalog.api.representation import product_representation
-from catalog.card_invalidation import CARD_PREFIX, VECTOR_PREFIX
+from catalog.card_invalidation import CARD_PREFIX, CARDS_EPOCH_KEY, VECTOR_PREFIX
 from catalog.models import Embedding, Product, ProductImage
 from workers.rpc.cache import vector_from_bytes
 from workers.rpc.connection import ThreadConnections
@@ -42,14 +50,86 @@ _MAX_CARD_BYTES = 1 << 20
 _MAX_DIM = 4096
 
 
-def cards(client: redis.Redis, product_ids: list[int]) -> dict[int, dict]:
-    """The cards of the active products among `product_ids` that have an image.
+LOCAL_LIFE_S = 30.0
+LOCAL_MAX_CARDS = 10_000
 
-    Misses (and unreadable entries) are built from the database and stored; when Redis
-    fails the cards come from the database alone.
+
+class _LocalCards:
+    """This process's copies of cards, each with the epoch token it was read under and
+    when it expires; shared by the web's threads (single dict operations only)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[object, float, dict]] = {}
+
+    def get(self, product_id: int, token: object, now: float) -> dict | None:
+        entry = self._entries.get(product_id)
+        if entry is None or entry[0] != token or entry[1] <= now:
+            return None
+        return entry[2]
+
+    def put(self, found: dict[int, dict], token: object, now: float) -> None:
+        expires = now + min(LOCAL_LIFE_S, settings.SEARCH_CARD_TTL_S)
+        for pid, card in found.items():
+            self._entries[pid] = (token, expires, card)
+        while len(self._entries) > LOCAL_MAX_CARDS:
+            try:
+                del self._entries[next(iter(self._entries))]  # the oldest
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+
+
+_local = _LocalCards()
+_NO_TOKEN = object()  # no epoch token read: no local copies used or kept
+
+
+def epoch_read() -> tuple[str, str]:
+    """The command that reads the cards' epoch token, for a round trip a view makes anyway;
+    give its reply to `cards`."""
+    return ("GET", CARDS_EPOCH_KEY)
+
+
+def cards(
+    client: redis.Redis, product_ids: list[int], replies: Mapping[tuple, object] | None = None
+) -> dict[int, dict]:
+    """The cards of the active products among `product_ids` that have an image. The
+    caller must not change them (they may be this process's shared copies).
+
+    `replies`: raw replies already read, by command; with `epoch_read`'s among them, copies
+    read under that token come from this process and only the others from Redis. Misses
+    (and unreadable entries) are built from the database and stored; when Redis fails the
+    cards come from the database alone.
     """
     if not product_ids:
         return {}
+    found: dict[int, dict] = {}
+    token = replies.get(epoch_read(), _NO_TOKEN) if replies is not None else _NO_TOKEN
+    if token is None:  # none yet (a new or restarted Redis): make one for the next searches
+        _new_epoch(client)
+        token = _NO_TOKEN
+    now = time.monotonic()
+    if token is not _NO_TOKEN:
+        for pid in product_ids:
+            card = _local.get(pid, token, now)
+            if card is not None:
+                found[pid] = card
+        if len(found) == len(product_ids):
+            return found
+    wanted = [pid for pid in product_ids if pid not in found]
+    read = _read_cards(client, wanted)
+    if token is not _NO_TOKEN:
+        _local.put(read, token, now)
+    found.update(read)
+    return found
+
+
+def _new_epoch(client: redis.Redis) -> None:
+    try:
+        ThreadConnections.of(client).send(("SET", CARDS_EPOCH_KEY, os.urandom(8).hex(), "NX"))
+    except redis.RedisError as exc:
+        log.warning("product cache: could not set the cards' epoch token: %s", exc)
+
+
+def _read_cards(client: redis.Redis, product_ids: list[int]) -> dict[int, dict]:
     keys = [CARD_PREFIX + str(pid) for pid in product_ids]
     try:
         (stored,) = ThreadConnections.of(client).send(("MGET", *keys))

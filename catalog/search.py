@@ -265,11 +265,13 @@ def search(
     k: int,
     filters: SearchFilter,
     exclude_product: int | None = None,
+    replies: Mapping[tuple, object] | None = None,
 ) -> SearchPage:
-    """Top-k active products for one query vector; partial when some shards did not answer."""
+    """Top-k active products for one query vector; partial when some shards did not answer.
+    `replies`: Redis replies a view already read (see `product_cache.cards`)."""
     started = time.perf_counter()
     ranking = vector_ranking(vector, k=k, filters=filters, exclude_product=exclude_product)
-    cards = product_cache.cards(rpc_redis(), ranking.product_ids)
+    cards = product_cache.cards(rpc_redis(), ranking.product_ids, replies)
     hits = [
         Hit(cards[pid], score, iid)
         for pid, score, iid in zip(

@@ -242,6 +242,10 @@ class SearchView(JsonGetView):
     throttle_scope = "search"
     parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
 
+    def throttle_reads(self, request: Request) -> list[tuple[str, str]]:
+        """The cards' epoch token, read in the rate limit's round trip (see `cards`)."""
+        return [product_cache.epoch_read()] if request.method == "POST" else []
+
     @extend_schema(
         parameters=[
             TextSearchQuery,
@@ -310,7 +314,8 @@ class SearchView(JsonGetView):
             vector = search.image_vector(_fetch(data["image_url"]))
         else:
             vector = search.text_vector(data["q"])
-        page = search.search(vector, k=data["k"], filters=filters)
+        replies = getattr(request, "read_with_throttle", None)
+        page = search.search(vector, k=data["k"], filters=filters, replies=replies)
         return _respond(request, page)
 
 
@@ -334,8 +339,9 @@ class SimilarView(JsonGetView):
     throttle_scope = "search"
 
     def throttle_reads(self, request: Request) -> list[tuple[str, str]]:
-        """The product's cached vector, read in the rate limit's round trip."""
-        return [product_cache.vector_read(self.kwargs["pk"])]
+        """The product's cached vector and the cards' epoch token, read in the rate
+        limit's round trip."""
+        return [product_cache.vector_read(self.kwargs["pk"]), product_cache.epoch_read()]
 
     @extend_schema(
         parameters=[SearchFilters], responses={200: SearchResponse, 404: None, **_ERRORS}
@@ -346,6 +352,9 @@ class SimilarView(JsonGetView):
         check_parameters(request, query=field_names(SearchFilters))
         query = _similar_filters(tuple(request.query_params.items()))
         filters = _shard_filter(query)
-        vector = search.product_vector(pk, getattr(request, "read_with_throttle", None))
-        page = search.search(vector, k=query["k"], filters=filters, exclude_product=pk)
+        replies = getattr(request, "read_with_throttle", None)
+        vector = search.product_vector(pk, replies)
+        page = search.search(
+            vector, k=query["k"], filters=filters, exclude_product=pk, replies=replies
+        )
         return _respond(request, page)

@@ -86,22 +86,28 @@ def test_the_category_filter_is_looked_up_per_request(client, inactive):
 
 
 def test_the_rate_limit_reads_what_the_view_names_with_its_counter(inactive, redis_url):
-    redis.Redis.from_url(redis_url).set(VECTOR_PREFIX + str(inactive.pk), b"raw")
+    server = redis.Redis.from_url(redis_url)
+    server.set(VECTOR_PREFIX + str(inactive.pk), b"raw")
+    server.set(product_cache.epoch_read()[1], b"token")
     view = SimilarView(kwargs={"pk": inactive.pk})
     request = Request(RequestFactory().get("/"))
     assert RedisWindowThrottle().allow_request(request, view)
-    assert request.read_with_throttle == {product_cache.vector_read(inactive.pk): b"raw"}
+    assert request.read_with_throttle == {
+        product_cache.vector_read(inactive.pk): b"raw",
+        product_cache.epoch_read(): b"token",
+    }
 
 
 def test_similar_reads_the_vector_once(client, inactive, redis_url):
-    """One GET and one INCR for the request: the vector's reply read with the counter is
-    the one the view uses (the cache is empty: a miss, then the 404)."""
+    """One INCR and two GETs for the request (the vector and the cards' epoch token, with
+    the counter): the vector's reply read there is the one the view uses (the cache is
+    empty: a miss, then the 404)."""
     server = redis.Redis.from_url(redis_url)
     server.config_resetstat()
     assert client.get(f"/api/products/{inactive.pk}/similar/").status_code == 404
     stats = server.info("commandstats")
     assert stats["cmdstat_incr"]["calls"] == 1
-    assert stats["cmdstat_get"]["calls"] == 1
+    assert stats["cmdstat_get"]["calls"] == 2
 
 
 def test_the_lean_path_still_throttles(client, inactive):

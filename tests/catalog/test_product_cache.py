@@ -81,12 +81,20 @@ def test_inactive_products_and_products_without_images_have_no_card(client):
     assert set(product_cache.cards(client, [shown.pk, bare.pk, hidden.pk, 10**9])) == {shown.pk}
 
 
-def test_every_kind_of_write_forgets_the_card(client):
+def as_a_view_reads(client: redis.Redis) -> dict:
+    """The replies a search view has from its rate limit's round trip: the epoch token."""
+    read = product_cache.epoch_read()
+    return {read: client.get(read[1])}
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["redis", "local-copies"])
+def test_every_kind_of_write_forgets_the_card(client, local):
     shoes = Category.objects.create(name="Shoes", slug="shoes")
     product = make_product("C-5", images=2, category=shoes)
 
     def card() -> dict:
-        return product_cache.cards(client, [product.pk]).get(product.pk, {})
+        replies = as_a_view_reads(client) if local else None
+        return product_cache.cards(client, [product.pk], replies).get(product.pk, {})
 
     assert card()["title"] == "Title C-5"
     product_update(product=product, title="Saved")  # save(): a signal
@@ -114,6 +122,43 @@ def test_every_kind_of_write_forgets_the_card(client):
 
     products_remove_from_index(product_ids=[product.pk])  # deactivation
     assert card() == {}
+
+
+def test_local_copies_serve_while_their_token_is_current(client, monkeypatch):
+    product = make_product("L-1")
+    replies = as_a_view_reads(client)
+    assert product_cache.cards(client, [product.pk], replies)[product.pk]["title"] == "Title L-1"
+
+    sneak_title(product, "changed behind both caches")
+    client.delete(CARD_PREFIX + str(product.pk))  # no forget: the token stays
+    assert product_cache.cards(client, [product.pk], replies)[product.pk]["title"] == "Title L-1"
+    assert not client.exists(CARD_PREFIX + str(product.pk))  # Redis was not asked
+
+    client.delete(product_cache.epoch_read()[1])  # Redis lost the token (a restart)
+    lost = as_a_view_reads(client)
+    assert product_cache.cards(client, [product.pk], lost)[product.pk]["title"] == (
+        "changed behind both caches"
+    )
+    assert client.get(product_cache.epoch_read()[1])  # a new token for the next searches
+
+
+def test_local_copies_expire(client, monkeypatch):
+    product = make_product("L-2")
+    replies = as_a_view_reads(client)
+    monkeypatch.setattr(product_cache, "LOCAL_LIFE_S", 0.0)
+    product_cache.cards(client, [product.pk], replies)
+    sneak_title(product, "changed")
+    client.delete(CARD_PREFIX + str(product.pk))
+    assert product_cache.cards(client, [product.pk], replies)[product.pk]["title"] == "changed"
+
+
+def test_local_copies_are_bounded(client, monkeypatch):
+    monkeypatch.setattr(product_cache, "LOCAL_MAX_CARDS", 2)
+    products = [make_product(f"L-B{i}") for i in range(3)]
+    replies = as_a_view_reads(client)
+    ids = [p.pk for p in products]
+    assert set(product_cache.cards(client, ids, replies)) == set(ids)
+    assert len(product_cache._local._entries) <= 2
 
 
 def test_the_stored_vector_is_cached_and_forgotten_when_the_embedding_changes(client):
