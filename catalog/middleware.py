@@ -103,6 +103,8 @@ class AccessLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
+        if not access_log.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: nothing to build
+            return response
         duration_ms = (time.perf_counter() - started) * 1000
         query = _escape_controls(redact_query(request.META.get("QUERY_STRING", "")))
         path = escape_uri_path(request.path)

@@ -50,6 +50,13 @@ def test_a_token_in_the_query_string_is_redacted_and_authenticates_nothing(
     assert line.request_id == response["X-Request-ID"]
 
 
+def test_no_line_below_the_log_level(redis_url, caplog):
+    with caplog.at_level(logging.WARNING, logger=ACCESS_LOGGER):
+        response = Client().get("/api/categories/")
+    assert response.status_code == 200
+    assert _access_lines(caplog) == []
+
+
 def test_one_access_line_a_request_with_status_duration_and_request_id(redis_url, caplog):
     client = Client()
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
