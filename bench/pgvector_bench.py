@@ -137,35 +137,30 @@ def main() -> None:
             runners["pgvector"] = lambda c: closed_loop(cmd, c, args.seconds, args.warmup)
         runners["service"] = lambda c: service.load(queries, c, args.seconds, args.warmup)
         if data_dir is not None:
-            web = rest_path.service_web(data_dir, service.redis.url, args.shards, logs)
-            webs.append(web)
-            rest = rest_path.paths_file(
-                work / "rest.txt", "/api/products/{pid}/similar/?k=10", products
-            )
+
+            def rest_runner(web: rest_path.WebProcess, template: str, name: str) -> Runner:
+                webs.append(web)  # stopped in `finally`, ready or not
+                paths = rest_path.paths_file(work / f"{name}.txt", template, products)
+                web.wait_ready(template.format(pid=int(products[0])))
+                return lambda c: rest_path.http_load(web.url, paths, c, args.seconds, args.warmup)
+
             if pg is not None:
-                pg_web = rest_path.pgvector_web(pg.port, ef, logs)
-                webs.append(pg_web)
-                plain = rest_path.paths_file(
-                    work / "plain.txt", "/products/{pid}/similar/?k=10", products
+                runners["pgvector-django"] = rest_runner(
+                    rest_path.pgvector_web(pg.port, ef, logs),
+                    "/products/{pid}/similar/?k=10",
+                    "plain",
                 )
-                pg_web.wait_ready(f"/products/{products[0]}/similar/?k=10")
-                runners["pgvector-django"] = lambda c: rest_path.http_load(
-                    pg_web.url, plain, c, args.seconds, args.warmup
+                runners["pgvector-stack"] = rest_runner(
+                    rest_path.pgvector_stack_web(
+                        data_dir, service.redis.url, args.shards, pg.port, ef, logs
+                    ),
+                    "/api/pgvector/products/{pid}/similar/?k=10",
+                    "stacked",
                 )
-                stack_web = rest_path.pgvector_stack_web(
-                    data_dir, service.redis.url, args.shards, pg.port, ef, logs
-                )
-                webs.append(stack_web)
-                stacked = rest_path.paths_file(
-                    work / "stacked.txt", "/api/pgvector/products/{pid}/similar/?k=10", products
-                )
-                stack_web.wait_ready(f"/api/pgvector/products/{products[0]}/similar/?k=10")
-                runners["pgvector-stack"] = lambda c: rest_path.http_load(
-                    stack_web.url, stacked, c, args.seconds, args.warmup
-                )
-            web.wait_ready(f"/api/products/{products[0]}/similar/?k=10")
-            runners["service-rest"] = lambda c: rest_path.http_load(
-                web.url, rest, c, args.seconds, args.warmup
+            runners["service-rest"] = rest_runner(
+                rest_path.service_web(data_dir, service.redis.url, args.shards, logs),
+                "/api/products/{pid}/similar/?k=10",
+                "rest",
             )
         results = cells(args, runners)
     finally:
