@@ -14,7 +14,8 @@ be past 10k) for 10 neighbours of held-out queries:
   searched through the RPC client (bench/service_path.py).
 - REST (not with --quick, or skip with --no-rest): the service's `GET
   /api/products/{id}/similar/?k=10` vs a plain Django view over pgvector answering the
-  same (bench/rest_path.py, bench/pgvector_site.py), gunicorn 2 workers x 8 threads each.
+  same (bench/rest_path.py, bench/pgvector_site.py), gunicorn 2 workers x 8 threads each;
+  every path is asked once before the first cell, so that no cell pays for cold caches.
 
 Recall@10 of each is measured on the same evaluation queries against exact neighbours.
 Load cells (closed loop, own process, `--reps` rounds, the order alternating each round)
@@ -142,6 +143,7 @@ def main() -> None:
                 webs.append(web)  # stopped in `finally`, ready or not
                 paths = rest_path.paths_file(work / f"{name}.txt", template, products)
                 web.wait_ready(template.format(pid=int(products[0])))
+                rest_path.warm(web.url, paths)
                 return lambda c: rest_path.http_load(web.url, paths, c, args.seconds, args.warmup)
 
             if pg is not None:

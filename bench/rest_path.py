@@ -6,10 +6,12 @@ workers and threads) and against the same pgvector query inside this project's s
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -81,6 +83,22 @@ def pgvector_stack_web(
 def paths_file(path: Path, template: str, products: np.ndarray) -> Path:
     path.write_text("\n".join(template.format(pid=int(p)) for p in products))
     return path
+
+
+def warm(base: str, paths: Path) -> None:
+    """GET every path once: the measured cells then meet the caches (cards, stored
+    vectors, Postgres buffers) a server in service has, not a first pass over them."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        for path in paths.read_text().split():
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"warming {base}{path}: HTTP {response.status}")
+    finally:
+        conn.close()
 
 
 def http_load(base: str, paths: Path, concurrency: int, seconds: float, warmup: float) -> dict:
