@@ -3,6 +3,8 @@
 The issue-23 figures in one run, on search_bench's synthetic catalog (2 shards built with
 build_bulk, one ShardService process per shard, a private redis-server, a SQLite catalog):
 
+0. the floor: one Redis PING round trip at a time, its wall time and its CPU (caller and
+   Redis), the unit the RPC path is paid in; machines differ in it severalfold;
 1. single-client latency, interleaved in blocks: shard 0 searched in-process (the
    baseline) vs `SearchClient.search` over both shards through Redis; the RPC's p50 minus
    the baseline's is what the path adds;
@@ -105,6 +107,23 @@ class Servers:
         time.sleep(seconds)
         self.idle = (self.sample() - start) / seconds
         self._since, self._infos = time.perf_counter(), 0
+
+
+def ping_floor(client, servers: Servers, n: int) -> tuple[np.ndarray, dict]:
+    """(ms of each, cost a call) of `n` PINGs one at a time: what one round trip to Redis
+    costs on this machine, the unit the RPC path is paid in (machines differ by 3x)."""
+    me = [os.getpid()]
+    took = np.empty(n)
+    c0, w0, s0 = time.process_time(), wakeups(me), servers.sample()
+    for i in range(n):
+        t0 = time.perf_counter()
+        client.ping()
+        took[i] = time.perf_counter() - t0
+    caller = time.process_time() - c0
+    spent = servers.sample() - s0
+    cost = {"cpu_ms": 1e3 * (caller + spent[0]) / n, "wakeups": (spent[1] + wakeups(me) - w0) / n,
+            "redis_commands": spent[2] / n}  # fmt: skip
+    return took * 1e3, cost
 
 
 def rpc_latency(
@@ -287,6 +306,7 @@ def main() -> None:
             else:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
+        pings, ping_cost = ping_floor(client, servers, args.queries)
         inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
         if args.latency_only:
             added = pct(rpc, 50) - pct(inproc, 50)
@@ -335,6 +355,8 @@ def main() -> None:
                if cost is not None else "")
         )  # fmt: skip
 
+    row("0. Redis PING, one at a time", pct(pings, 50), pct(pings, 99), 1e3 / pings.mean(),
+        ping_cost)  # fmt: skip
     row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
     row(
         f"1. RPC, {args.shards} shard(s), one at a time",
@@ -363,7 +385,8 @@ def main() -> None:
     added = pct(rpc, 50) - base50
     print(
         f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
-        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}); 8 callers "
+        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}; a PING round trip "
+        f"{pct(pings, 50):.3f}); 8 callers "
         f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms and "
         f"{cells[8]['wakeups']:.1f} wake-ups a query (1 caller: {cells[1]['qps']:.0f} q/s); "
         f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
