@@ -378,11 +378,17 @@ def test_killed_encode_worker_loses_no_update(stack: LocalStack):
     }
 
 
-def test_sigint_stops_every_process(stack: LocalStack):
-    pids = set(stack.pids().values())
+def test_sigint_stops_every_process_despite_a_second_signal(stack: LocalStack):
+    """Ctrl-C, then SIGTERM while the programs are stopping (an impatient user, or a
+    `timeout` around `make run`): the stop still finishes and cleans up."""
+    programs = stack.pids()
+    pids = set(programs.values())
     pids.add(int((stack.data_dir / "supervisord.pid").read_text()))
     assert processes_with_data_dir(stack.data_dir)
     stack.proc.send_signal(signal.SIGINT)
+    wait_for(lambda: not alive(programs["shard0"]), 60, "the stop to begin")
+    assert alive(programs["redis"])  # stopped last: the stop is still under way
+    stack.proc.send_signal(signal.SIGTERM)
     stack.proc.wait(timeout=120)
     wait_for(lambda: not any(alive(pid) for pid in pids), 10, "every process to exit")
     assert [pid for pid in processes_with_data_dir(stack.data_dir) if alive(pid)] == []

@@ -179,7 +179,10 @@ class Command(BaseCommand):
 
     def _stop(self, supervisord: subprocess.Popen[bytes]) -> None:
         """Have supervisord stop every program (whole process groups), then wait for it."""
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
+        # A second Ctrl-C or SIGTERM must not cut the stop short: it would orphan the
+        # programs and leave stack.env behind for other shells to join.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         if supervisord.poll() is None:
             supervisord.terminate()
         try:
