@@ -111,7 +111,7 @@ class Servers:
 
 def ping_floor(client, servers: Servers, n: int) -> tuple[np.ndarray, dict]:
     """(ms of each, cost a call) of `n` PINGs one at a time: what one round trip to Redis
-    costs on this machine, the unit the RPC path is paid in (machines differ by 3x)."""
+    costs on this machine, the unit the RPC path is paid in."""
     me = [os.getpid()]
     took = np.empty(n)
     c0, w0, s0 = time.process_time(), wakeups(me), servers.sample()
