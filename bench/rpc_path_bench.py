@@ -4,7 +4,9 @@ The issue-23 figures in one run, on search_bench's synthetic catalog (2 shards b
 build_bulk, one ShardService process per shard, a private redis-server, a SQLite catalog):
 
 0. the floor: one Redis PING round trip at a time, its wall time and its CPU (caller and
-   Redis), the unit the RPC path is paid in; machines differ in it severalfold;
+   Redis), the unit the RPC path is paid in; machines differ in it severalfold; and the
+   RPC's own code for one search (encode, decode, merge), timed in a tight loop on a
+   real request and real replies, the part of the path that is not waiting or syscalls;
 1. single-client latency, interleaved in blocks: shard 0 searched in-process (the
    baseline) vs `SearchClient.search` over both shards through Redis; the RPC's p50 minus
    the baseline's is what the path adds;
@@ -55,6 +57,19 @@ from workers.index.types import SearchFilter  # noqa: E402
 from workers.redis_process import RedisProcess  # noqa: E402
 from workers.rpc.client import SearchClient  # noqa: E402
 from workers.rpc.connection import connect  # noqa: E402
+from workers.rpc.merge import merge_shard_hits  # noqa: E402
+from workers.rpc.protocol import (  # noqa: E402
+    DEFAULT_LIMITS,
+    REPLY_KEY_PREFIX,
+    Reply,
+    Request,
+    SearchHits,
+    SearchQuery,
+    decode_reply,
+    decode_request,
+    encode_reply,
+    encode_request,
+)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -124,6 +139,41 @@ def ping_floor(client, servers: Servers, n: int) -> tuple[np.ndarray, dict]:
     cost = {"cpu_ms": 1e3 * (caller + spent[0]) / n, "wakeups": (spent[1] + wakeups(me) - w0) / n,
             "redis_commands": spent[2] / n}  # fmt: skip
     return took * 1e3, cost
+
+
+def code_cost(local: Shard, query: np.ndarray, k: int, n_shards: int) -> dict[str, float]:
+    """Microseconds a search spends in the RPC's own code, each step the median of 5 tight
+    loops over one real request (`query`) and the shard's real reply to it: the caller
+    encodes once, decodes a reply per shard and merges them; each shard decodes the
+    request and encodes its reply (in parallel, so one shard's share counts)."""
+    found = local.search(query[None], k, SearchFilter())
+    hits = SearchHits(found.product_ids, found.image_ids, found.scores)
+    request = Request(
+        id=os.urandom(16).hex(), reply_to=REPLY_KEY_PREFIX + "0" * 32,
+        deadline=time.time() + 3600, payload=SearchQuery(query[None], k), expect=n_shards,
+    )  # fmt: skip
+    reply = Reply(id=request.id, payload=hits, shard=0)
+    raw_request, raw_reply = encode_request(request), encode_reply(reply)
+    steps = {
+        "encode request": lambda: encode_request(request),
+        "decode request": lambda: decode_request(raw_request, DEFAULT_LIMITS),
+        "encode reply": lambda: encode_reply(reply),
+        "decode reply": lambda: decode_reply(raw_reply, DEFAULT_LIMITS),
+        "merge": lambda: merge_shard_hits([hits] * n_shards, k),
+    }
+    loops = 2000
+    out = {}
+    for name, step in steps.items():
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                step()
+            runs.append((time.perf_counter() - t0) / loops * 1e6)
+        out[name] = float(np.median(runs))
+    out["caller"] = out["encode request"] + n_shards * out["decode reply"] + out["merge"]
+    out["shard"] = out["decode request"] + out["encode reply"]
+    return out
 
 
 def rpc_latency(
@@ -307,6 +357,7 @@ def main() -> None:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
         pings, ping_cost = ping_floor(client, servers, args.queries)
+        code = code_cost(local, probe[0], args.k, args.shards)
         inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
         if args.latency_only:
             added = pct(rpc, 50) - pct(inproc, 50)
@@ -357,6 +408,10 @@ def main() -> None:
 
     row("0. Redis PING, one at a time", pct(pings, 50), pct(pings, 99), 1e3 / pings.mean(),
         ping_cost)  # fmt: skip
+    print(f"   the RPC's own code a search, hot (us): caller {code['caller']:.1f} (encode "
+          f"{code['encode request']:.1f}, decode {args.shards} x {code['decode reply']:.1f}, "
+          f"merge {code['merge']:.1f}); each shard {code['shard']:.1f} (decode "
+          f"{code['decode request']:.1f}, encode {code['encode reply']:.1f})")  # fmt: skip
     row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
     row(
         f"1. RPC, {args.shards} shard(s), one at a time",
@@ -386,7 +441,8 @@ def main() -> None:
     print(
         f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
         f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}; a PING round trip "
-        f"{pct(pings, 50):.3f}); 8 callers "
+        f"{pct(pings, 50):.3f}, its own code hot {(code['caller'] + code['shard']) / 1e3:.3f}); "
+        f"8 callers "
         f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms and "
         f"{cells[8]['wakeups']:.1f} wake-ups a query (1 caller: {cells[1]['qps']:.0f} q/s); "
         f"view adds {added_cpu:.3f} ms CPU p50 over the RPC's {rpc_cpu50:.3f}; "
