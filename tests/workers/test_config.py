@@ -48,6 +48,13 @@ def test_set_variables_override_their_fields_and_empty_ones_keep_the_default() -
     assert config.protocol.max_k == ProtocolLimits().max_k
 
 
+@pytest.mark.parametrize(
+    ("value", "on"), [("", True), ("auto", True), ("Off", False), ("0", False)]
+)
+def test_the_gpu_switch_is_auto_unless_turned_off(value: str, on: bool) -> None:
+    assert WorkerConfig.from_env({"INDEX_GPU": value}).index.use_gpu is on
+
+
 def test_the_protocol_image_cap_is_the_image_byte_cap() -> None:
     config = WorkerConfig.from_env({"IMAGE_MAX_BYTES": str(30 * 2**20)})
     assert config.protocol.max_image_bytes == config.images.max_bytes == 30 * 2**20
@@ -68,6 +75,9 @@ def test_the_protocol_image_cap_is_the_image_byte_cap() -> None:
         ("SHARD_COMPACT_REMOVED_FRACTION", "1.5", "fractions"),
         ("INDEX_FLAT_MAX", "3000000", "INDEX_FLAT_MAX <= INDEX_HNSW_MAX"),
         ("RPC_MAX_MESSAGE_BYTES", "1024", "no room for an image"),
+        ("INDEX_GPU", "cuda", "auto or off"),
+        ("INDEX_GPU_MIN_BATCH", "sixteen", "expected an integer"),
+        ("INDEX_GPU_MIN_BATCH", "0", "at least 1"),
     ],
 )
 def test_a_malformed_value_names_its_variable(name: str, value: str, says: str) -> None:

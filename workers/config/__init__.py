@@ -79,6 +79,7 @@ def worker_config() -> WorkerConfig:
     """This process's configuration, read from the environment on first use.
 
     For entry points that have no Django settings to hand (gunicorn's and Flower's logging,
-    the Celery worker signals); everything else receives its section as an argument.
+    the Celery worker signals) and the index backends' GPU switch, a setting of the host;
+    everything else receives its section as an argument.
     """
     return WorkerConfig.from_env()

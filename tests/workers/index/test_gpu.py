@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 
 from tests.workers.index.conftest import DIM, attrs_for, random_vectors
-from workers.index.backends.gpu import GPU_MIN_BATCH, GpuBackend, gpu_count
+from workers.config import worker_config
+from workers.index.backends.gpu import GpuBackend, gpu_count
 from workers.index.shard import Shard
 from workers.index.spec import SearchParams
 from workers.index.types import SearchFilter
 
 needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="faiss finds no GPU here")
 EXACT = SearchParams(nprobe=8, ef_search=512, rerank_k=4000)
+GPU_MIN_BATCH = worker_config().index.gpu_min_batch
 
 
 def _shard(spec: str, tmp_path) -> tuple[Shard, np.ndarray, np.ndarray]:

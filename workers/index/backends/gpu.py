@@ -3,7 +3,7 @@
 Where faiss finds a GPU (`faiss.get_num_gpus()`), an IVF backend (exact or compressed)
 keeps a GPU copy of its bulk (faiss's GPU IVF indexes; a compressed one re-ranks the
 GPU's candidates from its exact rows on the CPU), and a graph backend a CAGRA graph of
-its rows where the installed faiss offers one. Batches of GPU_MIN_BATCH queries or more
+its rows where the installed faiss offers one. Batches of INDEX_GPU_MIN_BATCH queries or more
 go to the GPU; single queries, selective filters and everything else stay on the CPU
 backend, which stays the reference and the only copy written to disk. Nothing here is
 required: without a GPU `on_gpu` returns the backend as it is.
@@ -16,20 +16,18 @@ since its copy are scored exactly on the CPU. A compaction makes a new copy asid
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from workers.config import worker_config
 from workers.index.backends.base import Backend, Hits, ReadLock, score_rows
 from workers.index.faiss_calls import merged
 from workers.index.spec import SearchParams
 
 logger = logging.getLogger(__name__)
 
-GPU_MIN_BATCH = int(os.environ.get("INDEX_GPU_MIN_BATCH", "16"))
-USE_GPU = os.environ.get("INDEX_GPU", "auto").strip().lower() not in ("0", "off", "no", "false")
 MAX_FETCH = 2048  # GPU IVF searches return at most this many hits per query
 MAX_SCORED = 65_536  # rows gained since the copy scored exactly before the CPU answers instead
 
@@ -44,7 +42,7 @@ def gpu_count() -> int:
 def on_gpu(backend: Backend) -> Backend:
     """`backend` with a GPU copy of its bulk where a GPU and a GPU index of its kind are
     available and it has a trained bulk; else `backend` itself."""
-    if not USE_GPU or gpu_count() == 0 or isinstance(backend, GpuBackend):
+    if not worker_config().index.use_gpu or gpu_count() == 0 or isinstance(backend, GpuBackend):
         return backend
     try:
         copy = _gpu_copy(backend)
@@ -99,6 +97,7 @@ class GpuBackend:
         self.removes_in_place = cpu.removes_in_place
         self._copy_end = cpu.n_bulk  # slots below it are in the copy
         self._dead = np.zeros(0, dtype=np.int64)  # removed since the copy, sorted
+        self.min_batch = worker_config().index.gpu_min_batch  # fewer queries: the CPU answers
 
     def __getattr__(self, name: str) -> object:
         """The CPU backend's own fields (its index, re-rank store, delta) read through."""
@@ -137,7 +136,7 @@ class GpuBackend:
         gained = self.cpu.n_bulk - self._copy_end
         # more hits than asked, for those the filters drop (too few left: the CPU answers)
         asked = fetch + min(len(self._dead), fetch) + (fetch + 64 if bits is not None else 0)
-        if len(queries) < GPU_MIN_BATCH or asked > MAX_FETCH or gained > MAX_SCORED:
+        if len(queries) < self.min_batch or asked > MAX_FETCH or gained > MAX_SCORED:
             return self.cpu.search(queries, fetch, bits, params, exhaustive)
         scores, slots = self._gpu_hits(queries, asked, params)
         dropped = np.isin(slots, self._dead) | (slots < 0)
