@@ -129,6 +129,11 @@ def test_the_readme_lists_every_variable_the_configuration_reads() -> None:
     assert not missing, f"README's Configuration table lacks {missing}"
 
 
+def test_the_readme_lists_every_variable_the_django_settings_read() -> None:
+    missing = sorted(_environment_reads(ROOT / "searchsite" / "settings.py") - _readme_settings())
+    assert not missing, f"README's Configuration table lacks {missing}"
+
+
 def test_django_settings_take_the_same_values(settings) -> None:
     config = settings.WORKER_CONFIG
     assert config == WorkerConfig.from_env()
