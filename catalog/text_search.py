@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, FloatField, OuterRef, QuerySet
+from django.db.models.functions import Cast
 
 from catalog import lexical, product_cache, search
 from catalog.facets import FACETS, MatchedProduct, facet_counts
@@ -79,12 +80,16 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
 
 
 def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
+    """What the facets and the price sort read of the candidates that pass the filters.
+    The price comes as a float: Decimals for a depth of 1,000 rows took a third of this
+    query's time, and a float orders two-decimal prices as they are."""
+    price = Cast("price", FloatField())
     rows = (
         products.filter(pk__in=ids)
         .order_by()
-        .values_list("pk", "price", "category__slug", "category__name", "brand", "in_stock")
+        .values_list("pk", price, "category__slug", "category__name", "brand", "in_stock")
     )
-    return {row[0]: MatchedProduct(*row) for row in rows}
+    return {row[0]: MatchedProduct._make(row) for row in rows}
 
 
 def _sku_match(products: QuerySet, text: str) -> int | None:
