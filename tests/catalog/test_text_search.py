@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 
 from catalog.models import Category, Product, ProductImage
+from workers.index.types import SearchFilter
 
 pytestmark = pytest.mark.django_db
 
@@ -196,6 +197,23 @@ def test_names_and_values_not_offered_are_400(api_client, params, field):
     response = api_client.get("/api/search/", {"q": "red", **params})
     assert response.status_code == 400, response.content
     assert field in response.json()["fields"]
+
+
+def test_the_words_rank_only_the_products_that_pass_the_filters(products):
+    """The lexical side answers from the filtered products alone, and its limit counts
+    only those: the view's own check of the candidates comes after the limit."""
+    from catalog import lexical
+    from catalog.text_search import matching_products
+
+    def ranked(brand: str, limit: int) -> list[int]:
+        return lexical.ranked("red", matching_products(SearchFilter(), brand), limit).product_ids
+
+    assert ranked("Lumen", 10) == [products["CSV-4"]]
+    assert ranked("Aster", 1) in ([products["CSV-1"]], [products["CSV-2"]])
+    Product.objects.filter(pk=products["CSV-4"]).update(is_active=False)
+    assert ranked("Lumen", 10) == []
+    ProductImage.objects.filter(product_id=products["CSV-2"]).delete()
+    assert ranked("Aster", 10) == [products["CSV-1"]]
 
 
 def test_sqlite_triggers_come_back_after_a_table_rebuild(products):

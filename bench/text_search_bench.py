@@ -1,0 +1,206 @@
+"""What a text search costs at the API, and where: `GET /api/search/?q=...` by mode.
+
+On search_bench's synthetic catalog (shards built with build_bulk, one ShardService
+process per shard, a private redis-server, a SQLite catalog whose titles read
+"Synthetic product <id>"), through Django's WSGI handler in this process (every
+middleware, DRF, the rate limit), each text search answered from the whole candidate
+list (up to SEARCH_MAX_DEPTH products a side, see catalog/text_search.py). Two kinds of
+query, their vectors cached in Redis as a popular query's are:
+
+- rare: a product number ("12345"), a word of one title;
+- common: "product 12345", where "product" is a word of every title: the lexical side
+  scores every product that has it, as a word like "shirt" would in a shop of shirts.
+
+Each mode (keyword, vector, hybrid) of each kind, requests interleaved in rounds, with
+the p50 of each step the view takes (the functions of catalog/ it calls, timed by
+wrapping them for the run): reading the query vector, the shards' ranking at the depth,
+the lexical ranking, the candidates' rows, the facets and the page's cards. The
+baseline, measured in the same rounds, is the same query vector through the RPC client
+for one page (k=20): a search with none of the depth, words, facets or paging.
+
+    python bench/text_search_bench.py --quick --work /tmp/rpb   # 50k, shares its build
+    python bench/text_search_bench.py                          # 200k products
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.rpc_bench import pct  # noqa: E402
+from bench.rpc_path_bench import ViewCaller  # noqa: E402
+from bench.search_bench import prepare  # noqa: E402
+from bench.search_data import DIM, MODEL, fresh_vectors, query_products  # noqa: E402
+from bench.search_procs import ShardProcs, web_env  # noqa: E402
+from workers.encoding.registry import publish_model  # noqa: E402
+from workers.index.threads import use_search_threads  # noqa: E402
+from workers.index.types import SearchFilter  # noqa: E402
+from workers.redis_process import RedisProcess  # noqa: E402
+from workers.rpc.client import SearchClient  # noqa: E402
+from workers.rpc.connection import connect  # noqa: E402
+
+MODES = ("keyword", "vector", "hybrid")
+PAGE = 20
+STEPS = {  # (module, function): what the row calls it
+    ("catalog.search", "text_vector"): "query vector",
+    ("catalog.search", "vector_ranking"): "shards at depth",
+    ("catalog.lexical", "ranked"): "words",
+    ("catalog.text_search", "_matched"): "candidates' rows",
+    ("catalog.text_search", "facet_counts"): "facets",
+    ("catalog.product_cache", "cards"): "cards",
+}
+
+
+class StepTimes:
+    """Wraps the view's steps (module functions, looked up at call time) to record their
+    wall time in ms under the current label, for this run only."""
+
+    def __init__(self) -> None:
+        self.label = ""
+        self.ms: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+        for (module, name), step in STEPS.items():
+            mod = importlib.import_module(module)
+            setattr(mod, name, self._wrap(getattr(mod, name), step))
+
+    def _wrap(self, fn, step: str):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms[self.label, step].append((time.perf_counter() - started) * 1e3)
+
+        return timed
+
+
+def queries(n_products: int, count: int) -> dict[str, list[str]]:
+    numbers = np.random.default_rng(7).choice(np.arange(1, n_products + 1), count, replace=False)
+    return {
+        "rare": [str(int(n)) for n in numbers],
+        "common": [f"product {int(n)}" for n in numbers],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="50k products, fewer rounds")
+    parser.add_argument("--n", type=int, default=200_000, help="products (one vector each)")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--spec", default="hnsw", help="index spec of each shard (HNSW32)")
+    parser.add_argument("--queries", type=int, default=10, help="distinct queries of each kind")
+    parser.add_argument("--rounds", type=int, default=8, help="passes over every query")
+    parser.add_argument("--work", type=Path, help="keep shards+DB here and reuse them")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.rounds = 50_000, 4
+    use_search_threads(1)
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    scratch = None
+    if args.work is None:
+        scratch = tempfile.mkdtemp(prefix="text-search-bench-")
+        work = Path(scratch)
+    else:
+        work = args.work
+        work.mkdir(parents=True, exist_ok=True)
+    query_ids, query_vecs = query_products(args.n, 300)
+    prep = argparse.Namespace(n=args.n, shards=args.shards, spec=args.spec)
+    builds = prepare(prep, work, query_ids, query_vecs)
+    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
+    redis_proc = RedisProcess(redis_dir)
+    redis_proc.start()
+    shards: ShardProcs | None = None
+    try:
+        client = connect(redis_proc.url)
+        publish_model(client, MODEL, DIM, random_weights=True)
+        logs = work / "logs"
+        logs.mkdir(exist_ok=True)
+        shards = ShardProcs(redis_proc.url, work / "index", args.shards, 64, logs)
+        rpc = SearchClient(client, args.shards)
+        shards.start().wait_ready(rpc, DIM)
+        view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
+        from catalog import search
+        from catalog.text_search import max_depth
+
+        texts = queries(args.n, args.queries)
+        vectors = fresh_vectors(args.queries, seed=5)
+        cache = search.query_encoder().cache
+        assert cache is not None
+        for kind in texts:
+            for text, vector in zip(texts[kind], vectors, strict=True):
+                cache.put("text", search.normal_text(text), vector)
+        steps = StepTimes()
+        request_ms: dict[str, list[float]] = collections.defaultdict(list)
+        cells = [(kind, mode) for kind in texts for mode in MODES]
+        for round_ in range(args.rounds + 1):  # the first round warms every path, unrecorded
+            for i in range(args.queries):
+                t0 = time.perf_counter()
+                rpc.search(vectors[i], PAGE, SearchFilter())
+                took = (time.perf_counter() - t0) * 1e3
+                if round_:
+                    request_ms["baseline"].append(took)
+                for kind, mode in cells:
+                    steps.label = f"{kind} {mode}" if round_ else ""
+                    q = texts[kind][i].replace(" ", "+")
+                    t0 = time.perf_counter()
+                    status, body = view.get(f"/api/search/?q={q}&mode={mode}&k={PAGE}")
+                    took = (time.perf_counter() - t0) * 1e3
+                    if status != 200:
+                        raise RuntimeError(f"{kind} {mode}: HTTP {status}: {body[:300]!r}")
+                    if round_:
+                        request_ms[steps.label].append(took)
+    finally:
+        if shards is not None:
+            shards.stop()
+        redis_proc.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    base = pct(request_ms["baseline"], 50)
+    names = list(dict.fromkeys(STEPS.values()))
+    print(
+        f"\ntext_search_bench: {args.n:,} products x {DIM} in {args.shards} shards "
+        f"({builds[0]['spec']}), page of {PAGE}, depth {max_depth()}; "
+        f"{len(request_ms['baseline'])} requests a row; load avg {load_before:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end"
+    )
+    print(f"{'query, mode':<18}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}  "
+          + "".join(f"{name:>17}" for name in names))  # fmt: skip
+    print(f"{'RPC, k=20 (base)':<18}{base:8.2f}{pct(request_ms['baseline'], 99):8.2f}{1:8.2f}")
+    for kind, mode in cells:
+        label = f"{kind} {mode}"
+        ms = request_ms[label]
+        row = f"{label:<18}{pct(ms, 50):8.2f}{pct(ms, 99):8.2f}{pct(ms, 50) / base:8.2f}  "
+        for name in names:
+            got = steps.ms.get((label, name))
+            row += f"{pct(got, 50):17.2f}" if got else f"{'-':>17}"
+        print(row)
+    common, rare = pct(request_ms["common hybrid"], 50), pct(request_ms["rare hybrid"], 50)
+    words = pct(steps.ms["common hybrid", "words"], 50)
+    print(
+        f"text_search_bench {args.n:,}: hybrid (the default) p50 {rare:.1f} ms for a rare word, "
+        f"{common:.1f} ms with a word of every title ({words:.1f} of it the words' ranking); "
+        f"vector {pct(request_ms['rare vector'], 50):.1f} ms; the RPC alone at k=20 "
+        f"{base:.2f} ms; {time.perf_counter() - started:.0f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()
