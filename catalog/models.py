@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from catalog.card_invalidation import forget
@@ -88,6 +89,8 @@ class Product(models.Model):
         indexes = [
             models.Index(fields=["category", "price"]),
             models.Index(fields=["index_state", "index_state_at"]),
+            # a SKU typed into the search box, any case (catalog/text_search.py)
+            models.Index(Upper("sku"), name="catalog_product_sku_upper"),
         ]
 
     def __str__(self) -> str:

