@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,14 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.rpc_path_bench import ViewCaller, view_cpu  # noqa: E402
-from bench.search_bench import prepare  # noqa: E402
-from bench.search_data import DIM, MODEL, query_products  # noqa: E402
-from bench.search_procs import ShardProcs, web_env  # noqa: E402
-from workers.encoding.registry import publish_model  # noqa: E402
+from bench.search_data import query_products  # noqa: E402
+from bench.search_procs import web_env  # noqa: E402
+from bench.served import served  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
-from workers.redis_process import RedisProcess  # noqa: E402
-from workers.rpc.client import SearchClient  # noqa: E402
-from workers.rpc.connection import connect  # noqa: E402
 
 NEEDS_SESSION = (
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -69,19 +63,10 @@ def main() -> None:
         args.n, args.rounds = 50_000, 6
     use_search_threads(1)
     started = time.perf_counter()
-    work = args.work or Path(tempfile.mkdtemp(prefix="middleware-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
     ids, vectors = query_products(args.n, 300)
-    prepare(argparse.Namespace(n=args.n, shards=2, spec="hnsw"), work, ids, vectors)
-    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
-    redis_proc = RedisProcess(redis_dir)
-    redis_proc.start()
-    shards = None
-    try:
-        publish_model(connect(redis_proc.url), MODEL, DIM, random_weights=True)
-        shards = ShardProcs(redis_proc.url, work / "index", 2, 64, work / "logs")
-        shards.start().wait_ready(SearchClient(connect(redis_proc.url), 2), DIM)
-        view = ViewCaller(web_env(work / "data", redis_proc.url, 2))
+    catalog = served(args.work, args.n, 2, "hnsw", (ids, vectors), prefix="middleware-bench-")
+    with catalog as s:
+        view = ViewCaller(web_env(s.work / "data", s.redis.url, 2))
         view_cpu(view, ids, vectors, args.k, len(ids))  # every card cached
         from django.conf import settings
         from django.core.handlers.wsgi import WSGIHandler
@@ -97,13 +82,6 @@ def main() -> None:
                 view.handler = handler
                 costs = view_cpu(view, ids, vectors, args.k, args.block)
                 added[label].append(costs[:, 0] - costs[:, 1])
-    finally:
-        if shards is not None:
-            shards.stop()
-        redis_proc.stop()
-        shutil.rmtree(redis_dir, ignore_errors=True)
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
 
     p50 = {label: float(np.median(np.concatenate(v))) for label, v in added.items()}
     base = p50["all"]

@@ -35,9 +35,7 @@ import io
 import os
 import pstats
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,16 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.rpc_bench import pct  # noqa: E402
-from bench.search_bench import closed_loop, prepare  # noqa: E402
-from bench.search_data import DIM, MODEL, fresh_vectors, query_products  # noqa: E402
+from bench.search_bench import closed_loop  # noqa: E402
+from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
 from bench.search_procs import ShardProcs, web_env  # noqa: E402
-from workers.encoding.registry import publish_model  # noqa: E402
+from bench.served import served  # noqa: E402
 from workers.index.shard import Shard  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
 from workers.index.types import SearchFilter  # noqa: E402
 from workers.redis_process import RedisProcess  # noqa: E402
 from workers.rpc.client import SearchClient  # noqa: E402
-from workers.rpc.connection import connect  # noqa: E402
 from workers.rpc.merge import merge_shard_hits  # noqa: E402
 from workers.rpc.protocol import (  # noqa: E402
     DEFAULT_LIMITS,
@@ -318,37 +315,21 @@ def main() -> None:
     use_search_threads(1)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    scratch = None
-    if args.work is None:
-        scratch = tempfile.mkdtemp(prefix="rpc-path-bench-")
-        work = Path(scratch)
-    else:
-        work = args.work
-        work.mkdir(parents=True, exist_ok=True)
-    args.queries_db = 300
-    query_ids, query_vecs = query_products(args.n, args.queries_db)
-    prep = argparse.Namespace(n=args.n, shards=args.shards, spec=args.spec)
-    builds = prepare(prep, work, query_ids, query_vecs)
-    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
-    redis_proc = RedisProcess(redis_dir)
-    redis_proc.start()
-    shards: ShardProcs | None = None
-    try:
-        client = connect(redis_proc.url)
-        publish_model(client, MODEL, DIM, random_weights=True)
-        logs = work / "logs"
-        logs.mkdir(exist_ok=True)
-        shards = ShardProcs(redis_proc.url, work / "index", args.shards, args.batch_cap, logs)
-        both = SearchClient(client, args.shards)
-        shards.start().wait_ready(both, DIM)
-        servers = Servers(shards, redis_proc, client)
+    query_ids, query_vecs = query_products(args.n, 300)
+    catalog = served(
+        args.work, args.n, args.shards, args.spec, (query_ids, query_vecs),
+        batch_cap=args.batch_cap, prefix="rpc-path-bench-",
+    )  # fmt: skip
+    with catalog as s:
+        both = s.search
+        servers = Servers(s.shards, s.redis, s.client)
         servers.calibrate(3.0)
         local, _ = Shard.load(
-            work / "index" / "builds" / "shard-0" / "out", work_dir=work / "inproc-work"
+            s.work / "index" / "builds" / "shard-0" / "out", work_dir=s.work / "inproc-work"
         )
         probe = fresh_vectors(args.queries, seed=31)
         rpc_latency(local, both, probe[:100], args.k, 1, servers)  # warm both paths
-        view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
+        view = ViewCaller(web_env(s.work / "data", s.redis.url, args.shards))
         view_cpu(view, query_ids, query_vecs, args.k, len(query_ids))  # every card cached
         if args.profile:
             if args.profile == "rpc":
@@ -356,7 +337,7 @@ def main() -> None:
             else:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
-        pings, ping_cost = ping_floor(client, servers, args.queries)
+        pings, ping_cost = ping_floor(s.client, servers, args.queries)
         code = code_cost(local, probe[0], args.k, args.shards)
         inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
         if args.latency_only:
@@ -366,7 +347,7 @@ def main() -> None:
                   f"{rpc_cost['wakeups']:.1f}; load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
             return
         costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
-        rpc_queries = work / "rpc-queries.npy"
+        rpc_queries = s.work / "rpc-queries.npy"
         np.save(rpc_queries, probe)
         cells = {}
         for conc in (1, 8):
@@ -374,17 +355,11 @@ def main() -> None:
                 conc,
                 args,
                 servers,
-                redis_url=redis_proc.url,
+                redis_url=s.redis.url,
                 shards=args.shards,
                 queries=rpc_queries,
             )
-    finally:
-        if shards is not None:
-            shards.stop()
-        redis_proc.stop()
-        shutil.rmtree(redis_dir, ignore_errors=True)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    builds = s.builds
 
     base50 = pct(inproc, 50)
     view_cpu50, rpc_cpu50 = pct(costs[:, 0], 50), pct(costs[:, 1], 50)

@@ -29,9 +29,7 @@ import collections
 import functools
 import importlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,15 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.rpc_bench import pct  # noqa: E402
 from bench.rpc_path_bench import ViewCaller  # noqa: E402
-from bench.search_bench import prepare  # noqa: E402
-from bench.search_data import DIM, MODEL, fresh_vectors, query_products  # noqa: E402
-from bench.search_procs import ShardProcs, web_env  # noqa: E402
-from workers.encoding.registry import publish_model  # noqa: E402
+from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
+from bench.search_procs import web_env  # noqa: E402
+from bench.served import served  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
 from workers.index.types import SearchFilter  # noqa: E402
-from workers.redis_process import RedisProcess  # noqa: E402
-from workers.rpc.client import SearchClient  # noqa: E402
-from workers.rpc.connection import connect  # noqa: E402
 
 MODES = ("keyword", "vector", "hybrid")
 PAGE = 20
@@ -112,29 +106,12 @@ def main() -> None:
     use_search_threads(1)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    scratch = None
-    if args.work is None:
-        scratch = tempfile.mkdtemp(prefix="text-search-bench-")
-        work = Path(scratch)
-    else:
-        work = args.work
-        work.mkdir(parents=True, exist_ok=True)
-    query_ids, query_vecs = query_products(args.n, 300)
-    prep = argparse.Namespace(n=args.n, shards=args.shards, spec=args.spec)
-    builds = prepare(prep, work, query_ids, query_vecs)
-    redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
-    redis_proc = RedisProcess(redis_dir)
-    redis_proc.start()
-    shards: ShardProcs | None = None
-    try:
-        client = connect(redis_proc.url)
-        publish_model(client, MODEL, DIM, random_weights=True)
-        logs = work / "logs"
-        logs.mkdir(exist_ok=True)
-        shards = ShardProcs(redis_proc.url, work / "index", args.shards, 64, logs)
-        rpc = SearchClient(client, args.shards)
-        shards.start().wait_ready(rpc, DIM)
-        view = ViewCaller(web_env(work / "data", redis_proc.url, args.shards))
+    catalog = served(
+        args.work, args.n, args.shards, args.spec, query_products(args.n, 300),
+        prefix="text-search-bench-",
+    )  # fmt: skip
+    with catalog as s:
+        view = ViewCaller(web_env(s.work / "data", s.redis.url, args.shards))
         from catalog import search
         from catalog.text_search import max_depth
 
@@ -151,7 +128,7 @@ def main() -> None:
         for round_ in range(args.rounds + 1):  # the first round warms every path, unrecorded
             for i in range(args.queries):
                 t0 = time.perf_counter()
-                rpc.search(vectors[i], PAGE, SearchFilter())
+                s.search.search(vectors[i], PAGE, SearchFilter())
                 took = (time.perf_counter() - t0) * 1e3
                 if round_:
                     request_ms["baseline"].append(took)
@@ -165,19 +142,12 @@ def main() -> None:
                         raise RuntimeError(f"{kind} {mode}: HTTP {status}: {body[:300]!r}")
                     if round_:
                         request_ms[steps.label].append(took)
-    finally:
-        if shards is not None:
-            shards.stop()
-        redis_proc.stop()
-        shutil.rmtree(redis_dir, ignore_errors=True)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     base = pct(request_ms["baseline"], 50)
     names = list(dict.fromkeys(STEPS.values()))
     print(
         f"\ntext_search_bench: {args.n:,} products x {DIM} in {args.shards} shards "
-        f"({builds[0]['spec']}), page of {PAGE}, depth {max_depth()}; "
+        f"({s.builds[0]['spec']}), page of {PAGE}, depth {max_depth()}; "
         f"{len(request_ms['baseline'])} requests a row; load avg {load_before:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end"
     )
