@@ -45,7 +45,7 @@ _HAS_WORD = """WITH hits AS MATERIALIZED (
 # title says more than one in the brand, which says more than the description. The
 # filters are checked hit by hit (`matching` correlated with `hits.id`): with `id IN
 # (matching)` SQLite listed every product that passes them first, the whole catalog for
-# most searches (bench/text_search_bench.py: 40 ms at 50k products for a word of one title).
+# most searches, however few products have the words (bench/text_search_bench.py).
 _RANKED = """WITH hits AS MATERIALIZED (
         SELECT rowid AS id, bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0) AS score
         FROM catalog_product_fts WHERE catalog_product_fts MATCH %s
