@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rpc_path_bench import ViewCaller, view_cpu  # noqa: E402
+from bench.in_process_view import ViewCaller, view_cpu  # noqa: E402
 from bench.search_data import query_products  # noqa: E402
 from bench.search_procs import web_env  # noqa: E402
 from bench.served import served  # noqa: E402

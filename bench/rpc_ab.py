@@ -15,6 +15,7 @@ the shard processes, Redis), p50 latency and q/s, and the ratio test/base.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _measuring_module(name: str) -> types.ModuleType:
+    """bench/<name>.py of this tree, loaded by path: the measuring code stays the same
+    whichever tree is measured (an older one may not have it)."""
+    spec = importlib.util.spec_from_file_location(f"rpc_ab_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def child(args: argparse.Namespace) -> None:
     """One tree's cells, run with that tree's code first on sys.path; prints JSON lines."""
+    cpu_seconds = _measuring_module("process_costs").cpu_seconds  # this tree's, either way
     sys.path.insert(0, str(args.tree))
-    from bench.rpc_path_bench import cpu_seconds
     from bench.search_data import DIM, MODEL, fresh_vectors
     from bench.search_procs import ShardProcs
     from workers.encoding.registry import publish_model

@@ -44,15 +44,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.in_process_view import ViewCaller, view_cpu  # noqa: E402
+from bench.process_costs import Servers, wakeups  # noqa: E402
 from bench.rpc_bench import pct  # noqa: E402
 from bench.search_bench import closed_loop  # noqa: E402
 from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
-from bench.search_procs import ShardProcs, web_env  # noqa: E402
+from bench.search_procs import web_env  # noqa: E402
 from bench.served import served  # noqa: E402
 from workers.index.shard import Shard  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
 from workers.index.types import SearchFilter  # noqa: E402
-from workers.redis_process import RedisProcess  # noqa: E402
 from workers.rpc.client import SearchClient  # noqa: E402
 from workers.rpc.merge import merge_shard_hits  # noqa: E402
 from workers.rpc.protocol import (  # noqa: E402
@@ -67,58 +68,6 @@ from workers.rpc.protocol import (  # noqa: E402
     encode_reply,
     encode_request,
 )
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) the processes have used so far."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def wakeups(pids: list[int]) -> int:
-    """Voluntary context switches of every thread of the processes so far: each one is a
-    sleep on a socket (or a lock) that something had to wake up."""
-    total = 0
-    for pid in pids:
-        for status in Path(f"/proc/{pid}/task").glob("*/status"):
-            for line in status.read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches"):
-                    total += int(line.split()[1])
-    return total
-
-
-class Servers:
-    """What the shard processes and Redis spend: the server side of an RPC's cost (CPU,
-    wake-ups, and the commands Redis ran)."""
-
-    def __init__(self, shards: ShardProcs, redis_proc: RedisProcess, client) -> None:
-        self.shard_pids = [p.pid for p in shards.procs]
-        self.redis_pid = redis_proc.proc.pid
-        self.pids = [*self.shard_pids, self.redis_pid]
-        self.client = client
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.pids)
-
-    def sample(self) -> np.ndarray:
-        """(CPU s, wake-ups, Redis commands) so far, less what the servers spend idle (their
-        heartbeats and log followers) since `calibrate`; the bench's INFO calls excluded."""
-        commands = int(self.client.info("stats")["total_commands_processed"])
-        shards, redis_cpu = cpu_seconds(self.shard_pids), cpu_seconds([self.redis_pid])
-        now = np.array([shards + redis_cpu, wakeups(self.pids), commands, shards, redis_cpu])
-        self._infos += 1
-        return now - self.idle * (time.perf_counter() - self._since) - [0, 0, self._infos, 0, 0]
-
-    def calibrate(self, seconds: float) -> None:
-        """Measure the idle rate: nobody searches for `seconds`."""
-        self.idle, self._since, self._infos = np.zeros(5), time.perf_counter(), 0
-        start = self.sample()
-        time.sleep(seconds)
-        self.idle = (self.sample() - start) / seconds
-        self._since, self._infos = time.perf_counter(), 0
 
 
 def ping_floor(client, servers: Servers, n: int) -> tuple[np.ndarray, dict]:
@@ -221,63 +170,6 @@ def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: obj
     r["redis_commands"] = spent[2] / served
     r["split"] = 1e3 * np.array([caller, spent[3], spent[4]]) / served
     return r
-
-
-class ViewCaller:
-    """GET requests through Django's WSGI handler in this process, as gunicorn calls it."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        os.environ.update(env)
-        import django
-
-        django.setup()
-        from django.core.handlers.wsgi import WSGIHandler
-
-        self.handler = WSGIHandler()
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        route, _, query = path.partition("?")
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": route,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.input": io.BytesIO(),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
-        }
-        status: list[str] = []
-        response = self.handler(environ, lambda s, headers, exc_info=None: status.append(s))
-        body = b"".join(response)
-        response.close()
-        return int(status[0].split()[0]), body
-
-
-def view_cpu(view: ViewCaller, ids: np.ndarray, vectors: np.ndarray, k: int, n: int):
-    """Per request: (view CPU ms, RPC-alone CPU ms, view wall ms, RPC-alone wall ms)."""
-    from catalog.search import search_client
-
-    client = search_client()
-    out = np.empty((n, 4))
-    for i in range(n):
-        j = i % len(ids)
-        c0, w0 = time.process_time(), time.perf_counter()
-        status, body = view.get(f"/api/products/{int(ids[j])}/similar/?k={k}")
-        c1, w1 = time.process_time(), time.perf_counter()
-        if status != 200:
-            raise RuntimeError(f"the view answered {status}: {body[:300]!r}")
-        client.search(vectors[j][None], k + 1, SearchFilter())
-        c2, w2 = time.process_time(), time.perf_counter()
-        out[i] = (c1 - c0, c2 - c1, w1 - w0, w2 - w1)
-    return out * 1e3
 
 
 def profile(fn, top: int = 30) -> None:

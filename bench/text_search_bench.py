@@ -38,8 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.in_process_view import ViewCaller  # noqa: E402
 from bench.rpc_bench import pct  # noqa: E402
-from bench.rpc_path_bench import ViewCaller  # noqa: E402
 from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
 from bench.search_procs import web_env  # noqa: E402
 from bench.served import served  # noqa: E402
