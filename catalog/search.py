@@ -228,9 +228,10 @@ def ranked_rows(
     slot each came from change with upserts, and pages must not swap them between calls."""
     products, scores, images = result.product_ids[0], result.scores[0], result.image_ids[0]
     order = np.lexsort((products, -scores))
+    columns = (products[order].tolist(), scores[order].tolist(), images[order].tolist())
     return [
-        (int(pid), float(score), int(iid))
-        for pid, score, iid in zip(products[order], scores[order], images[order], strict=True)
+        (pid, score, iid)
+        for pid, score, iid in zip(*columns, strict=True)
         if pid >= 0 and pid != exclude_product
     ][:k]
 

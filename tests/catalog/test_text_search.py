@@ -264,3 +264,22 @@ def test_a_sku_is_looked_up_through_its_index_in_any_case(products):
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
     assert "catalog_product_sku_upper" in found.explain()
+
+
+def test_the_candidates_rows_are_those_of_the_ids_that_pass_the_filters(products):
+    """What the facets and the price sort read: one row per candidate id that passes the
+    filters, the price a float and the stock a bool on both databases."""
+    from catalog.facets import MatchedProduct
+    from catalog.text_search import _matched, matching_products
+
+    mugs = Category.objects.get(slug="mugs")
+    cheap = matching_products(SearchFilter(max_price=100.0), None)
+    asked = [products["CSV-2"], products["CSV-5"], products["CSV-3"], 10**9]  # CSV-5: 899
+    rows = _matched(cheap, asked)
+    red, green = products["CSV-2"], products["CSV-3"]
+    assert rows == {
+        red: MatchedProduct(red, 8.0, "mugs", mugs.name, "Aster", False),
+        green: MatchedProduct(green, 12.0, "mugs", mugs.name, "Orbit", True),
+    }
+    assert all(type(row.price) is float and type(row.in_stock) is bool for row in rows.values())
+    assert _matched(cheap, []) == {}
