@@ -76,6 +76,9 @@ def prepare(args: argparse.Namespace, work: Path, query_ids: np.ndarray, query_v
         "queries": len(query_ids),
         "store": 1,
     }
+    database_url = getattr(args, "database_url", None)
+    if database_url:
+        want["database"] = database_url
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("want") == want:
@@ -97,7 +100,7 @@ def prepare(args: argparse.Namespace, work: Path, query_ids: np.ndarray, query_v
         ]  # fmt: skip
         log = (logs / f"build-{shard}.log").open("w")
         builds.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-    env = web_env(work / "data", "redis://127.0.0.1:1/0", args.shards)
+    env = web_env(work / "data", "redis://127.0.0.1:1/0", args.shards, database_url)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT, env=env, check=True, capture_output=True,

@@ -191,8 +191,11 @@ class WebProcess:
                 self.proc.wait()
 
 
-def web_env(data_dir: Path, redis_url: str, n_shards: int) -> dict[str, str]:
-    """Production-like settings (DEBUG off) on loopback, throttles out of the way."""
+def web_env(
+    data_dir: Path, redis_url: str, n_shards: int, database_url: str | None = None
+) -> dict[str, str]:
+    """Production-like settings (DEBUG off) on loopback, throttles out of the way; the
+    catalog in SQLite under `data_dir` unless `database_url` names another."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "searchsite.settings",
@@ -202,7 +205,7 @@ def web_env(data_dir: Path, redis_url: str, n_shards: int) -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "false",
         "SECURE_HSTS_SECONDS": "0",
         "DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite:///{data_dir / 'db.sqlite3'}",
+        "DATABASE_URL": database_url or f"sqlite:///{data_dir / 'db.sqlite3'}",
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,

@@ -44,15 +44,18 @@ def served(
     *,
     batch_cap: int = 64,
     prefix: str = "bench-",
+    database_url: str | None = None,
 ) -> Iterator[Served]:
-    """`n` products in `n_shards` shards of `spec`, the catalog database with stored
-    vectors for the (ids, vectors) in `queries`; all stopped on exit. Without `work` the
-    build goes to a scratch folder, removed on exit; with it, a build there is reused."""
+    """`n` products in `n_shards` shards of `spec`, the catalog database (SQLite in the
+    work folder, or `database_url`) with stored vectors for the (ids, vectors) in
+    `queries`; all stopped on exit. Without `work` the build goes to a scratch folder,
+    removed on exit; with it, a build there is reused."""
     scratch = None
     if work is None:
         work = scratch = Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
-    builds = prepare(argparse.Namespace(n=n, shards=n_shards, spec=spec), work, *queries)
+    build = argparse.Namespace(n=n, shards=n_shards, spec=spec, database_url=database_url)
+    builds = prepare(build, work, *queries)
     redis_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=work))
     redis_proc = RedisProcess(redis_dir)
     redis_proc.start()

@@ -20,12 +20,17 @@ for one page (k=20): a search with none of the depth, words, facets or paging.
 
     python bench/text_search_bench.py --quick --work /tmp/rpb   # 50k, shares its build
     python bench/text_search_bench.py                          # 200k products
+    python bench/text_search_bench.py --quick --postgres       # the catalog in PostgreSQL
+
+`--postgres` puts the catalog in a throwaway PostgreSQL cluster (bench/pg_path.py: initdb
+in a temporary folder, a free loopback port) instead of SQLite, built anew each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import importlib
 import os
@@ -39,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.in_process_view import ViewCaller  # noqa: E402
+from bench.pg_path import ThrowawayPostgres  # noqa: E402
 from bench.rpc_bench import pct  # noqa: E402
 from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
 from bench.search_procs import web_env  # noqa: E402
@@ -100,18 +106,26 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10, help="distinct queries of each kind")
     parser.add_argument("--rounds", type=int, default=8, help="passes over every query")
     parser.add_argument("--work", type=Path, help="keep shards+DB here and reuse them")
+    parser.add_argument("--postgres", action="store_true", help="the catalog in PostgreSQL")
     args = parser.parse_args()
     if args.quick:
         args.n, args.rounds = 50_000, 4
     use_search_threads(1)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    catalog = served(
-        args.work, args.n, args.shards, args.spec, query_products(args.n, 300),
-        prefix="text-search-bench-",
-    )  # fmt: skip
-    with catalog as s:
-        view = ViewCaller(web_env(s.work / "data", s.redis.url, args.shards))
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if args.postgres:
+            pg = ThrowawayPostgres().start()
+            stack.callback(pg.stop)
+            database_url = f"postgres://postgres@127.0.0.1:{pg.port}/postgres"
+        s = stack.enter_context(
+            served(
+                args.work, args.n, args.shards, args.spec, query_products(args.n, 300),
+                prefix="text-search-bench-", database_url=database_url,
+            )
+        )  # fmt: skip
+        view = ViewCaller(web_env(s.work / "data", s.redis.url, args.shards, database_url))
         from catalog import search
         from catalog.text_search import max_depth
 
@@ -147,7 +161,8 @@ def main() -> None:
     names = list(dict.fromkeys(STEPS.values()))
     print(
         f"\ntext_search_bench: {args.n:,} products x {DIM} in {args.shards} shards "
-        f"({s.builds[0]['spec']}), page of {PAGE}, depth {max_depth()}; "
+        f"({s.builds[0]['spec']}, {'PostgreSQL' if args.postgres else 'SQLite'} catalog), "
+        f"page of {PAGE}, depth {max_depth()}; "
         f"{len(request_ms['baseline'])} requests a row; load avg {load_before:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end"
     )
