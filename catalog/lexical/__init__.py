@@ -7,8 +7,7 @@ One backend per database: PostgreSQL full-text search (`postgres`) or SQLite FTS
 from __future__ import annotations
 
 from django.db import connections
-from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 from catalog.lexical import postgres, sqlite_fts5
 from catalog.lexical.words import LexicalRanking
@@ -22,23 +21,6 @@ def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
     if vendor == "sqlite":
         return sqlite_fts5.ranked(text, matching, limit)
     raise NotImplementedError(f"no lexical index for the {vendor} database")
-
-
-def install(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model]) -> None:
-    """Create the lexical index of the database (the migration and post_migrate call it)."""
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        postgres.install(schema_editor, product_model)
-    elif vendor == "sqlite":
-        sqlite_fts5.install(schema_editor.connection)
-
-
-def uninstall(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model]) -> None:
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        postgres.uninstall(schema_editor, product_model)
-    elif vendor == "sqlite":
-        sqlite_fts5.uninstall(schema_editor.connection)
 
 
 def reinstall_after_migrate(using: str = "default", **_: object) -> None:
