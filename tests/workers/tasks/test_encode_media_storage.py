@@ -80,8 +80,15 @@ def test_s3_outage_is_retried_then_encoded_when_the_bucket_is_back(
         image.refresh_from_db()
         assert image.error == ""  # not missing_file
         assert not Embedding.objects.filter(image=image).exists()
-        waiting = Product.objects.get(pk=product["id"])
-        assert waiting.index_state == IndexState.PENDING
+        # Between two tries the product is pending again (a try in flight shows encoding).
+        seen: list[Product] = []
+
+        def pending_between_tries() -> bool:
+            seen.append(Product.objects.get(pk=product["id"]))
+            return seen[-1].index_state == IndexState.PENDING
+
+        wait(pending_between_tries, timeout=10, what="the product pending between two tries")
+        waiting = seen[-1]
         assert "media storage could not read" in waiting.index_error
         assert "missing" not in waiting.index_error
         # Its retry holds the product's lease, so the stale sweep leaves it to that retry.
