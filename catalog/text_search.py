@@ -91,11 +91,11 @@ def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
     query), which orders two-decimal prices as they are."""
     if not ids:
         return {}
-    price = Cast("price", FloatField())
+    as_float = Cast("price", FloatField())
     rows = (
-        products.filter(pk__in=id_list(connections[products.db].vendor, ids))
+        products.filter(pk__in=_id_list(connections[products.db].vendor, ids))
         .order_by()
-        .values_list("pk", price, "category__slug", "category__name", "brand", "in_stock")
+        .values_list("pk", as_float, "category__slug", "category__name", "brand", "in_stock")
     )
     sql, params = rows.query.sql_with_params()
     with connections[products.db].cursor() as cursor:
@@ -106,7 +106,7 @@ def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
         }
 
 
-def id_list(vendor: str, ids: list[int]) -> RawSQL:
+def _id_list(vendor: str, ids: list[int]) -> RawSQL:
     """A subquery listing `ids`, bound as one parameter: a JSON array on SQLite, an array
     on PostgreSQL."""
     if vendor == "postgresql":

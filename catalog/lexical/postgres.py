@@ -3,7 +3,7 @@
 The products' weighted `tsvector` is a stored generated column, `search_document`, which
 PostgreSQL keeps in step with every write and a GIN index serves. Matching, ranking and
 counting the words read it as stored: over an expression index, each of them parsed the
-text of every hit again (`bench/text_search_bench.py --database postgres`). The column is
+text of every hit again (`bench/text_search_bench.py --postgres`). The column is
 not a model field (SQLite has no `tsvector`); `DOCUMENT` names it in queries on the
 product table. User words become `plainto_tsquery` terms joined by OR: never `to_tsquery`
 on user input, whose syntax errors would be 500s.
@@ -34,8 +34,8 @@ DOCUMENT = RawSQL('"catalog_product"."search_document"', [], output_field=Search
 
 
 def install(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model]) -> None:
-    """Add the column and its index where missing (migrations 0007 and 0009 both call
-    this; adding the column rewrites the product table)."""
+    """Add the column and its index where missing (migration 0009; adding the column
+    rewrites the product table)."""
     table = schema_editor.quote_name(product_model._meta.db_table)
     schema_editor.execute(
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {COLUMN} tsvector"
