@@ -1,12 +1,13 @@
 """The lexical index on PostgreSQL: full-text search over the products' text, GIN-indexed.
 
 The products' weighted `tsvector` is a stored generated column, `search_document`, which
-PostgreSQL keeps in step with every write and a GIN index serves. Matching, ranking and
-counting the words read it as stored: over an expression index, each of them parsed the
-text of every hit again (`bench/text_search_bench.py --postgres`). The column is
-not a model field (SQLite has no `tsvector`); `DOCUMENT` names it in queries on the
-product table. User words become `plainto_tsquery` terms joined by OR: never `to_tsquery`
-on user input, whose syntax errors would be 500s.
+PostgreSQL keeps in step with every write and a GIN index serves (migration 0009: SKU and
+title weigh most, then brand, then description). Matching, ranking and counting the
+words read it as stored: over an expression index, each of them parsed the text of every
+hit again (`bench/text_search_bench.py --postgres`). The column is not a model field
+(SQLite has no `tsvector`); `DOCUMENT` names it in queries on the product table. User
+words become `plainto_tsquery` terms joined by OR: never `to_tsquery` on user input,
+whose syntax errors would be 500s.
 """
 
 from __future__ import annotations
@@ -15,40 +16,15 @@ import functools
 import operator
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
-from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.models import Case, Model, QuerySet, Value, When
+from django.db.models import Case, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
 from catalog.lexical.words import NOTHING, LexicalRanking, query_words
 
-CONFIG = "english"
+CONFIG = "english"  # the stored document's too (migrations 0007 and 0009)
 COLUMN = "search_document"
 INDEX_NAME = "catalog_product_document_gin"
-# A word in the SKU or title says more than one in the brand, which says more than the
-# description (ts_rank's A > B > C weights).
-_WEIGHTED = " || ".join(
-    f"setweight(to_tsvector('{CONFIG}'::regconfig, coalesce({column}, '')), '{weight}')"
-    for column, weight in (("sku", "A"), ("title", "A"), ("brand", "B"), ("description", "C"))
-)
 DOCUMENT = RawSQL('"catalog_product"."search_document"', [], output_field=SearchVectorField())
-
-
-def install(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model]) -> None:
-    """Add the column and its index where missing (migration 0009; adding the column
-    rewrites the product table)."""
-    table = schema_editor.quote_name(product_model._meta.db_table)
-    schema_editor.execute(
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {COLUMN} tsvector"
-        f" GENERATED ALWAYS AS ({_WEIGHTED}) STORED"
-    )
-    schema_editor.execute(
-        f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON {table} USING gin ({COLUMN})"
-    )
-
-
-def uninstall(schema_editor: BaseDatabaseSchemaEditor, product_model: type[Model]) -> None:
-    table = schema_editor.quote_name(product_model._meta.db_table)
-    schema_editor.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {COLUMN}")  # and its index
 
 
 def word_query(word: str) -> SearchQuery:

@@ -9,22 +9,26 @@ from django.db import migrations
 
 text_index = import_module("catalog.migrations.0007_product_text_index")
 
+COLUMN = "search_document"
+INDEX = "catalog_product_document_gin"
+
 
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    from catalog.lexical import postgres
-
     schema_editor.execute(f"DROP INDEX IF EXISTS {text_index.INDEX}")
-    postgres.install(schema_editor, apps.get_model("catalog", "Product"))
+    # The same weighted document as 0007's index: ts_rank's A > B > C weights
+    schema_editor.execute(
+        f"ALTER TABLE catalog_product ADD COLUMN {COLUMN} tsvector"
+        f" GENERATED ALWAYS AS ({text_index.EXPRESSION}) STORED"
+    )
+    schema_editor.execute(f"CREATE INDEX {INDEX} ON catalog_product USING gin ({COLUMN})")
 
 
 def backward(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    from catalog.lexical import postgres
-
-    postgres.uninstall(schema_editor, apps.get_model("catalog", "Product"))
+    schema_editor.execute(f"ALTER TABLE catalog_product DROP COLUMN {COLUMN}")  # and its index
     text_index.forward(apps, schema_editor)
 
 
