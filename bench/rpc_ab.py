@@ -163,7 +163,7 @@ def main() -> None:
     if args.quick:
         args.n, args.rounds, args.seconds = 50_000, 2, 4.0
     sys.path.insert(0, str(ROOT))
-    from bench.search_bench import prepare
+    from bench.catalog_build import prepare
     from bench.search_data import query_products
 
     started = time.perf_counter()

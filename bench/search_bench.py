@@ -40,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.catalog_build import prepare  # noqa: E402
 from bench.rpc_bench import latency_in_process, latency_rpc, pct  # noqa: E402
 from bench.search_data import (  # noqa: E402
     DIM,
@@ -60,65 +61,6 @@ from workers.rpc.connection import connect  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 HERE = Path(__file__).resolve().parent
-
-
-# ------------------------------------------------------------------ setup
-
-
-def prepare(args: argparse.Namespace, work: Path, query_ids: np.ndarray, query_vecs: np.ndarray):
-    """Build the shards into the artifact store and the catalog DB (in parallel), unless `work`
-    has them."""
-    marker = work / "ready.json"
-    want = {
-        "n": args.n,
-        "shards": args.shards,
-        "spec": args.spec,
-        "queries": len(query_ids),
-        "store": 1,
-    }
-    database_url = getattr(args, "database_url", None)
-    if database_url:
-        want["database"] = database_url
-    if marker.exists():
-        done = json.loads(marker.read_text())
-        if done.get("want") == want:
-            print(f"reusing shards and database in {work}")
-            return done["builds"]
-    for path in (work / "index", work / "data"):
-        shutil.rmtree(path, ignore_errors=True)
-    (work / "data").mkdir(parents=True)
-    logs = work / "logs"
-    logs.mkdir(exist_ok=True)
-    started = time.perf_counter()
-    builds = []
-    for shard in range(args.shards):
-        cmd = [
-            sys.executable, str(HERE / "search_data.py"), "build",
-            "--shard", str(shard), "--shards", str(args.shards), "--n", str(args.n),
-            "--spec", args.spec, "--index-dir", str(work / "index"),
-            "--out", str(work / f"build-{shard}.json"),
-        ]  # fmt: skip
-        log = (logs / f"build-{shard}.log").open("w")
-        builds.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-    env = web_env(work / "data", "redis://127.0.0.1:1/0", args.shards, database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT, env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    np.savez(work / "query-embeddings.npz", ids=query_ids, vectors=query_vecs)
-    db = subprocess.run(
-        [sys.executable, str(HERE / "search_db.py"), "--n", str(args.n),
-         "--embeddings", str(work / "query-embeddings.npz")],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    print(db.stdout.strip(), flush=True)
-    for shard, proc in enumerate(builds):
-        if proc.wait() != 0:
-            raise RuntimeError(f"building shard {shard} failed; see {logs}/build-{shard}.log")
-    facts = [json.loads((work / f"build-{s}.json").read_text()) for s in range(args.shards)]
-    print(f"shards and database ready in {time.perf_counter() - started:.0f}s")
-    marker.write_text(json.dumps({"want": want, "builds": facts}))
-    return facts
 
 
 def closed_loop(target: str, concurrency: int, args: argparse.Namespace, **opts: str) -> dict:

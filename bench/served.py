@@ -1,5 +1,5 @@
 """The synthetic catalog served as the in-process benches need it: built once into a work
-folder (bench/search_bench.py's `prepare`), a private redis-server with the model
+folder (bench/catalog_build.py), a private redis-server with the model
 published, and one ShardService process per shard, ready to answer."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench.search_bench import prepare
+from bench.catalog_build import prepare
 from bench.search_data import DIM, MODEL
 from bench.search_procs import ShardProcs
 from workers.encoding.registry import publish_model
