@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from tests.support.indexing import (
-    add_product,
     add_until_on_shard,
     all_indexed,
     expected_ids,
@@ -152,8 +151,12 @@ def test_replicas_on_two_hosts(
         start(a.worker([Queue.INDEX.value], redis_url, worker_logs).start())
         a0 = start(a.replica(0, redis_url, worker_logs))
         a1 = start(a.replica(1, redis_url, worker_logs))
-        ids = [add_product("MH", n).pk for n in range(16)]
+        # Two waves, so that shard 0's log has entries behind the first snapshot to trim:
+        # an encode batch takes every pending product, and a slow first batch took all 16.
+        ids = add_until_on_shard(0, "MH", 0, at_least=8)
         wait(all_indexed, what="the first products to be encoded")
+        ids += add_until_on_shard(0, "MH", len(ids), at_least=8)
+        wait(all_indexed, what="the second wave to be encoded")
         wait(shards_match_database, what="host A's replicas to hold them")
         model, dim = published_model(client)
         log0 = UpdateLog(client, 0, model, dim)
@@ -162,7 +165,7 @@ def test_replicas_on_two_hosts(
         # alone no longer holds the whole shard.
         assert publish(0)
         assert log0.trimmed_through() != "0-0"
-        ids += add_until_on_shard(0, "MH", 16, at_least=8)  # only in the log
+        ids += add_until_on_shard(0, "MH", len(ids), at_least=8)  # only in the log
         wait(all_indexed, what="more products to be encoded")
         wait(shards_match_database, what="host A's replicas to hold them")
 
