@@ -8,18 +8,17 @@ the facets count the whole matched list, not one page.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections
 from django.db.models import Exists, FloatField, OuterRef, QuerySet, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
 from catalog import lexical, product_cache, search
 from catalog.facets import FACETS, MatchedProduct, facet_counts
+from catalog.id_list import id_list
 from catalog.lexical.fusion import fuse
 from catalog.lexical.words import NOTHING, LexicalRanking
 from catalog.models import Product, ProductImage
@@ -85,15 +84,15 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
 def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
     """What the facets and the price sort read of the candidates that pass the filters.
 
-    Up to twice the depth of ids: they go as one parameter (`pk__in` with a list prepares
-    and binds each id), and the rows are read from the cursor, without Django's per-row
-    converters. The price comes as a float (a Decimal per row cost a large share of the
-    query), which orders two-decimal prices as they are."""
+    Up to twice the depth of ids: they go as one parameter (`catalog.id_list`), and the
+    rows are read from the cursor, without Django's per-row converters. The price comes
+    as a float (a Decimal per row cost a large share of the query), which orders
+    two-decimal prices as they are."""
     if not ids:
         return {}
     as_float = Cast("price", FloatField())
     rows = (
-        products.filter(pk__in=_id_list(connections[products.db].vendor, ids))
+        products.filter(pk__in=id_list(products.db, ids))
         .order_by()
         .values_list("pk", as_float, "category__slug", "category__name", "brand", "in_stock")
     )
@@ -104,14 +103,6 @@ def _matched(products: QuerySet, ids: list[int]) -> dict[int, MatchedProduct]:
             pid: MatchedProduct(pid, price, slug, name, brand, bool(in_stock))
             for pid, price, slug, name, brand, in_stock in cursor.fetchall()
         }
-
-
-def _id_list(vendor: str, ids: list[int]) -> RawSQL:
-    """A subquery listing `ids`, bound as one parameter: a JSON array on SQLite, an array
-    on PostgreSQL."""
-    if vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", (ids,))
-    return RawSQL("SELECT value FROM json_each(%s)", (json.dumps(ids),))
 
 
 def _sku_match(products: QuerySet, text: str) -> int | None:

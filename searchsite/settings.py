@@ -332,6 +332,9 @@ SEARCH_ENCODE_IN_PROCESS = env.bool("SEARCH_ENCODE_IN_PROCESS", default=False)
 # Text search ranks this many products per side (lexical, CLIP) and pages within them:
 # the deepest result a shopper can page to (at most RPC_MAX_K, one shard call's k).
 SEARCH_MAX_DEPTH = env.int("SEARCH_MAX_DEPTH", default=1000)
+# A word in more products than this is common: text search counts it on the candidates
+# of the query's other words instead of ranking all its hits (catalog/lexical/).
+SEARCH_COMMON_WORD_HITS = env.int("SEARCH_COMMON_WORD_HITS", default=2000)
 
 # --- Uploads and remote images ---
 # The byte cap, and what a decode and the resize to the model's input may cost (a 300000x1

@@ -19,7 +19,8 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import Case, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
-from catalog.lexical.words import NOTHING, LexicalRanking, query_words
+from catalog.id_list import id_list
+from catalog.lexical.words import query_words
 
 CONFIG = "english"  # the stored document's too (migrations 0007 and 0009)
 COLUMN = "search_document"
@@ -38,22 +39,44 @@ def search_query(text: str) -> SearchQuery | None:
     return functools.reduce(operator.or_, map(word_query, words)) if words else None
 
 
-def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
+def _documents(matching: QuerySet) -> QuerySet:
+    """Every product (filters aside), its stored document named `document`."""
+    return matching.model.objects.using(matching.db).annotate(document=DOCUMENT)
+
+
+def more_hits_than(word: str, cap: int, matching: QuerySet) -> bool:
+    """Whether more than `cap` products (of all, filters aside) have the word."""
+    hits = _documents(matching).filter(document=word_query(word)).order_by().values("pk")
+    return hits[: cap + 1].count() > cap
+
+
+def ranked(
+    words: list[str], matching: QuerySet, limit: int, newest: int | None = None
+) -> tuple[list[int], dict[int, int]]:
     """The products in `matching` that have any of the words, at most `limit`: those with
-    more of the words first, then best ts_rank, then by id."""
-    words = query_words(text)
-    if not words:
-        return NOTHING
+    more of the words first, then best ts_rank, then by id; and how many of the words
+    each has. `newest`: only that many of the hits, the newest (highest ids), are ranked."""
     query = functools.reduce(operator.or_, map(word_query, words))
+    hits = matching.annotate(document=DOCUMENT).filter(document=query)
+    if newest is not None:  # the ids first: in a subquery DOCUMENT would name the outer row
+        ids = list(hits.order_by("-pk").values_list("pk", flat=True)[:newest])
+        hits = hits.filter(pk__in=id_list(matching.db, ids))
     has_words = [
         Case(When(document=word_query(word), then=Value(1)), default=Value(0)) for word in words
     ]
     found = (
-        matching.annotate(document=DOCUMENT)
-        .filter(document=query)
-        .annotate(rank=SearchRank(DOCUMENT, query), matched=sum(has_words, Value(0)))
+        hits.annotate(rank=SearchRank(DOCUMENT, query), matched=sum(has_words, Value(0)))
         .order_by("-matched", "-rank", "pk")
         .values_list("pk", "matched")[:limit]
     )
     rows = list(found)
-    return LexicalRanking([pid for pid, _ in rows], dict(rows), len(words))
+    return [pid for pid, _ in rows], dict(rows)
+
+
+def having(word: str, ids: list[int], matching: QuerySet) -> list[int]:
+    """Those of `ids` whose product has the word: read by id, so a common word costs
+    what the ids do, not what its hits do."""
+    if not ids:
+        return []
+    found = _documents(matching).filter(pk__in=id_list(matching.db, ids), document=word_query(word))
+    return list(found.values_list("pk", flat=True))

@@ -8,12 +8,12 @@ SQLite rebuilds a table to alter it and a rebuilt `catalog_product` loses its tr
 
 from __future__ import annotations
 
+import json
+
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
-
-from catalog.lexical.words import NOTHING, LexicalRanking, query_words
 
 TABLE = "catalog_product_fts"
 
@@ -36,21 +36,38 @@ TRIGGERS = {
 _PRESENT = """SELECT name FROM sqlite_master WHERE name IN
     ('catalog_product_fts', 'catalog_product_fts_ai', 'catalog_product_fts_ad',
      'catalog_product_fts_au')"""
-# The full-text match runs first, on its own (MATERIALIZED): left to itself SQLite drives
-# the query from the `IN` list and runs the match once per product, 40x slower.
-_HAS_WORD = """WITH hits AS MATERIALIZED (
-        SELECT rowid AS id FROM catalog_product_fts WHERE catalog_product_fts MATCH %s
-    ) SELECT id FROM hits WHERE id IN ({ids})"""
+# The ids are checked against the word's hits as they stream by, between the lowest and
+# the highest id (the table seeks to them: the newest hits of common words are a short
+# stretch). `+rowid` keeps the id list from the full-text table, which, driven by it, ran
+# the match once per id (6x slower for 1,000 ids); a MATERIALIZED list of the hits cost
+# 3x more for a common word.
+_HAS_WORD = """SELECT rowid FROM catalog_product_fts
+    WHERE catalog_product_fts MATCH %s AND rowid BETWEEN %s AND %s
+    AND +rowid IN (SELECT value FROM json_each(%s))"""
 # bm25 weight of each column (sku, brand, title, description): a word in the SKU or the
-# title says more than one in the brand, which says more than the description. The
-# filters are checked hit by hit (`matching` correlated with `hits.id`): with `id IN
+# title says more than one in the brand, which says more than the description.
+_BM25 = "bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0)"
+# The filters are checked hit by hit (`matching` correlated with the hit): with `id IN
 # (matching)` SQLite listed every product that passes them first, the whole catalog for
 # most searches, however few products have the words (bench/text_search_bench.py).
 _RANKED = """WITH hits AS MATERIALIZED (
-        SELECT rowid AS id, bm25(catalog_product_fts, 10.0, 4.0, 5.0, 1.0) AS score
+        SELECT rowid AS id, {bm25} AS score
         FROM catalog_product_fts WHERE catalog_product_fts MATCH %s
     ) SELECT id FROM hits WHERE EXISTS ({matching}) ORDER BY score, id LIMIT %s"""
+# Common words alone: the hits are read newest first and the reading stops at `newest`
+# that pass the filters, so BM25 scores that many at most.
+_NEWEST = """WITH hits AS MATERIALIZED (
+        SELECT rowid AS id, {bm25} AS score FROM catalog_product_fts
+        WHERE catalog_product_fts MATCH %s AND EXISTS ({matching})
+        ORDER BY rowid DESC LIMIT %s
+    ) SELECT id FROM hits ORDER BY score, id LIMIT %s"""
+# Reading a word's hits without scoring them is cheap (~0.05 ms per thousand): this stops
+# one past the cap.
+_HITS_UP_TO = """SELECT count(*) FROM (
+        SELECT 1 FROM catalog_product_fts WHERE catalog_product_fts MATCH %s LIMIT %s
+    )"""
 _THIS_HIT = RawSQL("hits.id", ())
+_THIS_ROW = RawSQL("catalog_product_fts.rowid", ())
 
 
 def install(connection: BaseDatabaseWrapper) -> bool:
@@ -81,25 +98,44 @@ def phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
-    """The products in `matching` that have any of the words, at most `limit`: best BM25
-    first (ties by id), then those with more of the words moved ahead."""
-    words = query_words(text)
-    if not words:
-        return NOTHING
-    # Django's own SQL of the queryset, parameterised, narrowed to one hit
-    inner, params = matching.filter(pk=_THIS_HIT).order_by().values("pk").query.sql_with_params()
-    sql = _RANKED.format(matching=inner)
+def more_hits_than(word: str, cap: int, matching: QuerySet) -> bool:
+    """Whether more than `cap` products (of all, filters aside) have the word."""
     with connections[matching.db].cursor() as cursor:
-        cursor.execute(sql, [" OR ".join(phrase(w) for w in words), *params, limit])
-        ids = [row[0] for row in cursor.fetchall()]
-        matched: dict[int, int] = dict.fromkeys(ids, 0)
-        if len(words) > 1 and ids:
-            has_word = _HAS_WORD.format(ids=", ".join(["%s"] * len(ids)))
-            for word in words:
-                cursor.execute(has_word, [phrase(word), *ids])
-                for (pid,) in cursor.fetchall():
-                    matched[pid] += 1
+        cursor.execute(_HITS_UP_TO, [phrase(word), cap + 1])
+        return cursor.fetchone()[0] > cap
+
+
+def ranked(
+    words: list[str], matching: QuerySet, limit: int, newest: int | None = None
+) -> tuple[list[int], dict[int, int]]:
+    """The products in `matching` that have any of the words, at most `limit`, best BM25
+    first (ties by id), and how many of the words each has. `newest`: only that many of
+    the hits, the newest (highest ids), are ranked."""
+    # Django's own SQL of the queryset, parameterised, narrowed to one hit
+    hit = _THIS_HIT if newest is None else _THIS_ROW
+    inner, params = matching.filter(pk=hit).order_by().values("pk").query.sql_with_params()
+    any_word = " OR ".join(phrase(w) for w in words)
+    with connections[matching.db].cursor() as cursor:
+        if newest is None:
+            sql = _RANKED.format(bm25=_BM25, matching=inner)
+            cursor.execute(sql, [any_word, *params, limit])
         else:
-            matched = dict.fromkeys(ids, 1)
-    return LexicalRanking.ordered(ids, matched, len(words))
+            sql = _NEWEST.format(bm25=_BM25, matching=inner)
+            cursor.execute(sql, [any_word, *params, newest, limit])
+        ids = [row[0] for row in cursor.fetchall()]
+    if len(words) == 1:
+        return ids, dict.fromkeys(ids, 1)
+    matched = dict.fromkeys(ids, 0)
+    for word in words:
+        for pid in having(word, ids, matching):
+            matched[pid] += 1
+    return ids, matched
+
+
+def having(word: str, ids: list[int], matching: QuerySet) -> list[int]:
+    """Those of `ids` whose product has the word."""
+    if not ids:
+        return []
+    with connections[matching.db].cursor() as cursor:
+        cursor.execute(_HAS_WORD, [phrase(word), min(ids), max(ids), json.dumps(ids)])
+        return [pid for (pid,) in cursor.fetchall()]

@@ -221,6 +221,7 @@ def test_sqlite_triggers_come_back_after_a_table_rebuild(products):
     `migrate` puts them back and refills the index."""
     if connection.vendor != "sqlite":
         pytest.skip("the FTS5 index is SQLite's")
+    from catalog import lexical
     from catalog.lexical import reinstall_after_migrate, sqlite_fts5
     from catalog.lexical.sqlite_fts5 import TRIGGERS
 
@@ -231,7 +232,7 @@ def test_sqlite_triggers_come_back_after_a_table_rebuild(products):
     reinstall_after_migrate(using="default")
     assert sqlite_fts5.install(connection) is False  # all there now
     matching = Product.objects.all()
-    assert sqlite_fts5.ranked("teapot", matching, 10).product_ids == [products["CSV-3"]]
+    assert lexical.ranked("teapot", matching, 10).product_ids == [products["CSV-3"]]
 
 
 def test_postgres_matches_and_ranks_the_stored_document(products):
@@ -239,6 +240,7 @@ def test_postgres_matches_and_ranks_the_stored_document(products):
     reads the column as stored: no hit's text is parsed again."""
     if connection.vendor != "postgresql":
         pytest.skip("the GIN index is PostgreSQL's")
+    from catalog import lexical
     from catalog.lexical import postgres
     from catalog.text_search import matching_products
 
@@ -264,7 +266,7 @@ def test_postgres_matches_and_ranks_the_stored_document(products):
     assert postgres.INDEX_NAME in found.explain()
     seen: list[str] = []
     with connection.execute_wrapper(lambda run, sql, *rest: seen.append(sql) or run(sql, *rest)):
-        ranking = postgres.ranked("red mug", matching_products(SearchFilter(), None), 10)
+        ranking = lexical.ranked("red mug", matching_products(SearchFilter(), None), 10)
     assert ranking.product_ids[0] == products["CSV-2"]  # red and mug
     assert set(ranking.product_ids) == {products[s] for s in ("CSV-1", "CSV-2", "CSV-3", "CSV-4")}
     assert seen
@@ -300,3 +302,42 @@ def test_the_candidates_rows_are_those_of_the_ids_that_pass_the_filters(products
     }
     assert all(type(row.price) is float and type(row.in_stock) is bool for row in rows.values())
     assert _matched(cheap, []) == {}
+
+
+def test_a_common_word_is_counted_on_the_other_words_candidates(api_client, products, settings):
+    """A word in more than SEARCH_COMMON_WORD_HITS products (here "red", in three) is not
+    ranked over all its hits: the rarer words find the candidates, and the common one
+    still puts those that have it first."""
+    from catalog import lexical
+    from catalog.text_search import matching_products
+
+    everything = matching_products(SearchFilter(), None)
+    assert set(skus(keyword(api_client, "red mug"))) == {"CSV-1", "CSV-2", "CSV-3", "CSV-4"}
+    settings.SEARCH_COMMON_WORD_HITS = 2
+    ranked_sql: list[tuple[str, tuple]] = []
+
+    def record(run, sql, params, *rest):
+        if "bm25(" in sql or "ts_rank" in sql:
+            ranked_sql.append((sql, tuple(params or ())))
+        return run(sql, params, *rest)
+
+    with connection.execute_wrapper(record):
+        ranking = lexical.ranked("red mug", everything, 10)
+    assert ranking.product_ids == [products["CSV-2"], products["CSV-3"]]  # the mugs
+    assert ranking.words_matched == {products["CSV-2"]: 2, products["CSV-3"]: 1}
+    assert ranked_sql
+    assert not any("red" in str(params).lower() for _, params in ranked_sql), ranked_sql
+    assert skus(keyword(api_client, "red mug")) == ["CSV-2", "CSV-3"]
+
+
+def test_common_words_alone_rank_their_newest_hits_that_pass_the_filters(products, settings):
+    from catalog import lexical
+    from catalog.text_search import matching_products
+
+    settings.SEARCH_COMMON_WORD_HITS = 2
+
+    def ranked(brand: str | None) -> set[int]:
+        return set(lexical.ranked("red", matching_products(SearchFilter(), brand), 10).product_ids)
+
+    assert ranked(None) == {products["CSV-4"], products["CSV-2"]}  # of CSV-1, -2 and -4
+    assert ranked("Aster") == {products["CSV-1"], products["CSV-2"]}  # filtered, then newest
