@@ -91,6 +91,8 @@ class Product(models.Model):
             models.Index(fields=["index_state", "index_state_at"]),
             # a SKU typed into the search box, any case (catalog/text_search.py)
             models.Index(Upper("sku"), name="catalog_product_sku_upper"),
+            # a brand filter, any case (catalog.selectors.equal_in_any_case)
+            models.Index(Upper("brand"), name="catalog_product_brand_upper"),
         ]
 
     def __str__(self) -> str:

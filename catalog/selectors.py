@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, QuerySet, Value
+from django.db.models.functions import Upper
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from catalog.models import IN_FLIGHT_STATES, Category, Product
+
+
+def equal_in_any_case(products: QuerySet, field: str, value: str) -> QuerySet:
+    """`products` whose `field` is `value` in any case, compared as UPPER(field), which an
+    index serves (catalog_product_sku_upper, _brand_upper): `__iexact` is a LIKE on
+    SQLite, which reads the whole table."""
+    alias = f"{field}_upper"
+    return products.alias(**{alias: Upper(field)}).filter(**{alias: Upper(Value(value))})
 
 
 def catalog_summary() -> dict[str, object]:

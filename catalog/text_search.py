@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Exists, FloatField, OuterRef, QuerySet, Value
-from django.db.models.functions import Cast, Upper
+from django.db.models import Exists, FloatField, OuterRef, QuerySet
+from django.db.models.functions import Cast
 
 from catalog import lexical, product_cache, search
 from catalog.facets import FACETS, MatchedProduct, facet_counts
@@ -22,6 +22,7 @@ from catalog.id_list import id_list
 from catalog.lexical.fusion import fuse
 from catalog.lexical.words import NOTHING, LexicalRanking
 from catalog.models import Product, ProductImage
+from catalog.selectors import equal_in_any_case
 from workers.index.types import SearchFilter
 from workers.rpc.protocol import DEFAULT_LIMITS
 
@@ -77,7 +78,7 @@ def matching_products(filters: SearchFilter, brand: str | None) -> QuerySet:
     if filters.in_stock is not None:
         products = products.filter(in_stock=filters.in_stock)
     if brand:
-        products = products.filter(brand__iexact=brand)
+        products = equal_in_any_case(products, "brand", brand)
     return products
 
 
@@ -115,10 +116,8 @@ def _sku_match(products: QuerySet, text: str) -> int | None:
 
 
 def _sku_lookup(products: QuerySet, text: str) -> QuerySet:
-    """The ids of `products` whose SKU is `text` in any case, through the index on
-    UPPER(sku) (`sku__iexact` is a LIKE on SQLite, which reads the whole table)."""
-    same = products.alias(sku_upper=Upper("sku")).filter(sku_upper=Upper(Value(text)))
-    return same.values_list("pk", flat=True)
+    """The ids of `products` whose SKU is `text` in any case, through its index."""
+    return equal_in_any_case(products, "sku", text).values_list("pk", flat=True)
 
 
 def by_words_then_fused(

@@ -273,16 +273,24 @@ def test_postgres_matches_and_ranks_the_stored_document(products):
     assert not any("to_tsvector" in sql for sql in seen), seen
 
 
-def test_a_sku_is_looked_up_through_its_index_in_any_case(products):
-    """The SKU lookup of a one-word search reads the index on UPPER(sku), not the table."""
-    from catalog.text_search import _sku_lookup
+@pytest.mark.parametrize(
+    ("field", "value", "skus", "index"),
+    [
+        ("sku", "csv-3", {"CSV-3"}, "catalog_product_sku_upper"),  # typed into the box
+        ("brand", "ASTER", {"CSV-1", "CSV-2"}, "catalog_product_brand_upper"),  # a filter
+    ],
+)
+def test_any_case_lookups_read_their_index(products, field, value, skus, index):
+    """The SKU lookup of a one-word search and the brand filter (text search, products
+    API) read the index on UPPER(field), not the table."""
+    from catalog.selectors import equal_in_any_case
 
-    found = _sku_lookup(Product.objects.all(), "csv-3")
-    assert list(found) == [products["CSV-3"]]
+    found = equal_in_any_case(Product.objects.all(), field, value)
+    assert set(found.values_list("sku", flat=True)) == skus
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
-    assert "catalog_product_sku_upper" in found.explain()
+    assert index in found.explain()
 
 
 def test_the_candidates_rows_are_those_of_the_ids_that_pass_the_filters(products):
