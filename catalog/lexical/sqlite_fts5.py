@@ -61,8 +61,8 @@ _NEWEST = """WITH hits AS MATERIALIZED (
         WHERE catalog_product_fts MATCH %s AND EXISTS ({matching})
         ORDER BY rowid DESC LIMIT %s
     ) SELECT id FROM hits ORDER BY score, id LIMIT %s"""
-# Reading a word's hits without scoring them is cheap (~0.05 ms per thousand): this stops
-# one past the cap.
+# Reading a word's hits without scoring them is cheap (0.44 ms for the first 5,001 of a
+# word of every title at 50k products): this stops one past the cap.
 _HITS_UP_TO = """SELECT count(*) FROM (
         SELECT 1 FROM catalog_product_fts WHERE catalog_product_fts MATCH %s LIMIT %s
     )"""
