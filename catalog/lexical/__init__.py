@@ -8,7 +8,8 @@ O(its hits) per search (`bench/text_search_bench.py`: a word of every title). A 
 more than SEARCH_COMMON_WORD_HITS hits is therefore common: the candidates come from the
 query's other words, and a common word is only counted on those candidates, which still
 puts the products that have it first. A query of common words alone ranks the newest
-that many of their hits that pass the filters.
+that many of the hits that have every word and pass the filters, then, short of the
+limit, the newest that many that have any.
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ def ranked(text: str, matching: QuerySet, limit: int) -> LexicalRanking:
     cap = settings.SEARCH_COMMON_WORD_HITS
     common = [word for word in words if backend.more_hits_than(word, cap, matching)]
     rare = [word for word in words if word not in common]
-    if not rare:
-        ids, matched = backend.ranked(words, matching, limit, newest=cap)
+    if not rare:  # the newest hits with every word, then (short of the limit) with any
+        ids, matched = backend.ranked(words, matching, limit, newest=cap, every=True)
+        if len(words) > 1 and len(ids) < limit:
+            any_ids, any_matched = backend.ranked(words, matching, limit, newest=cap)
+            ids += [pid for pid in any_ids if pid not in matched]
+            matched = {**any_matched, **matched}
     else:
         ids, matched = backend.ranked(rare, matching, limit)
         for word in common:
             for pid in backend.having(word, ids, matching):
                 matched[pid] += 1
-    return LexicalRanking.ordered(ids, matched, len(words))
+    return LexicalRanking.ordered(ids, matched, len(words)).first(limit)
 
 
 def reinstall_after_migrate(using: str = "default", **_: object) -> None:

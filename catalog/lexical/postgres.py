@@ -51,12 +51,18 @@ def more_hits_than(word: str, cap: int, matching: QuerySet) -> bool:
 
 
 def ranked(
-    words: list[str], matching: QuerySet, limit: int, newest: int | None = None
+    words: list[str],
+    matching: QuerySet,
+    limit: int,
+    newest: int | None = None,
+    every: bool = False,
 ) -> tuple[list[int], dict[int, int]]:
-    """The products in `matching` that have any of the words, at most `limit`: those with
-    more of the words first, then best ts_rank, then by id; and how many of the words
-    each has. `newest`: only that many of the hits, the newest (highest ids), are ranked."""
-    query = functools.reduce(operator.or_, map(word_query, words))
+    """The products in `matching` that have any of the words (`every`: all of them), at
+    most `limit`: those with more of the words first, then best ts_rank, then by id; and
+    how many of the words each has. `newest`: only that many of the hits, the newest
+    (highest ids), are ranked."""
+    join = operator.and_ if every else operator.or_
+    query = functools.reduce(join, map(word_query, words))
     hits = matching.annotate(document=DOCUMENT).filter(document=query)
     if newest is not None:  # the ids first: in a subquery DOCUMENT would name the outer row
         ids = list(hits.order_by("-pk").values_list("pk", flat=True)[:newest])

@@ -106,25 +106,29 @@ def more_hits_than(word: str, cap: int, matching: QuerySet) -> bool:
 
 
 def ranked(
-    words: list[str], matching: QuerySet, limit: int, newest: int | None = None
+    words: list[str],
+    matching: QuerySet,
+    limit: int,
+    newest: int | None = None,
+    every: bool = False,
 ) -> tuple[list[int], dict[int, int]]:
-    """The products in `matching` that have any of the words, at most `limit`, best BM25
-    first (ties by id), and how many of the words each has. `newest`: only that many of
-    the hits, the newest (highest ids), are ranked."""
+    """The products in `matching` that have any of the words (`every`: all of them), at
+    most `limit`, best BM25 first (ties by id), and how many of the words each has.
+    `newest`: only that many of the hits, the newest (highest ids), are ranked."""
     # Django's own SQL of the queryset, parameterised, narrowed to one hit
     hit = _THIS_HIT if newest is None else _THIS_ROW
     inner, params = matching.filter(pk=hit).order_by().values("pk").query.sql_with_params()
-    any_word = " OR ".join(phrase(w) for w in words)
+    match = (" AND " if every else " OR ").join(phrase(w) for w in words)
     with connections[matching.db].cursor() as cursor:
         if newest is None:
             sql = _RANKED.format(bm25=_BM25, matching=inner)
-            cursor.execute(sql, [any_word, *params, limit])
+            cursor.execute(sql, [match, *params, limit])
         else:
             sql = _NEWEST.format(bm25=_BM25, matching=inner)
-            cursor.execute(sql, [any_word, *params, newest, limit])
+            cursor.execute(sql, [match, *params, newest, limit])
         ids = [row[0] for row in cursor.fetchall()]
-    if len(words) == 1:
-        return ids, dict.fromkeys(ids, 1)
+    if len(words) == 1 or every:
+        return ids, dict.fromkeys(ids, len(words))
     matched = dict.fromkeys(ids, 0)
     for word in words:
         for pid in having(word, ids, matching):

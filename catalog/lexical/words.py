@@ -36,5 +36,9 @@ class LexicalRanking:
         ids = sorted(ranked, key=lambda pid: -matched.get(pid, 0))  # stable
         return cls(ids, {pid: matched.get(pid, 0) for pid in ids}, words)
 
+    def first(self, limit: int) -> LexicalRanking:
+        ids = self.product_ids[:limit]
+        return LexicalRanking(ids, {pid: self.words_matched[pid] for pid in ids}, self.words)
+
 
 NOTHING = LexicalRanking([], {}, 0)

@@ -349,3 +349,17 @@ def test_common_words_alone_rank_their_newest_hits_that_pass_the_filters(product
 
     assert ranked(None) == {products["CSV-4"], products["CSV-2"]}  # of CSV-1, -2 and -4
     assert ranked("Aster") == {products["CSV-1"], products["CSV-2"]}  # filtered, then newest
+
+
+def test_common_words_alone_rank_the_hits_with_every_word_first(products, settings):
+    """The oldest product is the only one with both words: it comes first, then the
+    newest with either, as the limit allows."""
+    from catalog import lexical
+    from catalog.text_search import matching_products
+
+    settings.SEARCH_COMMON_WORD_HITS = 1  # "red" and "striped" are both common
+    everything = matching_products(SearchFilter(), None)
+    ranking = lexical.ranked("red striped", everything, 10)
+    assert ranking.product_ids == [products["CSV-1"], products["CSV-4"]]
+    assert ranking.words_matched == {products["CSV-1"]: 2, products["CSV-4"]: 1}
+    assert lexical.ranked("red striped", everything, 1).product_ids == [products["CSV-1"]]
