@@ -16,6 +16,7 @@ import functools
 import operator
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
+from django.db import connections
 from django.db.models import Case, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
@@ -44,10 +45,19 @@ def _documents(matching: QuerySet) -> QuerySet:
     return matching.model.objects.using(matching.db).annotate(document=DOCUMENT)
 
 
+# Counts a word's hits up to a cap: tens of microseconds in PostgreSQL for a rare word,
+# where the same through the ORM cost a millisecond of Python per word.
+_HITS_UP_TO = """SELECT count(*) FROM (
+        SELECT 1 FROM catalog_product
+        WHERE search_document @@ plainto_tsquery(%s::regconfig, %s) LIMIT %s
+    ) hits"""
+
+
 def more_hits_than(word: str, cap: int, matching: QuerySet) -> bool:
     """Whether more than `cap` products (of all, filters aside) have the word."""
-    hits = _documents(matching).filter(document=word_query(word)).order_by().values("pk")
-    return hits[: cap + 1].count() > cap
+    with connections[matching.db].cursor() as cursor:
+        cursor.execute(_HITS_UP_TO, [CONFIG, word, cap + 1])
+        return cursor.fetchone()[0] > cap
 
 
 def ranked(
