@@ -172,6 +172,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_clip_model: Path) -> It
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # signals here reach run_local only, as a test's should
+            # as a script's background job starts it (`make run &`): SIGINT ignored, which
+            # run_local must undo for Ctrl-C or a supervisor's SIGINT to stop it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     local = LocalStack(proc, data_dir, ports[0], ports[1], ports[2], output)
     try:

@@ -119,7 +119,10 @@ class Command(BaseCommand):
         config = data_dir / "supervisord.conf"
         write_private(config, supervisord_config(data_dir, programs))
         # Ctrl-C reaches supervisord too (same terminal); SIGTERM to this command is forwarded.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # SIGINT is set here as well: a shell starting a job in the background has it
+        # ignored, and Python then leaves it ignored, so a SIGINT would do nothing.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, _interrupt)
         supervisord = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)]
         )
