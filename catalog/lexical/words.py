@@ -37,6 +37,7 @@ class LexicalRanking:
         return cls(ids, {pid: matched.get(pid, 0) for pid in ids}, words)
 
     def first(self, limit: int) -> LexicalRanking:
+        """The ranking cut after `limit` products."""
         ids = self.product_ids[:limit]
         return LexicalRanking(ids, {pid: self.words_matched[pid] for pid in ids}, self.words)
 
