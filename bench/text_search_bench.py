@@ -12,7 +12,7 @@ query, their vectors cached in Redis as a popular query's are:
   in a shop of shirts: past SEARCH_COMMON_WORD_HITS hits it is counted on the candidates
   of the rarer word, not ranked over all its hits (catalog/lexical/);
 - all common: "synthetic product", every title's two first words: the newest
-  SEARCH_COMMON_WORD_HITS of their hits are ranked.
+  SEARCH_COMMON_WORD_HITS of the hits with both words are ranked.
 
 Each mode (keyword, vector, hybrid) of each kind, requests interleaved in rounds, with
 the p50 of each step the view takes (the functions of catalog/ it calls, timed by

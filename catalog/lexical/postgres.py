@@ -21,7 +21,6 @@ from django.db.models import Case, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
 from catalog.id_list import id_list
-from catalog.lexical.words import query_words
 
 CONFIG = "english"  # the stored document's too (migrations 0007 and 0009)
 COLUMN = "search_document"
@@ -32,12 +31,6 @@ DOCUMENT = RawSQL('"catalog_product"."search_document"', [], output_field=Search
 def word_query(word: str) -> SearchQuery:
     """One word as plain text (`plainto_tsquery`: stemmed; a stop word matches nothing)."""
     return SearchQuery(word, search_type="plain", config=CONFIG)
-
-
-def search_query(text: str) -> SearchQuery | None:
-    """Any of the user's words, as plain text."""
-    words = query_words(text)
-    return functools.reduce(operator.or_, map(word_query, words)) if words else None
 
 
 def _documents(matching: QuerySet) -> QuerySet:
