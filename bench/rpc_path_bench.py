@@ -49,7 +49,7 @@ from bench.process_costs import Servers, wakeups  # noqa: E402
 from bench.rpc_bench import pct  # noqa: E402
 from bench.search_bench import closed_loop  # noqa: E402
 from bench.search_data import DIM, fresh_vectors, query_products  # noqa: E402
-from bench.search_procs import web_env  # noqa: E402
+from bench.search_procs import ShardProcs, web_env  # noqa: E402
 from bench.served import served  # noqa: E402
 from workers.index.shard import Shard  # noqa: E402
 from workers.index.threads import use_search_threads  # noqa: E402
@@ -123,10 +123,17 @@ def code_cost(local: Shard, query: np.ndarray, k: int, n_shards: int) -> dict[st
 
 
 def rpc_latency(
-    local: Shard, client: SearchClient, probe: np.ndarray, k: int, rounds: int, servers: Servers
+    local: Shard,
+    client: SearchClient,
+    probe: np.ndarray,
+    k: int,
+    rounds: int,
+    servers: Servers,
+    shards: ShardProcs,
 ):
-    """(in-process ms, RPC ms, RPC CPU ms a search on every side): blocks of 50 queries,
-    the two paths taking turns."""
+    """(in-process ms, RPC ms, RPC CPU ms a search on every side, the shards' handler ms a
+    search in place): blocks of 50 queries, the two paths taking turns."""
+    before = shards.counters()
     inproc, rpc = [], []
     filters = SearchFilter()
     client_cpu = 0.0
@@ -153,7 +160,11 @@ def rpc_latency(
     per_call = {"cpu_ms": 1e3 * (client_cpu + server[0]) / n, "wakeups": server[1] / n,
                 "redis_commands": server[2] / n, "split": 1e3 * np.array(
                     [client_cpu, server[3], server[4]]) / n}  # fmt: skip
-    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, per_call
+    in_place = [
+        1e3 * (a["handler_s"] - b["handler_s"]) / max(1, a["batches"] - b["batches"])
+        for a, b in zip(shards.counters(), before, strict=True)
+    ]
+    return np.array(inproc) * 1e3, np.array(rpc) * 1e3, per_call, in_place
 
 
 def load_cell(conc: int, args: argparse.Namespace, servers: Servers, **opts: object) -> dict:
@@ -220,22 +231,25 @@ def main() -> None:
             s.work / "index" / "builds" / "shard-0" / "out", work_dir=s.work / "inproc-work"
         )
         probe = fresh_vectors(args.queries, seed=31)
-        rpc_latency(local, both, probe[:100], args.k, 1, servers)  # warm both paths
+        rpc_latency(local, both, probe[:100], args.k, 1, servers, s.shards)  # warm both paths
         view = ViewCaller(web_env(s.work / "data", s.redis.url, args.shards))
         view_cpu(view, query_ids, query_vecs, args.k, len(query_ids))  # every card cached
         if args.profile:
             if args.profile == "rpc":
-                profile(lambda: rpc_latency(local, both, probe, args.k, 1, servers))
+                profile(lambda: rpc_latency(local, both, probe, args.k, 1, servers, s.shards))
             else:
                 profile(lambda: view_cpu(view, query_ids, query_vecs, args.k, args.views))
             return
         pings, ping_cost = ping_floor(s.client, servers, args.queries)
         code = code_cost(local, probe[0], args.k, args.shards)
-        inproc, rpc, rpc_cost = rpc_latency(local, both, probe, args.k, 2, servers)
+        inproc, rpc, rpc_cost, in_place = rpc_latency(
+            local, both, probe, args.k, 2, servers, s.shards
+        )
         if args.latency_only:
             added = pct(rpc, 50) - pct(inproc, 50)
             print(f"latency only: in-process p50 {pct(inproc, 50):.3f} ms, RPC p50 "
-                  f"{pct(rpc, 50):.3f} ms, adds {added:.3f}; wake-ups a search "
+                  f"{pct(rpc, 50):.3f} ms, adds {added:.3f}; in place the shards' search "
+                  f"{max(in_place):.3f} ms (mean, slowest shard); wake-ups a search "
                   f"{rpc_cost['wakeups']:.1f}; load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
             return
         costs = view_cpu(view, query_ids, query_vecs, args.k, args.views)
@@ -280,6 +294,9 @@ def main() -> None:
           f"merge {code['merge']:.1f}); each shard {code['shard']:.1f} (decode "
           f"{code['decode request']:.1f}, encode {code['encode reply']:.1f})")  # fmt: skip
     row("1. shard 0 in-process (baseline)", base50, pct(inproc, 99), 1e3 / inproc.mean(), None)
+    print(f"   each shard's search as it runs in place (its RPC handler, mean): "
+          f"{', '.join(f'{ms:.3f}' for ms in in_place)} ms; shard 0 in-process, mean: "
+          f"{inproc.mean():.3f} ms")  # fmt: skip
     row(
         f"1. RPC, {args.shards} shard(s), one at a time",
         pct(rpc, 50),
@@ -307,7 +324,8 @@ def main() -> None:
     added = pct(rpc, 50) - base50
     print(
         f"rpc_path_bench {args.n:,}/{args.shards} shards: RPC adds {added:.3f} ms p50 over "
-        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}; a PING round trip "
+        f"{base50:.3f} in-process (x{pct(rpc, 50) / base50:.2f}; the shards' search in place "
+        f"{max(in_place):.3f} mean; a PING round trip "
         f"{pct(pings, 50):.3f}, its own code hot {(code['caller'] + code['shard']) / 1e3:.3f}); "
         f"8 callers "
         f"{cells[8]['qps']:.0f} q/s at {cells[8]['cpu_ms']:.3f} CPU ms and "

@@ -1,9 +1,10 @@
 """The server processes of search_bench: shard replicas (ShardService) and gunicorn.
 
 Each shard replica runs in its own process with one FAISS thread, exactly the serving
-code a search worker runs in its Celery bootstep, minus Celery. On SIGTERM it prints its
-RPC counters (served requests, batches, largest batch) as JSON and exits without the
-shutdown snapshot, so a reused index directory stays as it was built.
+code a search worker runs in its Celery bootstep, minus Celery. On SIGUSR1 it prints its
+RPC counters (served requests, batches, largest batch, handler seconds) as JSON to its log;
+on SIGTERM it prints them and exits without the shutdown snapshot, so a reused index
+directory stays as it was built.
 
     python bench/search_procs.py shard --redis-url URL --shard 0 --index-dir D --batch-cap 64
 """
@@ -21,6 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 from workers.redis_process import free_port  # noqa: E402
 from workers.rpc.client import SearchClient  # noqa: E402
 from workers.rpc.errors import NoShardAvailable  # noqa: E402
+
+if TYPE_CHECKING:
+    from workers.serving.shard_service import ShardService
 
 
 def serve_shard(args: argparse.Namespace) -> None:
@@ -50,16 +55,31 @@ def serve_shard(args: argparse.Namespace) -> None:
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: print_counters(service))
     service.start()
     stop.wait()
+    print_counters(service)
+    os._exit(0)  # no shutdown snapshot: the bench's index directory is read-only to it
+
+
+def print_counters(service: ShardService) -> None:
+    """The replica's RPC counters as one JSON line on stderr (its log): requests served,
+    batches, the largest batch, and the seconds its handler spent, the search as it runs
+    in place (read from the vps_rpc_handler_seconds histogram)."""
+    from workers.observability.metrics import RPC_HANDLER_SECONDS
+
     server = service.server
     counters = {
         "served": server.served if server else 0,
         "batches": server.batches if server else 0,
         "max_batch": server.max_batch_size if server else 0,
+        "handler_s": 0.0,
     }
+    for family in RPC_HANDLER_SECONDS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_sum") and server and sample.labels["server"] == server.name:
+                counters["handler_s"] = sample.value
     print(json.dumps(counters), file=sys.stderr, flush=True)
-    os._exit(0)  # no shutdown snapshot: the bench's index directory is read-only to it
 
 
 @dataclass
@@ -103,6 +123,21 @@ class ShardProcs:
             time.sleep(0.2)
         raise RuntimeError(f"shards not ready after {timeout:.0f}s; logs in {self.log_dir}")
 
+    def counters(self, timeout: float = 10.0) -> list[dict]:
+        """Each replica's counters now (see `print_counters`), asked for by SIGUSR1."""
+        logs = [self.log_dir / f"shard{s}-cap{self.batch_cap}.log" for s in range(self.n_shards)]
+        before = [len(_counter_lines(log)) for log in logs]
+        for proc in self.procs:
+            proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [_counter_lines(log) for log in logs]
+            if all(len(ln) > n for ln, n in zip(lines, before, strict=True)):
+                return [json.loads(ln[-1]) for ln in lines]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"shards did not print their counters; logs in {self.log_dir}")
+            time.sleep(0.01)
+
     def stop(self) -> list[dict]:
         """Terminate the replicas; their RPC counters, one dict per shard."""
         for proc in self.procs:
@@ -114,11 +149,14 @@ class ShardProcs:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            log = self.log_dir / f"shard{shard}-cap{self.batch_cap}.log"
-            lines = [ln for ln in log.read_text().splitlines() if ln.startswith("{")]
+            lines = _counter_lines(self.log_dir / f"shard{shard}-cap{self.batch_cap}.log")
             counters.append(json.loads(lines[-1]) if lines else {})
         self.procs.clear()
         return counters
+
+
+def _counter_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("{")]
 
 
 @dataclass
