@@ -69,16 +69,19 @@ def print_counters(service: ShardService) -> None:
     from workers.observability.metrics import RPC_HANDLER_SECONDS
 
     server = service.server
-    counters = {
-        "served": server.served if server else 0,
-        "batches": server.batches if server else 0,
-        "max_batch": server.max_batch_size if server else 0,
-        "handler_s": 0.0,
-    }
-    for family in RPC_HANDLER_SECONDS.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_sum") and server and sample.labels["server"] == server.name:
-                counters["handler_s"] = sample.value
+    counters = {"served": 0, "batches": 0, "max_batch": 0, "handler_s": 0.0}
+    if server is not None:
+        (family,) = RPC_HANDLER_SECONDS.collect()
+        counters.update(
+            served=server.served,
+            batches=server.batches,
+            max_batch=server.max_batch_size,
+            handler_s=sum(
+                sample.value
+                for sample in family.samples
+                if sample.name.endswith("_sum") and sample.labels["server"] == server.name
+            ),
+        )
     print(json.dumps(counters), file=sys.stderr, flush=True)
 
 
@@ -95,7 +98,7 @@ class ShardProcs:
 
     def start(self) -> ShardProcs:
         for shard in range(self.n_shards):
-            log = (self.log_dir / f"shard{shard}-cap{self.batch_cap}.log").open("w")
+            log = self._log(shard).open("w")
             cmd = [
                 sys.executable, __file__, "shard",
                 "--redis-url", self.redis_url,
@@ -123,9 +126,12 @@ class ShardProcs:
             time.sleep(0.2)
         raise RuntimeError(f"shards not ready after {timeout:.0f}s; logs in {self.log_dir}")
 
+    def _log(self, shard: int) -> Path:
+        return self.log_dir / f"shard{shard}-cap{self.batch_cap}.log"
+
     def counters(self, timeout: float = 10.0) -> list[dict]:
         """Each replica's counters now (see `print_counters`), asked for by SIGUSR1."""
-        logs = [self.log_dir / f"shard{s}-cap{self.batch_cap}.log" for s in range(self.n_shards)]
+        logs = [self._log(shard) for shard in range(self.n_shards)]
         before = [len(_counter_lines(log)) for log in logs]
         for proc in self.procs:
             proc.send_signal(signal.SIGUSR1)
@@ -149,7 +155,7 @@ class ShardProcs:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            lines = _counter_lines(self.log_dir / f"shard{shard}-cap{self.batch_cap}.log")
+            lines = _counter_lines(self._log(shard))
             counters.append(json.loads(lines[-1]) if lines else {})
         self.procs.clear()
         return counters
