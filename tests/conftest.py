@@ -151,29 +151,38 @@ def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
-    """A real Celery worker on the encode queue (its own process, the tiny model)."""
+def launched_encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
+    """The encode worker's process, not yet waited for: `shard_workers` starts the shards'
+    beside it while it loads its model."""
     from tests.support.processes import CeleryWorker
     from workers.queues import Queue
 
     worker = CeleryWorker([Queue.ENCODE.value, Queue.DEFAULT.value], redis_url, worker_logs)
-    worker.start()
-    yield worker
+    yield worker.launch()
     worker.stop()
 
 
 @pytest.fixture
-def shard_workers(encode_worker, redis_url, worker_logs, settings, tmp_path):
+def encode_worker(launched_encode_worker):
+    """A real Celery worker on the encode queue (its own process, the tiny model)."""
+    return launched_encode_worker.ready()
+
+
+@pytest.fixture
+def shard_workers(launched_encode_worker, redis_url, worker_logs, settings, tmp_path):
     """One real search worker per shard (two shards), beside the encode worker.
 
     Each test gets its own index directory and store: artifacts must not leak between tests.
     """
-    from tests.support.processes import CeleryWorker
+    from tests.support.processes import CeleryWorker, stop_together
     from workers.queues import shard_queue
 
     settings.INDEX_DIR = tmp_path / "index"
     settings.INDEX_STORE_URL = (tmp_path / "index-store").as_uri()
-    workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).start() for n in range(2)]
-    yield workers
-    for worker in workers:
-        worker.stop()
+    workers = [CeleryWorker([shard_queue(n)], redis_url, worker_logs).launch() for n in range(2)]
+    try:
+        for worker in (launched_encode_worker, *workers):
+            worker.ready()
+        yield workers
+    finally:
+        stop_together(workers)

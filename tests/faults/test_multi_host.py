@@ -26,7 +26,7 @@ from tests.support.indexing import (
     shards_match_database,
     wait,
 )
-from tests.support.processes import CeleryWorker
+from tests.support.processes import CeleryWorker, stop_together
 from tests.support.s3 import s3_server
 from workers.encoding.registry import published_model
 from workers.index.artifacts import ArtifactStore
@@ -148,9 +148,11 @@ def test_replicas_on_two_hosts(
         return worker
 
     try:
-        start(a.worker([Queue.INDEX.value], redis_url, worker_logs).start())
-        a0 = start(a.replica(0, redis_url, worker_logs))
-        a1 = start(a.replica(1, redis_url, worker_logs))
+        # Host A's index worker and replicas load side by side.
+        first = [[Queue.INDEX.value], [shard_queue(0)], [shard_queue(1)]]
+        _, a0, a1 = [start(a.worker(queues, redis_url, worker_logs).launch()) for queues in first]
+        for worker in started:
+            worker.ready()
         # Two waves, so that shard 0's log has entries behind the first snapshot to trim:
         # an encode batch takes every pending product, and a slow first batch took all 16.
         ids = add_until_on_shard(0, "MH", 0, at_least=8)
@@ -247,8 +249,7 @@ def test_replicas_on_two_hosts(
             assert response.json()["shards"] == {"answered": 1, "total": 2, "missing": [1]}
         assert client.llen(shard_queue_key(1)) == queued, "no request waited for shard 1"
     finally:
-        for worker in reversed(started):
-            worker.stop()
+        stop_together(started)
 
     print(
         f"\n[{store_url.split(':')[0]}] empty-disk replica ready in {b_ready_s:.1f}s; "

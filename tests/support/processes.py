@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from django.db import connection
@@ -62,7 +62,12 @@ class CeleryWorker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> CeleryWorker:
-        from searchsite.celery import app, worker_argv
+        return self.launch().ready(timeout)
+
+    def launch(self) -> CeleryWorker:
+        """Start the process without waiting for it: several workers load side by side
+        (an encode worker loads its model before it answers)."""
+        from searchsite.celery import worker_argv
 
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -72,6 +77,12 @@ class CeleryWorker:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def ready(self, timeout: float = 60.0) -> CeleryWorker:
+        """Wait until the launched worker answers a ping."""
+        from searchsite.celery import app
+
         try:
             self._wait_ready(app, timeout)
         except BaseException:
@@ -91,9 +102,17 @@ class CeleryWorker:
         raise RuntimeError(f"worker did not answer in {timeout}s; log:\n{self.log()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.signal(sig)
+        self.join()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def join(self) -> None:
+        """Wait for the process to exit (killing it after 30 s)."""
         if self.proc is None:
             return
-        self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -106,3 +125,13 @@ class CeleryWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def stop_together(workers: Iterable[CeleryWorker]) -> None:
+    """Warm shutdowns side by side: each worker finishes its own (a shard's final work)
+    while the others do."""
+    workers = list(workers)
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        worker.join()
