@@ -200,7 +200,7 @@ def stored_product() -> int:
 def test_workers_metrics_and_a_request_id_to_the_shard(
     redis_url, redis_client, worker_logs, api_client, client
 ) -> None:
-    from tests.support.processes import CeleryWorker
+    from tests.support.processes import CeleryWorker, stop_together
     from workers.encoding.registry import publish_model
     from workers.queues import shard_queue
 
@@ -221,7 +221,9 @@ def test_workers_metrics_and_a_request_id_to_the_shard(
     ]
     try:
         for worker in workers:
-            worker.start()
+            worker.launch()
+        for worker in workers:
+            worker.ready()
         pids = {str(w.proc.pid) for w in workers if w.proc is not None}
 
         # The worker's own port answers with Prometheus text, its shard's gauges included.
@@ -266,5 +268,4 @@ def test_workers_metrics_and_a_request_id_to_the_shard(
         assert sample(after, "vps_rpc_batch_size_count", server="shard-0") >= 1
         assert sample(after, "vps_search_shard_reply_seconds_count", shard="1") >= 1
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_together(workers)
