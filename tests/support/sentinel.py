@@ -145,7 +145,9 @@ class SentinelCluster:
             f"?sentinel_password={quote(self.sentinel_password, safe='')}"
         )
 
-    def start(self, timeout: float = 30.0) -> SentinelCluster:
+    def start(self, timeout: float = 60.0) -> SentinelCluster:
+        """Nodes, then sentinels, and wait until every sentinel sees every replica (from the
+        master's INFO, every 10 s) and peer: a liveness wait, generous for a loaded machine."""
         try:
             for node in self.nodes:
                 node.start()
