@@ -152,8 +152,8 @@ def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def launched_encode_worker(redis_url, tiny_clip_model, worker_logs, transactional_db):
-    """The encode worker's process, not yet waited for: `shard_workers` starts the shards'
-    beside it while it loads its model."""
+    """The encode worker's process, not yet waited for: `shard_workers` starts the shard
+    workers while it loads its model."""
     from tests.support.processes import CeleryWorker
     from workers.queues import Queue
 
